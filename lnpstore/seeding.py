@@ -1,0 +1,163 @@
+"""Frame-1 seeds: the cell centres that start the tracks, found in the CS channel or read from a CSV.
+
+Automatic seeds follow the classic nucleus/cell splitting recipe (scikit-image's "watershed
+segmentation" example): Gaussian smoothing, an Otsu foreground, the Euclidean distance transform of
+the foreground, its peaks as markers and a marker-controlled watershed that splits touching cells.
+Each seed is the centroid of its watershed region, the same definition of "centre" the tracker uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import LnpstoreError
+
+SEED_CSV_COLUMNS = ("well", "field", "y_px", "x_px")
+
+
+class SeedError(LnpstoreError, ValueError):
+    """Seeds cannot be found or read as given (bad settings, bad CSV)."""
+
+
+@dataclass(frozen=True)
+class SeedSettings:
+    """How automatic seeds are found; lengths in um, converted with the plate's pixel size.
+
+    smoothing_sigma_um: Gaussian sigma applied to the CS image before thresholding.
+    threshold_factor: multiplies the Otsu threshold of the smoothed image (1.0 = plain Otsu).
+    min_cell_distance_um: smallest distance between two seeds (peak_local_max ``min_distance``).
+    min_radius_um: a distance-transform peak lower than this is not a cell (debris, noise).
+    min_area_um2: watershed regions smaller than this are dropped.
+    """
+
+    smoothing_sigma_um: float = 1.0
+    threshold_factor: float = 1.0
+    min_cell_distance_um: float = 5.0
+    min_radius_um: float = 2.0
+    min_area_um2: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise SeedError(f"SeedSettings.{f.name} must be a positive number, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SeedSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SeedError(f"unknown SeedSettings field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def foreground_threshold(smoothed: np.ndarray, factor: float = 1.0, *, stride: int = 2) -> float:
+    """Otsu threshold of a smoothed image (on a strided subsample, for speed) times ``factor``."""
+    from skimage.filters import threshold_otsu
+
+    sample = smoothed[::stride, ::stride]
+    if float(sample.max()) <= float(sample.min()):
+        return float(sample.max()) + 1.0  # a flat image has no foreground
+    return float(threshold_otsu(sample)) * factor
+
+
+def auto_seeds(cs_image: np.ndarray, *, pixel_size_um: float, settings: SeedSettings | None = None) -> np.ndarray:
+    """Cell centres in a frame-1 CS image.
+
+    Parameters
+    ----------
+    cs_image : (H, W) ndarray
+        The counterstain image (any numeric dtype, counts).
+    pixel_size_um : float
+        Pixel edge length in um.
+    settings : SeedSettings, optional
+
+    Returns
+    -------
+    (N, 2) float64 ndarray of (y_px, x_px) centroids, sorted by y then x.
+    """
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.measure import regionprops
+    from skimage.segmentation import watershed
+
+    s = settings or SeedSettings()
+    img = np.asarray(cs_image)
+    if img.ndim != 2:
+        raise SeedError(f"auto_seeds needs a 2-D CS image, got shape {img.shape}")
+    if not pixel_size_um > 0:
+        raise SeedError(f"pixel_size_um must be positive, got {pixel_size_um}")
+    smoothed = ndi.gaussian_filter(img.astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
+    fg = smoothed > foreground_threshold(smoothed, s.threshold_factor)
+    fg = ndi.binary_fill_holes(fg)
+    if not fg.any():
+        return np.zeros((0, 2))
+    dist = ndi.distance_transform_edt(fg).astype(np.float32)
+    dist = ndi.gaussian_filter(dist, 1.0)  # breaks plateau ties between equal maxima
+    blobs, _ = ndi.label(fg)
+    peaks = peak_local_max(
+        dist,
+        min_distance=max(1, int(round(s.min_cell_distance_um / pixel_size_um))),
+        threshold_abs=s.min_radius_um / pixel_size_um,
+        labels=blobs,
+        exclude_border=False,
+    )
+    if len(peaks) == 0:
+        return np.zeros((0, 2))
+    markers = np.zeros(img.shape, np.int32)
+    markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
+    regions = watershed(-dist, markers, mask=fg)
+    min_area_px = s.min_area_um2 / pixel_size_um**2
+    cents = [r.centroid for r in regionprops(regions) if r.area >= min_area_px]
+    out = np.array(cents, dtype=np.float64).reshape(-1, 2)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def read_seed_csv(path: str | Path) -> pl.DataFrame:
+    """Manual seeds from a CSV with columns well, field, y_px, x_px (one row per cell).
+
+    Returns a frame with well (String), field (Int16), y_px, x_px (Float64); a clear error naming the
+    file for a missing column, a bad value or a duplicated centre.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SeedError(f"seed CSV {path} does not exist. Hint: give a CSV with columns {list(SEED_CSV_COLUMNS)}")
+    try:
+        df = pl.read_csv(path, infer_schema_length=None)
+    except Exception as exc:  # polars raises several types for unreadable CSV
+        raise SeedError(f"cannot read seed CSV {path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in SEED_CSV_COLUMNS if c not in df.columns]
+    if missing:
+        raise SeedError(
+            f"seed CSV {path} lacks column(s) {missing}; found {df.columns}. "
+            f"Hint: the columns are {list(SEED_CSV_COLUMNS)}, centres in px of the plate's images"
+        )
+    try:
+        df = df.select(
+            pl.col("well").cast(pl.String).str.strip_chars().str.to_uppercase(),
+            pl.col("field").cast(pl.Int16, strict=True),
+            pl.col("y_px").cast(pl.Float64, strict=True),
+            pl.col("x_px").cast(pl.Float64, strict=True),
+        )
+    except Exception as exc:
+        raise SeedError(f"seed CSV {path}: a value is not a number ({str(exc).splitlines()[0]})") from None
+    if df.null_count().sum_horizontal().item():
+        raise SeedError(f"seed CSV {path} has empty cells; every row needs well, field, y_px and x_px")
+    dup = df.is_duplicated()
+    if dup.any():
+        raise SeedError(f"seed CSV {path}: {int(dup.sum())} duplicated rows, e.g. {df.filter(dup).row(0)}")
+    return df
+
+
+def seeds_for(df: pl.DataFrame, well: str, field: int) -> np.ndarray:
+    """The (N, 2) (y_px, x_px) centres of one field from a :func:`read_seed_csv` frame."""
+    sub = df.filter((pl.col("well") == well) & (pl.col("field") == field))
+    return sub.select("y_px", "x_px").to_numpy().astype(np.float64).reshape(-1, 2)
