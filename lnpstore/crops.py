@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from scipy import ndimage as ndi
 
 from .errors import LnpstoreError
@@ -98,9 +99,14 @@ def decode_crops(df: pl.DataFrame) -> np.ndarray:
     if (lengths != n_bytes).any():
         i = int((lengths != n_bytes).arg_max())
         uid = df["cell_uid"][i] if "cell_uid" in df.columns else f"row {i}"
-        raise CropError(f"crop of cell {uid}: {lengths[i]} bytes, expected {n_bytes} for (3, {s}, {s}) uint16")
-    flat = np.frombuffer(b"".join(pixels.to_list()), dtype=_DTYPE)
-    return flat.reshape(df.height, len(CROP_CHANNELS), s, s).astype(np.uint16, copy=False)
+        raise CropError(
+            f"crop of cell {uid}: {lengths[i]} bytes, expected {n_bytes} for (3, {s}, {s}) uint16"
+        )
+    # every value has the same length: the Arrow values buffer is the (N, 3, S, S) array, copied once
+    arr = pixels.rechunk().to_arrow().cast(pa.large_binary())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    flat = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return flat.view(_DTYPE).reshape(df.height, len(CROP_CHANNELS), s, s).astype(np.uint16, copy=True)
 
 
 def crop_window(
@@ -175,7 +181,9 @@ def cell_completeness(tracks: pl.DataFrame, n_frames: int) -> pl.DataFrame:
         .group_by(keys)
         .agg(pl.col("frame").max().alias("last_frame"))
     )
-    any_flag = pl.any_horizontal([pl.col(c).fill_null(False) for c in flags]).any() if flags else pl.lit(False)
+    any_flag = (
+        pl.any_horizontal([pl.col(c).fill_null(False) for c in flags]).any() if flags else pl.lit(False)
+    )
     cells = ok.group_by(keys).agg(any_flag.alias("any_flag"))
     return (
         cells.join(run, on=keys, how="left")
@@ -275,16 +283,20 @@ def crop_plate(
     info = plate_info(store, plate)
     n_frames = int(info["n_frames"])
     if not 1 <= settings.t_in <= n_frames:
-        raise CropError(f"plate {plate!r}: t_in must be in 1..{n_frames} (the plate's frames), got {settings.t_in}")
+        raise CropError(
+            f"plate {plate!r}: t_in must be in 1..{n_frames} (the plate's frames), got {settings.t_in}"
+        )
     size = geometry_for(float(info["pixel_size_um"])).crop_px
     shift = plate_registration(store, plate)
     tracks = read_tracks(store, plate)
     cells = cell_completeness(tracks, n_frames).filter(pl.col("complete"))
     excluded = store.read("wells", plate=plate).filter(pl.col("excluded")).get_column("well").to_list()
     cells = cells.filter(~pl.col("well").is_in(excluded))
-    centres = tracks.join(cells.select("well", "field", "track_id", "cell_uid"), on=["well", "field", "track_id"]).filter(
-        pl.col("frame") <= settings.t_in
-    ).select("well", "field", "track_id", "cell_uid", "frame", "y_px", "x_px")
+    centres = (
+        tracks.join(cells.select("well", "field", "track_id", "cell_uid"), on=["well", "field", "track_id"])
+        .filter(pl.col("frame") <= settings.t_in)
+        .select("well", "field", "track_id", "cell_uid", "frame", "y_px", "x_px")
+    )
     images = (
         store.table("images", plate=plate)
         .filter(pl.col("channel").is_in(list(CROP_CHANNELS)) & (pl.col("frame") <= settings.t_in))
@@ -318,6 +330,12 @@ def crop_plate(
         parts = map_tasks(crop_field, tasks, desc=f"crop {plate} {well}", executor=executor)
         df = pl.concat(parts, how="vertical_relaxed")
         written += store.write("crops", df, mode="replace")
-    log.info("plate %s: %d crops of %d complete cells, %d px, frames 1..%d", plate, written, cells.height, size,
-             settings.t_in)
+    log.info(
+        "plate %s: %d crops of %d complete cells, %d px, frames 1..%d",
+        plate,
+        written,
+        cells.height,
+        size,
+        settings.t_in,
+    )
     return written

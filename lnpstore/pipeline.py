@@ -234,7 +234,7 @@ def run_study(
     stage("evaluate", lambda: evaluate(store, oracle=oracle, run_id=run_id))
     from .figures import make_tracking_figures
     from .models.randomization import compare_models
-    from .report import write_report
+    from .report import table1_path, write_report
 
     table1 = stage(
         "randomization",
@@ -242,6 +242,7 @@ def run_study(
             store, checkpoints=cfg.checkpoints_frames, n_permutations=cfg.n_permutations, seed=cfg.seed
         ),
     )
+    table1.write_parquet(table1_path(store))
     out_dir = root / "report"
     figs = make_tracking_figures(store, store.artifacts_dir("figures"))
     extra = [(p, p.stem.replace("_", " ")) for p in figs]
@@ -261,7 +262,9 @@ def run_study(
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    html, md = write_report(store, out_dir, run_info=run_info, extra_figures=extra, oracle=oracle, table1=table1)
+    html, md = write_report(
+        store, out_dir, run_info=run_info, extra_figures=extra, n_permutations=cfg.n_permutations, seed=cfg.seed
+    )
     atomic_write_bytes(json.dumps(run_info, indent=2, default=str).encode(), out_dir / "run.json")
     return RunResult(store=store, report_html=html, report_md=md, timings=timings)
 

@@ -52,7 +52,9 @@ def _as_bool(s: pl.Series, origin: str) -> pl.Series:
     if s.dtype.is_numeric():
         bad = s.filter(~s.is_in([0, 1]) & s.is_not_null())
         if bad.len():
-            raise PlateMapError(f"{origin}: column `is_control` has values {bad.unique().to_list()}; use true/false")
+            raise PlateMapError(
+                f"{origin}: column `is_control` has values {bad.unique().to_list()}; use true/false"
+            )
         return s.cast(pl.Boolean)
     text = s.cast(pl.String).str.strip_chars().str.to_lowercase()
     bad = text.filter(~text.is_in(list(_TRUE | _FALSE)) & text.is_not_null())
@@ -60,7 +62,9 @@ def _as_bool(s: pl.Series, origin: str) -> pl.Series:
         raise PlateMapError(
             f"{origin}: column `is_control` has values {bad.unique().to_list()[:5]}; use true/false"
         )
-    return pl.Series("is_control", [None if v is None else v in _TRUE for v in text.to_list()], dtype=pl.Boolean)
+    return pl.Series(
+        "is_control", [None if v is None else v in _TRUE for v in text.to_list()], dtype=pl.Boolean
+    )
 
 
 def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
@@ -75,7 +79,9 @@ def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
         path = Path(source)
         origin = f"plate map {path}"
         if not path.is_file():
-            raise PlateMapError(f"{origin}: no such file. Hint: give a CSV or Parquet file with well,dose_ng[,is_control]")
+            raise PlateMapError(
+                f"{origin}: no such file. Hint: give a CSV or Parquet file with well,dose_ng[,is_control]"
+            )
         try:
             if path.suffix.lower() in (".parquet", ".pq"):
                 df = pl.read_parquet(path)
@@ -94,7 +100,9 @@ def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
     wells = [normalise_well(w) if w is not None else None for w in raw_wells.to_list()]
     bad = [str(r) for r, w in zip(raw_wells.to_list(), wells, strict=True) if w is None]
     if bad:
-        raise PlateMapError(f"{origin}: {len(bad)} value(s) of `well` are not well ids like C03: {_list(bad)}")
+        raise PlateMapError(
+            f"{origin}: {len(bad)} value(s) of `well` are not well ids like C03: {_list(bad)}"
+        )
     try:
         dose = df.get_column("dose_ng").cast(pl.Float64, strict=True)
     except Exception:
@@ -121,7 +129,9 @@ def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
     return out.sort("well")
 
 
-def check_plate_map_wells(plate_map: pl.DataFrame, image_wells: list[str], *, plate: str, origin: str = "") -> None:
+def check_plate_map_wells(
+    plate_map: pl.DataFrame, image_wells: list[str], *, plate: str, origin: str = ""
+) -> None:
     """Raise :class:`PlateMapError` when the plate map and the plate's images disagree on the wells.
 
     Names both the wells in the map that have no images and the wells with images that the map lacks.
@@ -136,7 +146,9 @@ def check_plate_map_wells(plate_map: pl.DataFrame, image_wells: list[str], *, pl
     if no_images:
         parts.append(f"{len(no_images)} well(s) in the plate map have no images: {_list(no_images)}")
     if not_mapped:
-        parts.append(f"{len(not_mapped)} well(s) with images are missing from the plate map: {_list(not_mapped)}")
+        parts.append(
+            f"{len(not_mapped)} well(s) with images are missing from the plate map: {_list(not_mapped)}"
+        )
     where = f" ({origin})" if origin else ""
     raise PlateMapError(
         f"plate {plate}: plate map{where} and images disagree: "

@@ -165,25 +165,31 @@ def _pixel_size_um(store: Store, plate: str) -> float:
     return float(plates["pixel_size_um"][0])
 
 
-def _field_paths(store: Store, plate: str, frames: Iterable[int]) -> dict[tuple[str, int], list[tuple[str, str]]]:
+def _field_paths(
+    store: Store, plate: str, frames: Iterable[int]
+) -> dict[tuple[str, int], list[tuple[str, str]]]:
     """(well, field) -> [(bf_path, cs_path) per frame], over wells not excluded and frames with both ok."""
     frames = sorted(set(int(f) for f in frames))
     images = (
         store.table("images", plate=plate)
-        .filter(pl.col("channel").is_in(["BF", "CS"]) & pl.col("frame").is_in(frames) & (pl.col("status") == "ok"))
+        .filter(
+            pl.col("channel").is_in(["BF", "CS"]) & pl.col("frame").is_in(frames) & (pl.col("status") == "ok")
+        )
         .select("well", "field", "frame", "channel", "path")
         .collect()
     )
     if images.height == 0:
         raise RegistrationError(
             f"plate {plate!r}: no readable BF/CS images for frame(s) {frames}. "
-            "Hint: check `lnpstore sql \"SELECT status, count(*) FROM images GROUP BY status\"`"
+            'Hint: check `lnpstore sql "SELECT status, count(*) FROM images GROUP BY status"`'
         )
     excluded = store.read("wells", plate=plate).filter(pl.col("excluded")).get_column("well").to_list()
     wide = images.pivot(on="channel", index=["well", "field", "frame"], values="path")
     if "BF" not in wide.columns or "CS" not in wide.columns:
         raise RegistrationError(f"plate {plate!r}: need both BF and CS images of frame(s) {frames}")
-    wide = wide.drop_nulls(["BF", "CS"]).filter(~pl.col("well").is_in(excluded)).sort("well", "field", "frame")
+    wide = (
+        wide.drop_nulls(["BF", "CS"]).filter(~pl.col("well").is_in(excluded)).sort("well", "field", "frame")
+    )
     out: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for row in wide.iter_rows(named=True):
         out.setdefault((row["well"], int(row["field"])), []).append((row["BF"], row["CS"]))
@@ -212,7 +218,9 @@ def register_plate(
     sigma_px = settings.smooth_ref_px * geom.scale
     paths = _field_paths(store, plate, settings.frames)
     if not paths:
-        raise RegistrationError(f"plate {plate!r}: every well is excluded or lacks BF/CS images; nothing to register")
+        raise RegistrationError(
+            f"plate {plate!r}: every well is excluded or lacks BF/CS images; nothing to register"
+        )
     tasks = [
         {
             "plate": plate,
@@ -232,14 +240,22 @@ def register_plate(
         pl.lit(dy).alias("dy_px"),
         pl.lit(dx).alias("dx_px"),
         (dist <= settings.tolerance_px).alias("agrees_with_plate"),
-    ).select("plate", "well", "field", "dy_px", "dx_px", "field_dy_px", "field_dx_px", "error", "agrees_with_plate")
+    ).select(
+        "plate", "well", "field", "dy_px", "dx_px", "field_dy_px", "field_dx_px", "error", "agrees_with_plate"
+    )
     n_bad = df.height - int(df["agrees_with_plate"].sum())
     if n_bad:
         bad = df.filter(~pl.col("agrees_with_plate")).select("well", "field").rows()[:5]
         log.warning(
             "plate %s: %d of %d field(s) disagree with the plate offset (%.2f, %.2f) px by more than %.1f px, "
             "e.g. (well, field) %s; the plate offset is used for them too",
-            plate, n_bad, df.height, dy, dx, settings.tolerance_px, bad,
+            plate,
+            n_bad,
+            df.height,
+            dy,
+            dx,
+            settings.tolerance_px,
+            bad,
         )
     log.info("plate %s: BF offset (dy, dx) = (%.2f, %.2f) px over %d fields", plate, dy, dx, df.height)
     store.write("registration", df, mode="replace")

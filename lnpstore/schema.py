@@ -441,7 +441,7 @@ _table(
 _table(
     Table(
         "metrics",
-        "Evaluation metrics per model kind, mode, frame/checkpoint and fold (fold null = ensemble).",
+        "Evaluation metrics per model kind, mode, frame/checkpoint and fold (fold -1 = ensemble).",
         (
             _k("kind", pl.String, "cnn | lstm | tsfresh_xgb | oracle"),
             _k("mode", pl.String, "classify | regress"),

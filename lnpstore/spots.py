@@ -76,7 +76,10 @@ def count_spots(
     mad = float(np.median(np.abs(th - med))) * 1.4826
     thr = max(med + s.mad_k * mad, s.min_prominence)
     peaks = peak_local_max(
-        th, min_distance=max(1, int(round(2 * sigma_px))), threshold_abs=thr, labels=reg.astype(np.uint8),
+        th,
+        min_distance=max(1, int(round(2 * sigma_px))),
+        threshold_abs=thr,
+        labels=reg.astype(np.uint8),
         exclude_border=False,
     )
     return int(len(peaks))

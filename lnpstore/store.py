@@ -124,7 +124,7 @@ def _arrow_with_metadata(t: S.Table, df: pl.DataFrame) -> pa.Table:
 def atomic_write_parquet(table_decl: S.Table, df: pl.DataFrame, path: Path) -> None:
     """Write ``df`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet.tmp", dir=path.parent)  # no glob *.parquet sees it
     os.close(fd)
     try:
         pq.write_table(_arrow_with_metadata(table_decl, df), tmp, compression="zstd")

@@ -37,7 +37,7 @@ def match_cells_to_truth(tracked: pl.DataFrame, truth: pl.DataFrame, *, max_dist
 
 
 def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
-    """cell_uid -> oracle_prob, oracle_log_gfp_centered for the store's cells, from the simulator's truth.
+    """cell_uid -> oracle_prob, oracle_log_gfp (log-centred) for the store's cells, from the simulator's truth.
 
     The oracle's regression value is centred like the targets: minus the mean of ln(gfp_sum) over the
     training cells, so it is on the same scale as ``gfp_log_centered``.
@@ -69,6 +69,6 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
         .select(
             "cell_uid",
             "oracle_prob",
-            (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp_centered"),
+            (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp"),
         )
     )

@@ -1,0 +1,677 @@
+"""Window-based marker-controlled watershed tracking of cells in the CS channel (the published method).
+
+For each frame, the CS image is smoothed once (Gaussian) and thresholded once (Otsu of the frame)
+into a foreground. Each live cell is then segmented only inside a window
+(``geometry_for(pixel_size_um).track_window_px``) centred on its previous centre:
+
+* elevation: the negative Euclidean distance transform of the window's foreground. Distance, not
+  intensity, because it splits touching cells at the neck between them whatever the stain's texture,
+  and because the CS stain is not brighter at the cell centre than at its rim;
+* markers: a small disc at the cell's previous centre (label 1); the previous centres of the other
+  tracked cells that fall in the window (competing markers, so touching cells do not merge); peaks
+  of the distance transform far from every known centre (cells that were never seeded); and the
+  window border (the outside marker);
+* mask: the foreground, so background pixels are never given to the cell.
+
+The new centre is the centroid of the cell's region. A track stops when its centre comes within
+``edge_margin_px`` of the field's edge ('edge'), when its region is lost ('lost'), when the CS image
+of the next frame is missing ('missing_image'), or at the last frame ('end').
+
+Quality flags, set after the whole field is tracked: ``flag_jump`` (displacement beyond
+``median + jump_mad_k * MAD`` of the field's displacements, at least ``jump_floor_um``, or beyond
+``jump_max_um``), ``flag_area`` (area ratio outside ``[1/area_ratio_max, area_ratio_max]`` or overlap
+with the previous region below ``iou_min``) and ``flag_lost``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import LnpstoreError
+from .geometry import geometry_for
+from .seeding import SeedSettings, fill_small_holes, foreground_threshold
+from .spots import SpotSettings, count_spots
+
+NODE_ID_STRIDE = 100_000  # node_id = track_id * NODE_ID_STRIDE + frame, unique within a field
+
+#: Columns of :func:`track_field`'s result (the tracks table without plate, well, field, cell_uid).
+FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
+    "track_id": pl.Int32,
+    "frame": pl.Int16,
+    "node_id": pl.Int64,
+    "parent_track_id": pl.Int32,
+    "lineage_id": pl.Int32,
+    "label_id": pl.Int32,
+    "y_px": pl.Float64,
+    "x_px": pl.Float64,
+    "displacement_px": pl.Float64,
+    "area_px": pl.Float64,
+    "perimeter_px": pl.Float64,
+    "eccentricity": pl.Float64,
+    "solidity": pl.Float64,
+    "mean_cs": pl.Float64,
+    "mean_lnp": pl.Float64,
+    "mean_gfp": pl.Float64,
+    "lnp_spots": pl.Int32,
+    "area_ratio": pl.Float64,
+    "iou_prev": pl.Float64,
+    "in_bounds": pl.Boolean,
+    "flag_jump": pl.Boolean,
+    "flag_area": pl.Boolean,
+    "flag_lost": pl.Boolean,
+    "stop_reason": pl.String,
+}
+
+
+class TrackingError(LnpstoreError, ValueError):
+    """Tracking cannot run as asked (bad settings, bad frames)."""
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """Settings of seeding and tracking; lengths in um (converted with the plate's pixel size).
+
+    smoothing_sigma_um: Gaussian sigma of the CS smoothing (once per frame).
+    The foreground (threshold method and factor, hole filling) is ``seeds``' (one definition of
+    "cell pixel" for seeding and tracking).
+    marker_radius_um: radius of the disc marker at a cell's previous centre.
+    min_area_um2: a region smaller than this is 'lost'.
+    new_peak_min_distance_um: a distance peak this far from every known centre becomes a competing
+        marker (a cell that was never seeded); 0 disables it.
+    new_peak_min_radius_um: such a peak must be at least this deep inside the foreground.
+    jump_mad_k, jump_floor_um, jump_max_um: the ``flag_jump`` rule (see the module docstring).
+    area_ratio_max: ``flag_area`` when area / previous area is outside [1/max, max].
+    iou_min: ``flag_area`` also when the overlap with the previous frame's region is below this.
+    """
+
+    smoothing_sigma_um: float = 1.0
+    marker_radius_um: float = 1.0
+    min_area_um2: float = 20.0
+    new_peak_min_distance_um: float = 6.0
+    new_peak_min_radius_um: float = 2.5
+    jump_mad_k: float = 8.0
+    jump_floor_um: float = 1.5
+    jump_max_um: float = 6.0
+    area_ratio_max: float = 1.5
+    iou_min: float = 0.3
+    seeds: SeedSettings = field(default_factory=SeedSettings)
+    spots: SpotSettings = field(default_factory=SpotSettings)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("seeds", "spots"):
+                want = SeedSettings if f.name == "seeds" else SpotSettings
+                if not isinstance(v, want):
+                    raise TrackingError(
+                        f"TrackSettings.{f.name} must be a {want.__name__}, got {type(v).__name__}"
+                    )
+                continue
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise TrackingError(f"TrackSettings.{f.name} must be a non-negative number, got {v!r}")
+        if self.area_ratio_max <= 1:
+            raise TrackingError(f"TrackSettings.area_ratio_max must be > 1, got {self.area_ratio_max}")
+        if not 0 <= self.iou_min <= 1:
+            raise TrackingError(f"TrackSettings.iou_min must be in [0, 1], got {self.iou_min}")
+        if self.smoothing_sigma_um <= 0 or self.marker_radius_um <= 0:
+            raise TrackingError("TrackSettings.smoothing_sigma_um and marker_radius_um must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrackSettings:
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise TrackingError(f"unknown TrackSettings field(s) {sorted(unknown)}; known: {sorted(known)}")
+        if isinstance(d.get("seeds"), Mapping):
+            d["seeds"] = SeedSettings.from_dict(d["seeds"])
+        if isinstance(d.get("spots"), Mapping):
+            d["spots"] = SpotSettings(**d["spots"])
+        return cls(**d)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    y: float
+    x: float
+    area: float | None = None
+    mask: np.ndarray | None = None  # previous region, bool, placed at (mask_y0, mask_x0) in the frame
+    mask_y0: int = 0
+    mask_x0: int = 0
+    rows: list[dict] = field(default_factory=list)
+    alive: bool = True
+
+
+def _iou(a: np.ndarray, ay: int, ax: int, b: np.ndarray, by: int, bx: int) -> float:
+    """Intersection over union of two boolean masks placed at (ay, ax) and (by, bx) in one frame."""
+    y0, x0 = max(ay, by), max(ax, bx)
+    y1, x1 = min(ay + a.shape[0], by + b.shape[0]), min(ax + a.shape[1], bx + b.shape[1])
+    inter = 0
+    if y1 > y0 and x1 > x0:
+        inter = int(
+            np.count_nonzero(
+                a[y0 - ay : y1 - ay, x0 - ax : x1 - ax] & b[y0 - by : y1 - by, x0 - bx : x1 - bx]
+            )
+        )
+    union = int(a.sum()) + int(b.sum()) - inter
+    return inter / union if union else 0.0
+
+
+def _disc_offsets(radius_px: float) -> np.ndarray:
+    r = max(0, int(math.floor(radius_px)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    keep = yy**2 + xx**2 <= radius_px**2 + 1e-9
+    return np.stack([yy[keep], xx[keep]], axis=1)
+
+
+class _FieldTracker:
+    """State of one field's tracking; fed one frame at a time (never holds the movie)."""
+
+    def __init__(self, seeds: np.ndarray, pixel_size_um: float, settings: TrackSettings):
+        from scipy import ndimage as ndi  # noqa: F401 - imported once here for the workers
+
+        self.s = settings
+        self.px = float(pixel_size_um)
+        geo = geometry_for(pixel_size_um)
+        self.half = geo.track_window_px // 2
+        self.edge_px = geo.edge_margin_px
+        self.sigma_px = settings.smoothing_sigma_um / self.px
+        self.min_area_px = settings.min_area_um2 / self.px**2
+        self.max_hole_px = settings.seeds.max_hole_um2 / self.px**2
+        self.marker = _disc_offsets(settings.marker_radius_um / self.px)
+        self.tracks = [_Track(i + 1, float(y), float(x)) for i, (y, x) in enumerate(seeds)]
+        self.shape: tuple[int, int] | None = None
+
+    # -- one frame --------------------------------------------------------------------------------
+    def step(self, frame: int, images: Mapping[str, np.ndarray]) -> None:
+        from scipy import ndimage as ndi
+
+        live = [t for t in self.tracks if t.alive]
+        if not live:
+            return
+        cs = images.get("CS")
+        if cs is None:
+            for t in live:
+                self._stop(t, "missing_image")
+            return
+        cs = np.asarray(cs)
+        if self.shape is None:
+            self.shape = cs.shape
+        elif cs.shape != self.shape:
+            raise TrackingError(f"frame {frame}: CS image has shape {cs.shape}, frame 1 had {self.shape}")
+        smoothed = ndi.gaussian_filter(cs.astype(np.float32), self.sigma_px)
+        fg = fill_small_holes(smoothed > foreground_threshold(smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method), self.max_hole_px)
+        centres = np.array([[t.y, t.x] for t in live])  # every live cell's previous centre
+        for t in live:
+            self._segment(t, frame, images, cs, fg, centres)
+
+    def _segment(self, t: _Track, frame: int, images: Mapping[str, np.ndarray], cs, fg, centres) -> None:
+        from scipy import ndimage as ndi
+        from skimage.feature import peak_local_max
+        from skimage.measure import regionprops
+        from skimage.segmentation import watershed
+
+        h, w = fg.shape
+        cy, cx = int(round(t.y)), int(round(t.x))
+        y0, y1 = max(0, cy - self.half), min(h, cy + self.half)
+        x0, x1 = max(0, cx - self.half), min(w, cx + self.half)
+        if y1 - y0 < 3 or x1 - x0 < 3:
+            self._stop(t, "lost")
+            return
+        win = fg[y0:y1, x0:x1]
+        markers = np.zeros(win.shape, np.int32)
+        # Outside marker: the window border (label 2), except where it is the image's edge (a cell cut
+        # by the image edge is still one cell). Neighbours: 3, 4, ... The cell itself: 1.
+        if y0 > 0:
+            markers[0, :] = 2
+        if y1 < h:
+            markers[-1, :] = 2
+        if x0 > 0:
+            markers[:, 0] = 2
+        if x1 < w:
+            markers[:, -1] = 2
+        known = centres - (y0, x0)
+        inside = (
+            (known[:, 0] >= 0)
+            & (known[:, 0] < win.shape[0])
+            & (known[:, 1] >= 0)
+            & (known[:, 1] < win.shape[1])
+        )
+        known = known[inside]
+        own = np.array([t.y - y0, t.x - x0])
+        label = 3
+        for k in known:
+            if abs(k[0] - own[0]) < 0.5 and abs(k[1] - own[1]) < 0.5:
+                continue
+            self._paint(markers, k, label)
+            label += 1
+        dist = ndi.distance_transform_edt(win).astype(np.float32)
+        if self.s.new_peak_min_distance_um > 0:
+            # Hand-written: peaks of the distance map far from every known centre = unseeded cells.
+            peaks = peak_local_max(
+                ndi.gaussian_filter(dist, 1.0),
+                min_distance=max(1, int(round(self.s.new_peak_min_distance_um / self.px / 2))),
+                threshold_abs=self.s.new_peak_min_radius_um / self.px,
+                exclude_border=False,
+            )
+            if len(peaks):
+                pts = np.vstack([known, own[None]])
+                d = np.sqrt(((peaks[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).min(1)
+                for p in peaks[d >= self.s.new_peak_min_distance_um / self.px]:
+                    self._paint(markers, p, label)
+                    label += 1
+        own_i = self._own_marker(win, own)
+        if own_i is None:
+            self._stop(t, "lost")
+            return
+        self._paint(markers, own_i, 1)  # painted last: the cell's own marker wins any overlap
+        markers[~win] = 0
+        lab = watershed(-dist, markers, mask=win)
+        region = lab == 1
+        area = float(np.count_nonzero(region))
+        if area < self.min_area_px:
+            self._stop(t, "lost")
+            return
+        rows, cols = np.nonzero(region)
+        ry0, rx0 = int(rows.min()), int(cols.min())
+        crop = region[ry0 : rows.max() + 1, rx0 : cols.max() + 1]
+        props = regionprops(crop.astype(np.uint8))[0]
+        ny, nx = float(rows.mean()) + y0, float(cols.mean()) + x0
+        disp = math.hypot(ny - t.y, nx - t.x) if t.rows else None
+        my0, mx0 = y0 + ry0, x0 + rx0
+        iou = _iou(t.mask, t.mask_y0, t.mask_x0, crop, my0, mx0) if t.mask is not None else None
+
+        def mean_of(ch: str) -> float | None:
+            img = images.get(ch)
+            return None if img is None else float(np.asarray(img)[y0:y1, x0:x1][region].mean())
+
+        lnp = images.get("LNP")
+        spots = (
+            None
+            if lnp is None
+            else count_spots(
+                np.asarray(lnp)[y0:y1, x0:x1], region, pixel_size_um=self.px, settings=self.s.spots
+            )
+        )
+        e = self.edge_px
+        in_bounds = bool(e <= ny <= fg.shape[0] - 1 - e and e <= nx <= fg.shape[1] - 1 - e)
+        t.rows.append(
+            {
+                "track_id": t.track_id,
+                "frame": frame,
+                "node_id": t.track_id * NODE_ID_STRIDE + frame,
+                "parent_track_id": None,
+                "lineage_id": t.track_id,
+                "label_id": t.track_id,
+                "y_px": ny,
+                "x_px": nx,
+                "displacement_px": disp,
+                "area_px": area,
+                "perimeter_px": float(props.perimeter),
+                "eccentricity": float(props.eccentricity),
+                "solidity": float(props.solidity),
+                "mean_cs": float(cs[y0:y1, x0:x1][region].mean()),
+                "mean_lnp": mean_of("LNP"),
+                "mean_gfp": mean_of("GFP"),
+                "lnp_spots": spots,
+                "area_ratio": area / t.area if t.area else None,
+                "iou_prev": iou,
+                "in_bounds": in_bounds,
+                "flag_jump": False,
+                "flag_area": False,
+                "flag_lost": False,
+                "stop_reason": None,
+            }
+        )
+        t.y, t.x, t.area = ny, nx, area
+        t.mask, t.mask_y0, t.mask_x0 = crop, my0, mx0
+        if not in_bounds:
+            self._stop(t, "edge")
+
+    def _own_marker(self, win: np.ndarray, own: np.ndarray) -> np.ndarray | None:
+        """The previous centre, or the nearest foreground pixel within the marker radius * 4."""
+        iy, ix = int(round(own[0])), int(round(own[1]))
+        iy, ix = min(max(iy, 0), win.shape[0] - 1), min(max(ix, 0), win.shape[1] - 1)
+        if win[iy, ix]:
+            return np.array([iy, ix])
+        r = int(math.ceil(4 * self.s.marker_radius_um / self.px))
+        ys, xs = slice(max(0, iy - r), iy + r + 1), slice(max(0, ix - r), ix + r + 1)
+        pts = np.argwhere(win[ys, xs])
+        if len(pts) == 0:
+            return None
+        pts = pts + (ys.start, xs.start)
+        return pts[np.argmin(((pts - (iy, ix)) ** 2).sum(1))]
+
+    def _paint(self, markers: np.ndarray, centre: np.ndarray, label: int) -> None:
+        p = self.marker + np.round(centre).astype(int)
+        ok = (
+            (p[:, 0] > 0)
+            & (p[:, 0] < markers.shape[0] - 1)
+            & (p[:, 1] > 0)
+            & (p[:, 1] < markers.shape[1] - 1)
+        )
+        p = p[ok]
+        markers[p[:, 0], p[:, 1]] = label
+
+    def _stop(self, t: _Track, reason: str) -> None:
+        t.alive = False
+        t.mask = None
+        if t.rows:
+            t.rows[-1]["stop_reason"] = reason
+            t.rows[-1]["flag_lost"] = reason == "lost"
+
+    # -- result -----------------------------------------------------------------------------------
+    def finish(self) -> pl.DataFrame:
+        for t in self.tracks:
+            if t.alive:
+                self._stop(t, "end")
+        rows = [r for t in self.tracks for r in t.rows]
+        df = (
+            pl.DataFrame(rows, schema=FIELD_COLUMNS, orient="row")
+            if rows
+            else pl.DataFrame(schema=FIELD_COLUMNS)
+        )
+        return add_quality_flags(df, pixel_size_um=self.px, settings=self.s)
+
+
+def add_quality_flags(df: pl.DataFrame, *, pixel_size_um: float, settings: TrackSettings) -> pl.DataFrame:
+    """Set ``flag_jump`` and ``flag_area`` from the field's displacement distribution and area ratios."""
+    s = settings
+    d = df.get_column("displacement_px").drop_nulls()
+    if d.len():
+        med = float(d.median())
+        mad = float((d - med).abs().median()) * 1.4826
+    else:
+        med = mad = 0.0
+    thr = max(med + s.jump_mad_k * mad, s.jump_floor_um / pixel_size_um)
+    return df.with_columns(
+        flag_jump=(pl.col("displacement_px") > thr)
+        | (pl.col("displacement_px") > s.jump_max_um / pixel_size_um),
+        flag_area=(pl.col("area_ratio") > s.area_ratio_max)
+        | (pl.col("area_ratio") < 1.0 / s.area_ratio_max)
+        | (pl.col("iou_prev") < s.iou_min),
+    ).with_columns(pl.col("flag_jump", "flag_area").fill_null(False))
+
+
+def track_field(
+    frames: Iterable[Mapping[str, np.ndarray]],
+    seeds: np.ndarray,
+    *,
+    pixel_size_um: float,
+    settings: TrackSettings | None = None,
+) -> pl.DataFrame:
+    """Track one field's cells from their frame-1 seeds.
+
+    Parameters
+    ----------
+    frames : iterable of {channel: (H, W) ndarray}
+        Frames 1, 2, ... in order, each a mapping channel ('CS', 'LNP', 'GFP', ...) -> image. Consumed
+        one at a time (a generator that reads files lazily keeps memory flat). 'CS' is required;
+        a frame without it stops every live track ('missing_image'); without 'LNP'/'GFP' the means
+        and spot counts are null.
+    seeds : (N, 2) ndarray
+        Frame-1 centres (y_px, x_px); track_id i + 1 starts at seeds[i].
+    pixel_size_um : float
+        Pixel edge length in um (sets the window, margin and every length in ``settings``).
+
+    Returns
+    -------
+    polars.DataFrame with :data:`FIELD_COLUMNS`, one row per (track, frame).
+    """
+    s = settings or TrackSettings()
+    seeds = np.asarray(seeds, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(seeds).all():
+        raise TrackingError("seeds contain NaN or infinite centres")
+    tracker = _FieldTracker(seeds, pixel_size_um, s)
+    for i, images in enumerate(frames, start=1):
+        tracker.step(i, images)
+    return tracker.finish()
+
+
+# -- the stage ------------------------------------------------------------------------------------
+TRACK_CHANNELS = ("CS", "LNP", "GFP")
+
+
+@dataclass
+class TrackReport:
+    """What :func:`track_plate` did."""
+
+    plate: str
+    fields_tracked: int = 0
+    fields_skipped: int = 0
+    fields_excluded: int = 0
+    fields_without_seeds: list[tuple[str, int]] = field(default_factory=list)
+    tracks: int = 0
+    nodes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def cell_frames_per_s(self) -> float:
+        return self.nodes / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"tracked {self.fields_tracked} field(s) of plate {self.plate} ({self.tracks} tracks, {self.nodes} "
+            f"cell-frames, {self.cell_frames_per_s:.0f} cell-frames/s); skipped {self.fields_skipped} already "
+            f"tracked, {self.fields_excluded} in excluded wells; {len(self.fields_without_seeds)} without seeds"
+        )
+
+
+def _read_image(path: str | None, where: str):
+    import tifffile
+
+    if path is None:
+        return None
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise TrackingError(
+            f"{where}: cannot read {path} ({exc!r}). Hint: re-run `lnpstore ingest` to re-check the images"
+        ) from None
+
+
+def _lazy_frames(job: dict, first_cs=None) -> Iterable[dict[str, np.ndarray]]:
+    """One frame's images at a time, read from the paths in ``job['frames']``."""
+    where = f"plate {job['plate']}, well {job['well']}, field {job['field']}"
+    for i, paths in enumerate(job["frames"], start=1):
+        images = {}
+        for ch in TRACK_CHANNELS:
+            if ch == "CS" and i == 1 and first_cs is not None:
+                images[ch] = first_cs
+                continue
+            img = _read_image(paths.get(ch), f"{where}, frame {i}, channel {ch}")
+            if img is not None:
+                images[ch] = img
+        yield images
+
+
+def track_field_job(job: dict) -> dict:
+    """Seed and track one field from image paths; a picklable unit of work for the Executor.
+
+    ``job``: plate, well, field, pixel_size_um, settings (TrackSettings.to_dict()), seeds ((N, 2)
+    array, or None for automatic seeds) and frames (list, frame 1 first, of {channel: path or None}).
+    Returns the job's keys plus ``seeds`` ((N, 2) array), ``source`` and ``tracks`` (track_field's frame).
+    """
+    settings = TrackSettings.from_dict(job["settings"])
+    px = float(job["pixel_size_um"])
+    first_cs = None
+    seeds = job.get("seeds")
+    if seeds is None:
+        where = f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
+        first_cs = _read_image(job["frames"][0].get("CS"), where) if job["frames"] else None
+        from .seeding import auto_seeds
+
+        seeds = (
+            np.zeros((0, 2))
+            if first_cs is None
+            else auto_seeds(first_cs, pixel_size_um=px, settings=settings.seeds)
+        )
+    seeds = np.asarray(seeds, dtype=np.float64).reshape(-1, 2)
+    tracks = track_field(_lazy_frames(job, first_cs), seeds, pixel_size_um=px, settings=settings)
+    return {
+        "plate": job["plate"],
+        "well": job["well"],
+        "field": job["field"],
+        "seeds": seeds,
+        "tracks": tracks,
+    }
+
+
+def _plate_info(store, plate: str) -> tuple[float, pl.DataFrame, set[str]]:
+    plates = store.read("plates", plate=plate)
+    if plates.height == 0:
+        known = store.read("plates").get_column("plate").to_list()
+        raise TrackingError(
+            f"plate {plate!r} is not in store {store.root} (plates: {known}). Hint: `lnpstore ingest` it first"
+        )
+    px = plates.get_column("pixel_size_um")[0]
+    if px is None or not px > 0:
+        raise TrackingError(
+            f"plate {plate}: pixel_size_um is {px} in the plates table; re-ingest with a pixel size"
+        )
+    images = (
+        store.table("images", plate=plate)
+        .filter(pl.col("channel").is_in(list(TRACK_CHANNELS)))
+        .select("well", "field", "frame", "channel", "path", "status")
+        .collect()
+    )
+    wells = store.read("wells", plate=plate)
+    excluded = set(wells.filter(pl.col("excluded")).get_column("well").to_list())
+    return float(px), images, excluded
+
+
+def track_plate(
+    store,
+    plate: str,
+    *,
+    seeds: str | Path = "auto",
+    settings: TrackSettings | None = None,
+    executor=None,
+    show_progress: bool = True,
+) -> TrackReport:
+    """Seed and track every field of ``plate`` that is not excluded and not tracked yet; write seeds, tracks.
+
+    Resumable: a (well, field) that already has rows in ``tracks`` is skipped. Work runs through
+    ``executor`` (an :class:`lnpstore.execution.Executor`; in-process when None); the driver writes
+    each well's seeds and tracks once all its fields are done. ``seeds`` is "auto" (from frame 1's CS
+    image) or the path of a CSV with columns well, field, y_px, x_px. The settings, seed source and
+    versions are written to ``artifacts/tracking/<plate>.json``.
+    """
+    import json
+    import time
+
+    from ._version import __version__
+    from .execution import Executor
+    from .schema import cell_uid_expr
+    from .seeding import read_seed_csv, seeds_for
+
+    s = settings or TrackSettings()
+    t0 = time.perf_counter()
+    report = TrackReport(plate)
+    px, images, excluded = _plate_info(store, plate)
+    manual = None
+    source = "auto"
+    if str(seeds) != "auto":
+        manual = read_seed_csv(seeds)
+        source = f"csv:{Path(seeds).resolve()}"
+    done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
+    ok = images.filter(pl.col("status") == "ok")
+    n_frames = int(images.get_column("frame").max() or 0)
+    jobs: list[dict] = []
+    per_well: dict[str, int] = {}
+    for (well, fld), grp in sorted(images.group_by(["well", "field"]), key=lambda kv: kv[0]):
+        if well in excluded:
+            report.fields_excluded += 1
+            continue
+        if (well, fld) in done:
+            report.fields_skipped += 1
+            continue
+        paths = {
+            (r["frame"], r["channel"]): r["path"]
+            for r in ok.filter((pl.col("well") == well) & (pl.col("field") == fld)).iter_rows(named=True)
+        }
+        del grp
+        frames = [{ch: paths.get((f, ch)) for ch in TRACK_CHANNELS} for f in range(1, n_frames + 1)]
+        job = {
+            "plate": plate,
+            "well": well,
+            "field": int(fld),
+            "pixel_size_um": px,
+            "settings": s.to_dict(),
+            "seeds": None if manual is None else seeds_for(manual, well, int(fld)),
+            "frames": frames,
+        }
+        jobs.append(job)
+        per_well[well] = per_well.get(well, 0) + 1
+
+    meta = {
+        "plate": plate,
+        "seeds": source,
+        "settings": s.to_dict(),
+        "pixel_size_um": px,
+        "package_version": __version__,
+        "executor": repr(executor),
+    }
+    from .store import atomic_write_bytes
+
+    atomic_write_bytes(json.dumps(meta, indent=2).encode(), store.artifacts_dir("tracking") / f"{plate}.json")
+
+    pending: dict[str, list[dict]] = {}
+    ex = executor or Executor.synchronous()
+    import os
+
+    quiet_before = os.environ.get("LNPSTORE_QUIET")
+    if not show_progress:
+        os.environ["LNPSTORE_QUIET"] = "1"
+    try:
+        for res in ex.map(track_field_job, jobs, desc=f"track {plate}"):
+            well = res["well"]
+            pending.setdefault(well, []).append(res)
+            if len(pending[well]) == per_well[well]:
+                _write_well(store, pending.pop(well), source, cell_uid_expr, report)
+    finally:
+        if not show_progress:
+            if quiet_before is None:
+                os.environ.pop("LNPSTORE_QUIET", None)
+            else:
+                os.environ["LNPSTORE_QUIET"] = quiet_before
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: TrackReport) -> None:
+    seed_parts, track_parts = [], []
+    for r in sorted(results, key=lambda r: r["field"]):
+        keys = {"plate": r["plate"], "well": r["well"], "field": r["field"]}
+        report.fields_tracked += 1
+        if len(r["seeds"]) == 0:
+            report.fields_without_seeds.append((r["well"], r["field"]))
+            continue
+        seed_parts.append(
+            pl.DataFrame(
+                {
+                    "track_id": np.arange(1, len(r["seeds"]) + 1, dtype=np.int32),
+                    "y_px": r["seeds"][:, 0],
+                    "x_px": r["seeds"][:, 1],
+                }
+            ).with_columns(**{k: pl.lit(v) for k, v in keys.items()}, source=pl.lit(source))
+        )
+        t = r["tracks"].with_columns(**{k: pl.lit(v) for k, v in keys.items()})
+        track_parts.append(t.with_columns(cell_uid=cell_uid_expr()))
+        report.tracks += int(r["tracks"].get_column("track_id").n_unique())
+        report.nodes += r["tracks"].height
+    if track_parts:
+        from . import schema as S
+
+        store.write("tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert")
+        store.write("seeds", pl.concat(seed_parts).select(S.table("seeds").column_names), mode="upsert")

@@ -1,0 +1,680 @@
+"""LSTM on panels (cases x frames x channels), with flax.linen + optax, and a fast random search.
+
+Three pieces: the network (:class:`LSTMNet`), the training loop (:class:`_Trainer`, which trains a
+batch of candidates that share an architecture *shape* at once) and the configs (frozen dataclasses
+:class:`LSTMConfig`, :class:`TrainConfig`, :class:`SearchConfig`).
+
+Dropout follows Keras' LSTM: ``dropout`` is a mask on the layer inputs and ``recurrent_dropout`` a
+mask on the hidden state ``h``, each drawn once per sequence and fixed over time (frames). Both rates
+are *inputs* of the network, not constants, so candidates that differ only in rates and seeds share
+one compiled program and are trained side by side with ``jax.vmap``.
+
+Speed-ups of :func:`lstm_search` over a plain per-candidate loop (each measured by
+``benchmarks/timeseries.py``): compile once per shape (units, layers, bidirectional, dense), ``vmap``
+over candidates of a shape (``SearchConfig.vmap_width``), whole epochs fused into one ``lax.scan``
+(``fused``), and successive halving (``halving``: after every ``rung_epochs`` epochs, only the best
+``1/eta`` of the candidates go on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+Mode = Literal["classify", "regress"]
+
+UNITS = (32, 64, 128, 256)
+LAYERS = (1, 2)
+RATES = (0.1, 0.2, 0.5)
+
+
+# ------------------------------------------------------------------------------------------ configs
+@dataclass(frozen=True)
+class LSTMConfig:
+    """One architecture: ``units`` per direction, 1-2 ``layers``, optional ``dense`` (units, relu)
+    layer before the output, input ``dropout`` and ``recurrent_dropout`` rates in [0, 1)."""
+
+    units: int = 64
+    layers: int = 1
+    bidirectional: bool = False
+    dense: bool = False
+    dropout: float = 0.2
+    recurrent_dropout: float = 0.2
+
+    @property
+    def shape(self) -> tuple[int, int, bool, bool]:
+        """What fixes the compiled program (rates do not)."""
+        return (self.units, self.layers, self.bidirectional, self.dense)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adam with learning rate ``lr``, ``epochs`` passes of mini-batches of ``batch_size`` cases."""
+
+    lr: float = 1e-4
+    epochs: int = 20
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Random search: selection training ``select``, retraining of the winner ``final`` (started
+    from the winner's best weights, best epoch kept; ``final.epochs = 0`` skips it) and the speed-ups."""
+
+    select: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, epochs=20))
+    final: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=30))
+    vmap_width: int = 8
+    fused: bool = True
+    halving: bool = True
+    rung_epochs: int = 5
+    eta: int = 2
+    cache_compiles: bool = True
+
+
+# ------------------------------------------------------------------------------------------ network
+def _lstm_layer(xw, wh, in_h_mask, reverse: bool):
+    """Run one LSTM direction. ``xw``: (B, T, 4H) input projections; returns h over time (B, T, H)."""
+    import jax
+    import jax.numpy as jnp
+
+    b, _, h4 = xw.shape
+    hdim = h4 // 4
+    xs = jnp.swapaxes(xw, 0, 1)
+
+    def step(carry, x_t):
+        h, c = carry
+        z = x_t + (h * in_h_mask) @ wh
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    zeros = jnp.zeros((b, hdim), xw.dtype)
+    _, hs = jax.lax.scan(step, (zeros, zeros), xs, reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def _make_net_class():
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    def _mask(key, rate, shape):
+        keep = 1.0 - rate
+        return jax.random.bernoulli(key, keep, shape).astype(jnp.float32) / keep
+
+    def _unit_forget_bias(key, shape, dtype=jnp.float32):
+        h = shape[0] // 4
+        return jnp.zeros(shape, dtype).at[h : 2 * h].set(1.0)
+
+    class LSTMNet(nn.Module):
+        """LSTM over (B, T, C) inputs; returns (B,) logits (classify) or values (regress).
+
+        ``rates`` is a (2,) array: input dropout and recurrent dropout, used when ``train``.
+        """
+
+        units: int
+        layers: int = 1
+        bidirectional: bool = False
+        dense: bool = False
+
+        @nn.compact
+        def __call__(self, x, rates, train: bool = False):
+            bsz = x.shape[0]
+            dirs = ("f", "b") if self.bidirectional else ("f",)
+            h = x
+            for layer in range(self.layers):
+                outs = []
+                for d in dirs:
+                    cin = h.shape[-1]
+                    wi = self.param(f"l{layer}{d}_wi", nn.initializers.glorot_uniform(), (cin, 4 * self.units))
+                    wh = self.param(f"l{layer}{d}_wh", nn.initializers.orthogonal(), (self.units, 4 * self.units))
+                    b = self.param(f"l{layer}{d}_b", _unit_forget_bias, (4 * self.units,))
+                    if train:
+                        k_in, k_h = jax.random.split(self.make_rng("dropout"))
+                        m_in = _mask(k_in, rates[0], (bsz, 1, cin))
+                        m_h = _mask(k_h, rates[1], (bsz, self.units))
+                    else:
+                        m_in = jnp.ones((bsz, 1, cin), x.dtype)
+                        m_h = jnp.ones((bsz, self.units), x.dtype)
+                    xw = (h * m_in) @ wi + b
+                    outs.append(_lstm_layer(xw, wh, m_h, reverse=(d == "b")))
+                if layer < self.layers - 1:
+                    h = jnp.concatenate(outs, axis=-1)
+                else:
+                    # forward: state after the last frame; backward: state after the first frame
+                    last = [outs[0][:, -1, :]] + ([outs[1][:, 0, :]] if self.bidirectional else [])
+                    h = jnp.concatenate(last, axis=-1)
+            if self.dense:
+                h = nn.relu(nn.Dense(self.units, name="dense")(h))
+            return nn.Dense(1, name="out")(h)[:, 0]
+
+    return LSTMNet
+
+
+_NET_CLASS = None
+
+
+def lstm_net(cfg: LSTMConfig):
+    """The flax.linen module of an architecture."""
+    global _NET_CLASS
+    if _NET_CLASS is None:
+        _NET_CLASS = _make_net_class()
+    return _NET_CLASS(units=cfg.units, layers=cfg.layers, bidirectional=cfg.bidirectional, dense=cfg.dense)
+
+
+# ------------------------------------------------------------------------------------------ training
+def class_weights(y: np.ndarray, mode: Mode) -> np.ndarray:
+    """Per-case loss weights: 'balanced' class weights n / (2 n_c) for classify, ones for regress."""
+    y = np.asarray(y, dtype=np.float64)
+    if mode != "classify":
+        return np.ones_like(y, dtype=np.float32)
+    n1 = float((y > 0.5).sum())
+    n0 = float(len(y) - n1)
+    w1 = len(y) / (2 * n1) if n1 else 0.0
+    w0 = len(y) / (2 * n0) if n0 else 0.0
+    return np.where(y > 0.5, w1, w0).astype(np.float32)
+
+
+@dataclass
+class _Data:
+    """Device arrays of one fit: training padded to whole batches (pad weight 0), validation."""
+
+    X: Any
+    Y: Any
+    W: Any
+    Xv: Any
+    Yv: Any
+    Wv: Any
+    n_batches: int
+    batch_size: int
+
+
+def _prepare(X, y, Xv, yv, mode: Mode, batch_size: int, w_train: np.ndarray | None = None) -> _Data:
+    import jax.numpy as jnp
+
+    n = len(X)
+    bs = max(1, min(batch_size, n))
+    nb = math.ceil(n / bs)
+    pad = nb * bs - n
+    w = class_weights(y, mode) if w_train is None else w_train
+    # validation uses the training set's class weights
+    n1 = float((np.asarray(y) > 0.5).sum())
+    if mode == "classify" and 0 < n1 < n:
+        wv = np.where(np.asarray(yv) > 0.5, n / (2 * n1), n / (2 * (n - n1))).astype(np.float32)
+    else:
+        wv = np.ones(len(yv), np.float32)
+    Xp = np.concatenate([X, np.zeros((pad,) + X.shape[1:], X.dtype)])
+    yp = np.concatenate([np.asarray(y, np.float32), np.zeros(pad, np.float32)])
+    wp = np.concatenate([w, np.zeros(pad, np.float32)])
+    return _Data(
+        jnp.asarray(Xp, jnp.float32),
+        jnp.asarray(yp),
+        jnp.asarray(wp),
+        jnp.asarray(Xv, jnp.float32),
+        jnp.asarray(np.asarray(yv, np.float32)),
+        jnp.asarray(wv),
+        nb,
+        bs,
+    )
+
+
+class _Trainer:
+    """Trains ``width`` candidates of one architecture shape at once (vmap), on one :class:`_Data`.
+
+    State per candidate: params, Adam state, best params, best loss, best epoch, epoch, rng key.
+    """
+
+    def __init__(self, shape_cfg: LSTMConfig, mode: Mode, lr: float, data: _Data, *, fused: bool = True):
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        self.net = lstm_net(shape_cfg)
+        self.mode = mode
+        self.data = data
+        self.fused = fused
+        tx = optax.adam(lr)
+        net = self.net
+        nb, bs = data.n_batches, data.batch_size
+
+        def loss(params, rates, xb, yb, wb, key, train):
+            out = net.apply({"params": params}, xb, rates, train=train, rngs={"dropout": key})
+            if mode == "classify":
+                per = optax.sigmoid_binary_cross_entropy(out, yb)
+            else:
+                per = (out - yb) ** 2
+            return jnp.sum(wb * per) / jnp.maximum(jnp.sum(wb), 1e-8)
+
+        def init(key, rates):
+            k_init, k_run = jax.random.split(key)
+            params = net.init({"params": k_init}, data.X[:2], rates)["params"]
+            return {
+                "params": params,
+                "opt": tx.init(params),
+                "best_params": params,
+                "best_loss": jnp.asarray(jnp.inf, jnp.float32),
+                "best_epoch": jnp.asarray(0, jnp.int32),
+                "epoch": jnp.asarray(0, jnp.int32),
+                "key": k_run,
+                "rates": rates,
+            }
+
+        def step(params, opt, rates, key, idx, X, Y, W):
+            g = jax.grad(loss)(params, rates, X[idx], Y[idx], W[idx], key, True)
+            upd, opt = tx.update(g, opt, params)
+            return optax.apply_updates(params, upd), opt
+
+        def val(params, rates, Xv, Yv, Wv):
+            return loss(params, rates, Xv, Yv, Wv, jax.random.PRNGKey(0), False)
+
+        def epoch_keys(key):
+            key, k_perm, k_drop = jax.random.split(key, 3)
+            perm = jax.random.permutation(k_perm, nb * bs).reshape(nb, bs)
+            return key, perm, jax.random.split(k_drop, nb)
+
+        def end_epoch(s, params, opt, key, Xv, Yv, Wv):
+            vl = val(params, s["rates"], Xv, Yv, Wv)
+            epoch = s["epoch"] + 1
+            better = vl < s["best_loss"]
+            best_params = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, s["best_params"])
+            s = {
+                **s,
+                "params": params,
+                "opt": opt,
+                "key": key,
+                "epoch": epoch,
+                "best_params": best_params,
+                "best_loss": jnp.where(better, vl, s["best_loss"]),
+                "best_epoch": jnp.where(better, epoch, s["best_epoch"]),
+            }
+            return s, vl
+
+        def one_epoch(s, X, Y, W, Xv, Yv, Wv):
+            key, perm, dkeys = epoch_keys(s["key"])
+
+            def body(carry, inp):
+                params, opt = carry
+                idx, k = inp
+                return step(params, opt, s["rates"], k, idx, X, Y, W), None
+
+            (params, opt), _ = jax.lax.scan(body, (s["params"], s["opt"]), (perm, dkeys))
+            return end_epoch(s, params, opt, key, Xv, Yv, Wv)
+
+        def run(s, X, Y, W, Xv, Yv, Wv, n_epochs):
+            def body(s, _):
+                return one_epoch(s, X, Y, W, Xv, Yv, Wv)
+
+            return jax.lax.scan(body, s, None, length=n_epochs)
+
+        self._init = jax.jit(jax.vmap(init))
+        self._val_only = jax.jit(jax.vmap(lambda s, Xv, Yv, Wv: val(s["params"], s["rates"], Xv, Yv, Wv),
+                                          in_axes=(0, None, None, None)))
+        self._run = jax.jit(jax.vmap(run, in_axes=(0,) + (None,) * 6 + (None,)), static_argnums=7)
+        # unfused path: one jitted call per mini-batch (the plain-loop baseline)
+        self._epoch_keys = jax.jit(jax.vmap(epoch_keys))
+        self._step = jax.jit(
+            jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None))
+        )
+        self._end = jax.jit(jax.vmap(end_epoch, in_axes=(0, 0, 0, 0, None, None, None)))
+
+    def init(self, keys, rates):
+        """Stacked state of candidates with PRNG ``keys`` (width, 2) and ``rates`` (width, 2)."""
+        return self._init(keys, rates)
+
+    def initial_val(self, state):
+        """Validation loss of the current params (width,), e.g. before a warm-started retraining."""
+        d = self.data
+        return self._val_only(state, d.Xv, d.Yv, d.Wv)
+
+    def train(self, state, n_epochs: int):
+        """``n_epochs`` more epochs; returns (state, val losses (n_epochs, width))."""
+        import jax.numpy as jnp
+
+        d = self.data
+        if self.fused:
+            state, vls = self._run(state, d.X, d.Y, d.W, d.Xv, d.Yv, d.Wv, n_epochs)
+            return state, jnp.swapaxes(vls, 0, 1)
+        vls = []
+        for _ in range(n_epochs):
+            key, perm, dkeys = self._epoch_keys(state["key"])
+            params, opt = state["params"], state["opt"]
+            for b in range(d.n_batches):
+                params, opt = self._step(params, opt, state["rates"], dkeys[:, b], perm[:, b], d.X, d.Y, d.W)
+            state, vl = self._end(state, params, opt, key, d.Xv, d.Yv, d.Wv)
+            vls.append(vl)
+        return state, jnp.stack(vls)
+
+
+# ------------------------------------------------------------------------------------------ model
+def _standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.reshape(-1, X.shape[-1]).mean(0)
+    std = X.reshape(-1, X.shape[-1]).std(0)
+    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
+class LSTMModel:
+    """An LSTM classifier (``mode='classify'``, class-weighted BCE) or regressor (MSE) on panels.
+
+    ``fit(X, y, X_val, y_val)`` trains ``arch`` for ``train.epochs`` epochs and keeps the epoch with
+    the lowest validation loss. Inputs are standardised per channel with the training set's mean and
+    standard deviation. X: (cases, frames, channels) float array.
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "classify",
+        *,
+        arch: LSTMConfig | None = None,
+        train: TrainConfig | None = None,
+        seed: int = 0,
+    ):
+        if mode not in ("classify", "regress"):
+            raise ValueError(f"mode must be 'classify' or 'regress', not {mode!r}")
+        self.mode: Mode = mode
+        self.arch = arch or LSTMConfig()
+        self.train_config = train or TrainConfig()
+        self.seed = seed
+        self.params: Any = None
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+        self.best_epoch_: int = 0
+        self.val_loss_: float = float("nan")
+        self.history_: list[float] = []
+
+    # sklearn-style
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> LSTMModel:
+        import jax
+
+        _check_panel(X, y, "X")
+        _check_panel(X_val, y_val, "X_val")
+        self.mean_, self.std_ = _standardizer(np.asarray(X, np.float32))
+        data = _prepare(self._scale(X), y, self._scale(X_val), y_val, self.mode, self.train_config.batch_size)
+        tr = _Trainer(self.arch, self.mode, self.train_config.lr, data)
+        keys = jax.random.PRNGKey(self.seed)[None]
+        rates = np.array([[self.arch.dropout, self.arch.recurrent_dropout]], np.float32)
+        state, vls = tr.train(tr.init(keys, rates), self.train_config.epochs)
+        self._take(state, 0)
+        self.history_ = [float(v) for v in np.asarray(vls)[0]]
+        return self
+
+    def _take(self, state, i: int) -> None:
+        import jax
+
+        self.params = jax.tree_util.tree_map(lambda a: np.asarray(a[i]), state["best_params"])
+        self.best_epoch_ = int(state["best_epoch"][i])
+        self.val_loss_ = float(state["best_loss"][i])
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        assert self.mean_ is not None and self.std_ is not None
+        return ((np.asarray(X, np.float32) - self.mean_) / self.std_).astype(np.float32)
+
+    def decision_function(self, X: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+        """Raw outputs (n,): logits (classify) or values (regress)."""
+        import jax
+        import jax.numpy as jnp
+
+        if self.params is None:
+            raise RuntimeError("this LSTMModel is not fitted yet. Hint: call fit(X, y, X_val, y_val) first")
+        net = lstm_net(self.arch)
+        apply = jax.jit(lambda p, x: net.apply({"params": p}, x, jnp.zeros(2), train=False))
+        Xs = self._scale(X)
+        out = [np.asarray(apply(self.params, jnp.asarray(Xs[i : i + batch_size]))) for i in range(0, len(Xs), batch_size)]
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, 2) class probabilities (classify only)."""
+        if self.mode != "classify":
+            raise ValueError("predict_proba is for mode='classify'")
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Labels 0/1 (classify) or values (regress)."""
+        if self.mode == "classify":
+            return (self.predict_proba(X)[:, 1] > 0.5).astype(np.int64)
+        return self.decision_function(X)
+
+    def predict_score(self, X: np.ndarray) -> np.ndarray:
+        """P(label 1) (classify) or the value (regress): what the store's ``y_pred`` holds."""
+        return self.predict_proba(X)[:, 1] if self.mode == "classify" else self.predict(X)
+
+    # persistence
+    def config(self) -> dict:
+        return {
+            "mode": self.mode,
+            "arch": asdict(self.arch),
+            "train": asdict(self.train_config),
+            "seed": self.seed,
+            "best_epoch": self.best_epoch_,
+            "val_loss": self.val_loss_,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Weights as flax msgpack at ``path``; config and scaler as JSON at ``path + '.json'``."""
+        from flax import serialization
+
+        from lnpstore.store import atomic_write_bytes
+
+        path = Path(path)
+        atomic_write_bytes(serialization.to_bytes(self.params), path)
+        meta = {**self.config(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}  # type: ignore[union-attr]
+        atomic_write_bytes(json.dumps(meta).encode(), path.with_name(path.name + ".json"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LSTMModel:
+        import jax
+        import jax.numpy as jnp
+        from flax import serialization
+
+        path = Path(path)
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        m = cls(meta["mode"], arch=LSTMConfig(**meta["arch"]), train=TrainConfig(**meta["train"]), seed=meta["seed"])
+        m.mean_ = np.asarray(meta["mean"], np.float32)
+        m.std_ = np.asarray(meta["std"], np.float32)
+        m.best_epoch_, m.val_loss_ = meta["best_epoch"], meta["val_loss"]
+        template = lstm_net(m.arch).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, len(m.mean_))), jnp.zeros(2))
+        m.params = serialization.from_bytes(template["params"], path.read_bytes())
+        return m
+
+
+class LSTMClassifier(LSTMModel):
+    """:class:`LSTMModel` with ``mode='classify'``."""
+
+    def __init__(self, **kw: Any):
+        super().__init__("classify", **kw)
+
+
+class LSTMRegressor(LSTMModel):
+    """:class:`LSTMModel` with ``mode='regress'``."""
+
+    def __init__(self, **kw: Any):
+        super().__init__("regress", **kw)
+
+
+def _check_panel(X: np.ndarray, y: np.ndarray, name: str) -> None:
+    if np.ndim(X) != 3:
+        raise ValueError(f"`{name}` must be (cases, frames, channels), got shape {np.shape(X)}")
+    if len(X) != len(y):
+        raise ValueError(f"`{name}` has {len(X)} cases but its target has {len(y)} values")
+    if len(X) == 0:
+        raise ValueError(f"`{name}` has no cases")
+
+
+# ------------------------------------------------------------------------------------------ search
+def sample_configs(n_samples: int, seed: int) -> list[LSTMConfig]:
+    """``n_samples`` architectures drawn uniformly from the search space (numpy Generator(seed))."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_samples):
+        out.append(
+            LSTMConfig(
+                units=int(rng.choice(UNITS)),
+                layers=int(rng.choice(LAYERS)),
+                bidirectional=bool(rng.integers(2)),
+                dense=bool(rng.integers(2)),
+                dropout=float(rng.choice(RATES)),
+                recurrent_dropout=float(rng.choice(RATES)),
+            )
+        )
+    return out
+
+
+def lstm_search(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    mode: Mode,
+    n_samples: int = 200,
+    seed: int = 0,
+    search: SearchConfig | None = None,
+    configs: list[LSTMConfig] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[LSTMModel, pl.DataFrame]:
+    """Random search over architectures; returns the retrained best model and one row per trial.
+
+    Candidates are ranked by their best validation loss within ``search.select.epochs`` epochs (lr
+    ``search.select.lr``); with ``search.halving`` only the best ``1/eta`` go on after each rung of
+    ``rung_epochs`` epochs (``stopped_early`` in the trials). The winner is then trained on with
+    ``search.final`` (lr 1e-5, 30 epochs) starting from its best weights; the best epoch is kept
+    (epoch 0 = the search weights). ``progress(n)`` is called with the epochs done per call.
+    """
+    import jax
+
+    sc = search or SearchConfig()
+    _check_panel(X, y, "X")
+    _check_panel(X_val, y_val, "X_val")
+    cfgs = configs if configs is not None else sample_configs(n_samples, seed)
+    n = len(cfgs)
+    mean, std = _standardizer(np.asarray(X, np.float32))
+    Xs = ((np.asarray(X, np.float32) - mean) / std).astype(np.float32)
+    Xvs = ((np.asarray(X_val, np.float32) - mean) / std).astype(np.float32)
+    data = _prepare(Xs, y, Xvs, y_val, mode, sc.select.batch_size)
+    base = jax.random.PRNGKey(seed)
+    keys = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(n)])
+    rates = np.array([[c.dropout, c.recurrent_dropout] for c in cfgs], np.float32)
+
+    total = sc.select.epochs
+    rung = sc.rung_epochs if sc.halving else total
+    rungs = list(range(rung, total, rung)) + [total]
+    width = max(1, sc.vmap_width)
+
+    best_loss = np.full(n, np.inf)
+    best_epoch = np.zeros(n, np.int64)
+    trained = np.zeros(n, np.int64)
+    alive = np.ones(n, bool)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        groups.setdefault(c.shape if sc.cache_compiles else ("cand", i), []).append(i)
+    trainers: dict[tuple, _Trainer] = {}
+    states: dict[int, Any] = {}  # candidate -> its (unstacked) state
+
+    def trainer(gkey: tuple, i: int) -> _Trainer:
+        if gkey not in trainers:
+            trainers[gkey] = _Trainer(cfgs[i], mode, sc.select.lr, data, fused=sc.fused)
+        return trainers[gkey]
+
+    done = 0
+    for r_end in rungs:
+        for gkey, members in groups.items():
+            todo = [i for i in members if alive[i] and trained[i] < r_end]
+            tr = trainer(gkey, members[0])
+            for c0 in range(0, len(todo), width):
+                chunk = todo[c0 : c0 + width]
+                idx = chunk + [chunk[-1]] * (width - len(chunk))  # pad: fixed width, one compile
+                fresh = [i for i in idx if i not in states]
+                if fresh:
+                    st = tr.init(keys[idx], rates[idx])
+                else:
+                    st = jax.tree_util.tree_map(lambda *a: np.stack(a), *[states[i] for i in idx])
+                st, _ = tr.train(st, r_end - int(trained[chunk[0]]))
+                st = jax.device_get(st)
+                for j, i in enumerate(chunk):
+                    states[i] = jax.tree_util.tree_map(lambda a, j=j: a[j], st)
+                    best_loss[i] = float(st["best_loss"][j])
+                    best_epoch[i] = int(st["best_epoch"][j])
+                    trained[i] = r_end
+                if progress is not None:
+                    progress(len(chunk))
+                done += len(chunk)
+        if sc.halving and r_end < total:
+            idx_alive = np.flatnonzero(alive)
+            keep = max(1, math.ceil(len(idx_alive) / sc.eta))
+            order = idx_alive[np.argsort(best_loss[idx_alive], kind="stable")]
+            alive[order[keep:]] = False
+            for i in order[keep:]:
+                states.pop(int(i), None)  # free memory of dropped candidates
+
+    losses = np.where(np.isfinite(best_loss), best_loss, np.inf)
+    full = np.flatnonzero(trained == total)
+    winner = int(full[np.argmin(losses[full])])
+    trials = pl.DataFrame(
+        {
+            "trial": np.arange(n, dtype=np.int32),
+            **{k: [getattr(c, k) for c in cfgs] for k in ("units", "layers", "bidirectional", "dense")},
+            "dropout": [c.dropout for c in cfgs],
+            "recurrent_dropout": [c.recurrent_dropout for c in cfgs],
+            "val_loss": best_loss,
+            "best_epoch": best_epoch,
+            "epochs_trained": trained,
+            "stopped_early": trained < total,
+            "seed": [seed] * n,
+            "selected": np.arange(n) == winner,
+        }
+    )
+
+    model = LSTMModel(mode, arch=cfgs[winner], train=sc.final, seed=seed)
+    model.mean_, model.std_ = mean, std
+    st = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], states[winner])
+    search_best = float(best_loss[winner])
+    if sc.final.epochs > 0:
+        final_data = _prepare(Xs, y, Xvs, y_val, mode, sc.final.batch_size)
+        tr = _Trainer(cfgs[winner], mode, sc.final.lr, final_data, fused=sc.fused)
+        import optax
+
+        p0 = st["best_params"]
+        st = {
+            **st,
+            "params": p0,
+            "opt": jax.vmap(optax.adam(sc.final.lr).init)(p0),
+            "best_loss": np.asarray(tr.initial_val({**st, "params": p0})),
+            "best_epoch": np.zeros(1, np.int32),
+            "epoch": np.zeros(1, np.int32),
+        }
+        st, vls = tr.train(st, sc.final.epochs)
+        model.history_ = [float(v) for v in np.asarray(vls)[0]]
+    model._take(jax.device_get(st), 0)
+    model.search_val_loss_ = search_best  # type: ignore[attr-defined]
+    model.search_best_epoch_ = int(best_epoch[winner])  # type: ignore[attr-defined]
+    return model, trials
+
+
+def trial_configs(trials: pl.DataFrame) -> list[str]:
+    """The trials' hyper-parameters as JSON strings (for the store's ``search.config``)."""
+    cols = ["units", "layers", "bidirectional", "dense", "dropout", "recurrent_dropout", "epochs_trained"]
+    return [json.dumps(r) for r in trials.select(cols).to_dicts()]
+
+
+__all__ = [
+    "LSTMClassifier",
+    "LSTMConfig",
+    "LSTMModel",
+    "LSTMRegressor",
+    "SearchConfig",
+    "TrainConfig",
+    "class_weights",
+    "lstm_net",
+    "lstm_search",
+    "sample_configs",
+    "trial_configs",
+]
+

@@ -1,0 +1,136 @@
+"""Tracking on synthetic movies of blurred discs (and, when they exist, on a simulated plate)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import ndimage as ndi
+
+from lnpstore import schema as S
+from lnpstore.tracking import FIELD_COLUMNS, TrackingError, TrackSettings, track_field
+
+PX_UM = 0.325  # scale 0.5: window 100 px, edge margin 48 px
+RADIUS_PX = 20
+
+
+def render(centres: list[tuple[float, float]], shape=(240, 320), radius_px: float = RADIUS_PX, seed: int = 0):
+    """A CS-like image: flat discs of ``radius_px`` at ``centres``, blurred, plus noise (uint16)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.zeros(shape, np.float32)
+    for cy, cx in centres:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius_px**2] = 1000.0
+    img = ndi.gaussian_filter(img, 2.0) + 100
+    rng = np.random.default_rng(seed)
+    return (img + rng.normal(0, 20, shape)).clip(0).astype(np.uint16)
+
+
+def movie(paths: list[list[tuple[float, float]]], **kw):
+    """Frames as a generator: paths[cell][frame] = (y, x)."""
+    n = len(paths[0])
+    for f in range(n):
+        cs = render([p[f] for p in paths], seed=f, **kw)
+        yield {"CS": cs, "LNP": cs // 2, "GFP": cs // 3}
+
+
+@pytest.mark.parametrize("new_peak_um", [0.0, TrackSettings().new_peak_min_distance_um])
+def test_two_touching_blobs_moving_apart_stay_two_tracks(new_peak_um):
+    """With new-peak markers off, only the neighbour's marker keeps the cells apart (checked: it merges without)."""
+    n = 12
+    # Centres 28 px apart at frame 1 (discs of radius 20 overlap), 3 px further apart each frame.
+    a = [(120.0, 146.0 - 1.5 * f) for f in range(n)]
+    b = [(120.0, 174.0 + 1.5 * f) for f in range(n)]
+    s = TrackSettings(new_peak_min_distance_um=new_peak_um)
+    df = track_field(movie([a, b]), np.array([a[0], b[0]]), pixel_size_um=PX_UM, settings=s)
+    assert df.get_column("track_id").unique().sort().to_list() == [1, 2]
+    assert df.height == 2 * n
+    last = df.filter(pl.col("frame") == n).sort("track_id")
+    np.testing.assert_allclose(last.select("y_px", "x_px").to_numpy(), [a[-1], b[-1]], atol=2.0)
+    # Neither cell swallowed the other: areas stay near a disc's.
+    assert df.get_column("area_px").max() < 1.3 * np.pi * (RADIUS_PX + 2) ** 2
+    assert df.filter(pl.col("frame") == n).get_column("stop_reason").to_list() == ["end", "end"]
+
+
+def test_cell_moving_to_the_edge_stops_with_edge():
+    n = 20
+    a = [(120.0, 160.0 + 8 * f) for f in range(n)]  # reaches x > 320 - 1 - 48 at frame 15
+    df = track_field(movie([a]), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
+    assert df.get_column("stop_reason").to_list()[-1] == "edge"
+    assert df.get_column("in_bounds").to_list()[-1] is False
+    assert df.get_column("in_bounds").to_list()[:-1] == [True] * (df.height - 1)
+    assert df.height < n
+    assert df.get_column("stop_reason").null_count() == df.height - 1
+
+
+def test_every_column_filled_and_ids():
+    a = [(100.0, 100.0 + f) for f in range(4)]
+    b = [(100.0, 220.0) for _ in range(4)]
+    df = track_field(movie([a, b]), np.array([a[0], b[0]]), pixel_size_um=PX_UM)
+    assert df.columns == list(FIELD_COLUMNS)
+    assert df.get_column("node_id").is_unique().all()
+    assert (df["lineage_id"] == df["track_id"]).all() and (df["label_id"] == df["track_id"]).all()
+    assert df["parent_track_id"].null_count() == df.height
+    later = df.filter(pl.col("frame") > 1)
+    for c in ("displacement_px", "area_ratio", "iou_prev", "mean_lnp", "mean_gfp", "lnp_spots"):
+        assert later[c].null_count() == 0, c
+    assert later["iou_prev"].min() > 0.7
+    assert set(FIELD_COLUMNS) | {"plate", "well", "field", "cell_uid"} == set(S.table("tracks").column_names)
+
+
+def test_lost_region_and_jump_flags():
+    n = 6
+    a = [(120.0, 160.0)] * n
+    frames = list(movie([a]))
+    frames[3] = {"CS": np.full((240, 320), 100, np.uint16)}  # the cell vanishes at frame 4
+    df = track_field(iter(frames), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
+    assert df.height == 3
+    assert df.get_column("stop_reason").to_list()[-1] == "lost"
+    assert df.get_column("flag_lost").to_list() == [False, False, True]
+
+
+def test_jump_is_flagged():
+    n = 8
+    # Track 1 sits still; a second cell appears next to it and it disappears: the track jumps.
+    frames = []
+    for f in range(n):
+        centres = [(120.0, 140.0)] if f < 4 else [(120.0, 182.0)]
+        frames.append({"CS": render(centres, seed=f)})
+    df = track_field(iter(frames), np.array([[120.0, 140.0]]), pixel_size_um=PX_UM).sort("frame")
+    jumped = df.filter(pl.col("frame") == 5)
+    assert jumped.height == 0 or jumped["flag_jump"].item() or jumped["flag_area"].item()
+
+
+def test_missing_cs_stops_tracks():
+    a = [(120.0, 160.0)] * 4
+    frames = list(movie([a]))
+    frames[2] = {}
+    df = track_field(iter(frames), np.array([a[0]]), pixel_size_um=PX_UM)
+    assert df.height == 2 and df.sort("frame")["stop_reason"].to_list()[-1] == "missing_image"
+
+
+def test_settings_validate_and_roundtrip():
+    s = TrackSettings(jump_mad_k=5.0)
+    assert TrackSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(TrackingError, match="jump_mad_k"):
+        TrackSettings(jump_mad_k=-1)
+    with pytest.raises(TrackingError, match="unknown"):
+        TrackSettings.from_dict({"window_px": 3})
+
+
+def test_track_field_streams_frames():
+    """track_field consumes the iterable lazily: it never asks for a frame before finishing the last."""
+    a = [(120.0, 160.0)] * 5
+    seen = []
+
+    def gen():
+        for i, fr in enumerate(movie([a])):
+            seen.append(i)
+            yield fr
+
+    df = track_field(gen(), np.array([a[0]]), pixel_size_um=PX_UM)
+    assert seen == list(range(5)) and df.height == 5
+
+
+HAVE_SIM = importlib.util.find_spec("lnpstore.simulator") is not None
