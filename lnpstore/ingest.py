@@ -550,9 +550,10 @@ def ingest_plate(
     all_wells = validate("wells", pl.concat([other_wells, wells_df]))
     written = not _already_stored(store, plate, plates_df, wells_df, images)
     if written:
-        store.write("images", images, mode="replace")
-        store.write("wells", all_wells, mode="replace")
-        store.write("plates", plates_df, mode="upsert")
+        with store.batch():
+            store.write("images", images, mode="replace")
+            store.write("wells", all_wells, mode="replace")
+            store.write("plates", plates_df, mode="upsert")
     else:
         plates_df = store.read("plates", plate=plate)
     report = IngestReport(

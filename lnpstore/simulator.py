@@ -11,7 +11,7 @@ demo) runs on plates written by :func:`simulate_plate`. The full generative mode
   smooth random radial profile ``r(theta) = R (1 + sum_k a_k cos k theta + b_k sin k theta)``, k = 2..5,
   whose coefficients follow an AR(1) process (slow deformation); an off-centre nucleus (0.45 R).
 * **Motion.** A persistent random walk: velocity ``v_t = rho v_{t-1} + sqrt(1 - rho^2) sigma xi`` with
-  rho 0.8 and sigma 7.2 px/frame per axis (Rayleigh speed: mean 9, sd 4.7 px/frame at scale 1), plus a
+  rho 0.8 and sigma 7.5 px/frame per axis (Rayleigh speed: mean 9.4, sd 4.9 px/frame at scale 1), plus a
   soft pairwise repulsion below 0.9 (R_i + R_j) so that neighbours touch but rarely overlap; cells reflect
   at the outer edge of the band, so they leave and enter the image.
 * **CS** (C07): cytoplasmic stain, thicker (brighter) towards the centre, the nucleus at 45 %, a per-cell
@@ -42,6 +42,7 @@ frame; each cell is rendered only inside its bounding box.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import io
 import json
 import math
@@ -506,7 +507,7 @@ def _simulate_field(
     radius_um = np.clip(rng.lognormal(np.log(10.0), 0.15, n), 7.5, 12.5)
     radius_px = radius_um / px_um
     pos = _place_cells(rng, n_image, box, (h, w), radius_px) if n else np.zeros((0, 2))
-    speed_sd_px = 7.2 * s * np.clip(rng.lognormal(0, 0.15, n), 0.6, 1.6) / math.exp(0.15**2 / 2)
+    speed_sd_px = 7.5 * s * np.clip(rng.lognormal(0, 0.15, n), 0.6, 1.6) / math.exp(0.15**2 / 2)
     vel = rng.normal(0, 1, (n, 2)) * speed_sd_px[:, None]
     rho_v = 0.8
     ks = np.arange(2, 6)
@@ -880,6 +881,11 @@ def _write_metadata(settings: SimulationSettings, plate_dir: Path) -> None:
     cvmeta.write_measurement_detail(plate_dir / cvmeta.MRF_NAME, detail)
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+
 def _run_field(args: tuple) -> _FieldResult:
     return _simulate_field(*args)
 
@@ -909,8 +915,10 @@ def simulate_plate(
     workers = settings.workers or min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(units)))
     results: list[_FieldResult] = []
-    with bar(desc=f"simulate {settings.plate}", total=len(units), unit="field") as pbar:
-        pbar.disable = pbar.disable or not show_progress
+    pbar_ctx = (
+        bar(desc=f"simulate {settings.plate}", total=len(units), unit="field") if show_progress else None
+    )
+    with pbar_ctx or contextlib.nullcontext(_NoBar()) as pbar:
         if workers == 1:
             for u in units:
                 results.append(_run_field(u))
@@ -937,23 +945,22 @@ def simulate_plate(
     cells, tracks = [], []
     for r in results:
         dose = wells[r.well]
-        head = {"plate": settings.plate, "well": r.well, "field": np.int16(r.field)}
-        nc = len(r.cells["true_id"])
-        cells.append(
-            pl.DataFrame(
-                {
-                    **{k: [v] * nc for k, v in head.items()},
-                    "dose_ng": [dose] * nc,
-                    "is_control": [dose == 0] * nc,
-                    **r.cells,
-                }
-            )
+        head = [
+            pl.lit(settings.plate, pl.String).alias("plate"),
+            pl.lit(r.well, pl.String).alias("well"),
+            pl.lit(r.field, pl.Int16).alias("field"),
+        ]
+        c = pl.DataFrame(r.cells).with_columns(
+            *head,
+            pl.lit(dose, pl.Float64).alias("dose_ng"),
+            pl.lit(dose == 0, pl.Boolean).alias("is_control"),
         )
-        nt = len(r.tracks["true_id"])
-        tracks.append(pl.DataFrame({**{k: [v] * nt for k, v in head.items()}, **r.tracks}))
-    cells_df = pl.concat(cells).with_columns(pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int32))
+        cells.append(c.select("plate", "well", "field", "dose_ng", "is_control", *r.cells))
+        t = pl.DataFrame(r.tracks).with_columns(*head)
+        tracks.append(t.select("plate", "well", "field", *r.tracks))
+    cells_df = pl.concat(cells).with_columns(pl.col("true_id").cast(pl.Int32))
     tracks_df = pl.concat(tracks).with_columns(
-        pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int32), pl.col("frame").cast(pl.Int16)
+        pl.col("true_id").cast(pl.Int32), pl.col("frame").cast(pl.Int16)
     )
     cells_df.write_parquet(truth_dir / "cells.parquet")
     tracks_df.write_parquet(truth_dir / "tracks.parquet")

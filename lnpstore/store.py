@@ -15,7 +15,7 @@ schema version, table name, units and roles in its key-value metadata.
 Writes are atomic per file: the new file is written beside the old one under a temporary name,
 flushed, then renamed over it. A reader sees the old file or the new one, never half of one, and a
 write that is killed leaves the previous version intact (the temporary file is cleaned up on the next
-write). Writes are validated against :mod:`lnpstore.schema` before anything touches the disk.
+write, once it is an hour old). Writes are validated against :mod:`lnpstore.schema` before anything touches the disk.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -121,9 +122,27 @@ def _arrow_with_metadata(t: S.Table, df: pl.DataFrame) -> pa.Table:
     return at.replace_schema_metadata({**(at.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}})
 
 
+STALE_TMP_S = 3600.0
+
+
+def _remove_stale_tmp(folder: Path) -> None:
+    """Remove temporary files that a killed writer left behind (older than an hour, so a live
+    writer's file is never touched)."""
+    import time
+
+    now = time.time()
+    for p in folder.glob(".tmp-*"):
+        try:
+            if now - p.stat().st_mtime > STALE_TMP_S:
+                p.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def atomic_write_parquet(table_decl: S.Table, df: pl.DataFrame, path: Path) -> None:
     """Write ``df`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet.tmp", dir=path.parent)  # no glob *.parquet sees it
     os.close(fd)
     try:
@@ -177,6 +196,8 @@ class Store:
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
+        self._defer_catalog = 0
+        self._catalog_stale = False
 
     # -- life cycle ---------------------------------------------------------------------------
     @classmethod
@@ -307,7 +328,7 @@ class Store:
                 part = pl.concat([old.join(part.select(t.key), on=list(t.key), how="anti"), part])
             part = part.sort(list(t.key))
             atomic_write_parquet(t, part, path)
-        self.refresh_catalog()
+        self._catalog_changed()
         return df.height
 
     def delete(self, name: str, **partition: Any) -> int:
@@ -316,7 +337,7 @@ class Store:
         for f in self.table_files_matching(name, partition):
             f.unlink()
             n += 1
-        self.refresh_catalog()
+        self._catalog_changed()
         return n
 
     def table_files_matching(self, name: str, partition: Mapping[str, Any]) -> list[Path]:
@@ -350,6 +371,23 @@ class Store:
             con.execute(f'CREATE VIEW "{name}" AS {self._view_sql(name)}')
         return con
 
+    @contextmanager
+    def batch(self) -> Iterator[Store]:
+        """Group several writes: the DuckDB catalog is rebuilt once at the end instead of per write."""
+        self._defer_catalog += 1
+        try:
+            yield self
+        finally:
+            self._defer_catalog -= 1
+            if self._defer_catalog == 0 and self._catalog_stale:
+                self.refresh_catalog()
+
+    def _catalog_changed(self) -> None:
+        if self._defer_catalog:
+            self._catalog_stale = True
+        else:
+            self.refresh_catalog()
+
     def refresh_catalog(self) -> None:
         """Rewrite the DuckDB catalog file's views so that ``duckdb STORE/lnpstore.duckdb`` sees the tables.
 
@@ -369,6 +407,7 @@ class Store:
             finally:
                 con.close()
             os.replace(tmp, self.root / CATALOG)
+            self._catalog_stale = False
         finally:
             Path(tmp).unlink(missing_ok=True)
             Path(tmp + ".wal").unlink(missing_ok=True)

@@ -69,6 +69,9 @@ FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 
 
+ELEVATIONS = ("distance", "intensity", "both")
+
+
 class TrackingError(LnpstoreError, ValueError):
     """Tracking cannot run as asked (bad settings, bad frames)."""
 
@@ -91,6 +94,8 @@ class TrackSettings:
     """
 
     smoothing_sigma_um: float = 1.0
+    elevation: str = "distance"
+    compactness: float = 0.0
     marker_radius_um: float = 1.0
     min_area_um2: float = 20.0
     new_peak_min_distance_um: float = 6.0
@@ -106,6 +111,10 @@ class TrackSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "elevation":
+                if v not in ELEVATIONS:
+                    raise TrackingError(f"TrackSettings.elevation must be one of {ELEVATIONS}, got {v!r}")
+                continue
             if f.name in ("seeds", "spots"):
                 want = SeedSettings if f.name == "seeds" else SpotSettings
                 if not isinstance(v, want):
@@ -210,12 +219,13 @@ class _FieldTracker:
         elif cs.shape != self.shape:
             raise TrackingError(f"frame {frame}: CS image has shape {cs.shape}, frame 1 had {self.shape}")
         smoothed = ndi.gaussian_filter(cs.astype(np.float32), self.sigma_px)
-        fg = fill_small_holes(smoothed > foreground_threshold(smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method), self.max_hole_px)
+        self.thr = foreground_threshold(smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method)
+        fg = fill_small_holes(smoothed > self.thr, self.max_hole_px)
         centres = np.array([[t.y, t.x] for t in live])  # every live cell's previous centre
         for t in live:
-            self._segment(t, frame, images, cs, fg, centres)
+            self._segment(t, frame, images, cs, smoothed, fg, centres)
 
-    def _segment(self, t: _Track, frame: int, images: Mapping[str, np.ndarray], cs, fg, centres) -> None:
+    def _segment(self, t: _Track, frame: int, images: Mapping[str, np.ndarray], cs, smoothed, fg, centres) -> None:
         from scipy import ndimage as ndi
         from skimage.feature import peak_local_max
         from skimage.measure import regionprops
@@ -276,7 +286,13 @@ class _FieldTracker:
             return
         self._paint(markers, own_i, 1)  # painted last: the cell's own marker wins any overlap
         markers[~win] = 0
-        lab = watershed(-dist, markers, mask=win)
+        if self.s.elevation == "distance":
+            elev = -dist
+        else:
+            sm = smoothed[y0:y1, x0:x1]
+            inten = (sm - self.thr) / max(float(sm[win].max() - self.thr), 1e-6) if win.any() else sm * 0
+            elev = -inten if self.s.elevation == "intensity" else -(dist / max(float(dist.max()), 1e-6)) - inten
+        lab = watershed(elev, markers, mask=win, compactness=self.s.compactness)
         region = lab == 1
         area = float(np.count_nonzero(region))
         if area < self.min_area_px:

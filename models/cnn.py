@@ -405,10 +405,11 @@ def train_cnn(
     validation = train cells of fold f (identity augmentation). Embeddings (the 32-dim BN output) are
     written for every complete cell, frame and augmentation; predictions for every test cell, frame and
     augmentation. A fold whose model id is already in ``models`` is skipped. Returns the model ids.
+    ``config`` overrides every setting but ``mode`` and ``extractor_id`` (its ``epochs`` wins over ``epochs``).
     """
     xid = extractor_id or _single_extractor(store)
     cfg = config or CNNConfig(mode=mode, epochs=epochs, extractor_id=xid)
-    cfg = replace(cfg, mode=mode, epochs=epochs, extractor_id=xid)
+    cfg = replace(cfg, mode=mode, extractor_id=xid, epochs=epochs if config is None else cfg.epochs)
     from .extractor import read_extractor
 
     weights_info = read_extractor(store, xid).get("weights_info", {})
