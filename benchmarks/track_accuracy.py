@@ -61,7 +61,9 @@ def evaluate(store, truth_tracks: pl.DataFrame, plate: str, *, pixel_size_um: fl
 
     def inb(df: pl.DataFrame) -> pl.Expr:
         return (
-            (pl.col("y_px") >= e) & (pl.col("y_px") <= height - 1 - e) & (pl.col("x_px") >= e)
+            (pl.col("y_px") >= e)
+            & (pl.col("y_px") <= height - 1 - e)
+            & (pl.col("x_px") >= e)
             & (pl.col("x_px") <= width - 1 - e)
         )
 
@@ -100,10 +102,15 @@ def evaluate(store, truth_tracks: pl.DataFrame, plate: str, *, pixel_size_um: fl
             b = tt.filter(pl.col("true_id") == tid).sort("frame")
             if a.height != n_frames:
                 continue
-            d = np.hypot(a["y_px"].to_numpy() - b["y_px"].to_numpy(), a["x_px"].to_numpy() - b["x_px"].to_numpy())
+            d = np.hypot(
+                a["y_px"].to_numpy() - b["y_px"].to_numpy(), a["x_px"].to_numpy() - b["x_px"].to_numpy()
+            )
             complete_ok += bool((d <= tol).all())
         # --- flags ---
-        truth_pos = {(int(r[0]), int(r[1])): (r[2], r[3]) for r in tt.select("true_id", "frame", "y_px", "x_px").iter_rows()}
+        truth_pos = {
+            (int(r[0]), int(r[1])): (r[2], r[3])
+            for r in tt.select("true_id", "frame", "y_px", "x_px").iter_rows()
+        }
         for k, a in tr.group_by("track_id"):
             k = int(k[0])
             a = a.sort("frame").filter(pl.col("in_bounds"))
@@ -111,8 +118,13 @@ def evaluate(store, truth_tracks: pl.DataFrame, plate: str, *, pixel_size_um: fl
             if tid is None or a.height == 0:
                 continue
             err = np.array(
-                [np.hypot(y - truth_pos.get((tid, f), (np.inf, np.inf))[0], x - truth_pos.get((tid, f), (np.inf, np.inf))[1])
-                 for f, y, x in a.select("frame", "y_px", "x_px").iter_rows()]
+                [
+                    np.hypot(
+                        y - truth_pos.get((tid, f), (np.inf, np.inf))[0],
+                        x - truth_pos.get((tid, f), (np.inf, np.inf))[1],
+                    )
+                    for f, y, x in a.select("frame", "y_px", "x_px").iter_rows()
+                ]
             )
             flags = (a["flag_jump"] | a["flag_area"] | a["flag_lost"]).to_numpy()
             frames = a["frame"].to_numpy()
@@ -122,18 +134,29 @@ def evaluate(store, truth_tracks: pl.DataFrame, plate: str, *, pixel_size_um: fl
                 first = frames[np.argmax(bad)]
                 caught = bool(flags[frames <= first + 2].any())
                 fail_caught += caught
-                failures.append({"well": well, "field": fld, "track_id": k, "first_bad_frame": int(first),
-                                 "caught": caught})
+                failures.append(
+                    {
+                        "well": well,
+                        "field": fld,
+                        "track_id": k,
+                        "first_bad_frame": int(first),
+                        "caught": caught,
+                    }
+                )
             else:
                 good_n += 1
                 good_flagged += bool(flags.any())
         del tp_prec_total
     prec_tp = 0
     # precision: recompute over all fields (seeds in bounds matched to any true cell)
-    for (well, fld), tt in truth.filter(pl.col("frame") == 1).group_by(["well", "field"], maintain_order=True):
+    for (well, fld), tt in truth.filter(pl.col("frame") == 1).group_by(
+        ["well", "field"], maintain_order=True
+    ):
         sd = seeds.filter((pl.col("well") == well) & (pl.col("field") == fld))
         sd_in = sd.filter(inb(sd))
-        prec_tp += len(match(sd_in.select("y_px", "x_px").to_numpy(), tt.select("y_px", "x_px").to_numpy(), tol))
+        prec_tp += len(
+            match(sd_in.select("y_px", "x_px").to_numpy(), tt.select("y_px", "x_px").to_numpy(), tol)
+        )
     return {
         "seed_precision": prec_tp / n_seed_in if n_seed_in else float("nan"),
         "seed_recall": tp / n_true_in if n_true_in else float("nan"),
@@ -187,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     with ex:
         report = track_plate(store, sim_settings.plate, executor=ex, show_progress=False)
     t2 = time.perf_counter()
-    res = evaluate(store, load_truth(truth_dir)["tracks"], sim_settings.plate, pixel_size_um=sim_settings.pixel_size_um)
-    print(f"plate {sim_settings.plate} ({args.preset}, seed {args.seed}, scale {sim_settings.scale}); "
-          f"simulate+ingest {t1 - t0:.0f} s, track {t2 - t1:.0f} s")
+    res = evaluate(
+        store, load_truth(truth_dir)["tracks"], sim_settings.plate, pixel_size_um=sim_settings.pixel_size_um
+    )
+    print(
+        f"plate {sim_settings.plate} ({args.preset}, seed {args.seed}, scale {sim_settings.scale}); "
+        f"simulate+ingest {t1 - t0:.0f} s, track {t2 - t1:.0f} s"
+    )
     print(report)
     bars = {"seed_precision": 0.95, "seed_recall": 0.95, "complete_accuracy": 0.97, "flag_recall": 0.80}
     ok = True

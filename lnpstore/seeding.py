@@ -48,7 +48,9 @@ class SeedSettings:
 
     def __post_init__(self) -> None:
         if self.threshold_method not in THRESHOLD_METHODS:
-            raise SeedError(f"SeedSettings.threshold_method must be one of {THRESHOLD_METHODS}, got {self.threshold_method!r}")
+            raise SeedError(
+                f"SeedSettings.threshold_method must be one of {THRESHOLD_METHODS}, got {self.threshold_method!r}"
+            )
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "threshold_method":
@@ -71,7 +73,9 @@ class SeedSettings:
 THRESHOLD_METHODS = ("li", "otsu", "triangle")
 
 
-def foreground_threshold(smoothed: np.ndarray, factor: float = 1.0, *, method: str = "li", stride: int = 2) -> float:
+def foreground_threshold(
+    smoothed: np.ndarray, factor: float = 1.0, *, method: str = "li", stride: int = 2
+) -> float:
     """Global threshold of a smoothed image (on a strided subsample, for speed) times ``factor``.
 
     ``li`` (minimum cross-entropy) is the default: on the CS stain it keeps the dim rims of cells that
@@ -122,7 +126,10 @@ def auto_seeds(
     if not pixel_size_um > 0:
         raise SeedError(f"pixel_size_um must be positive, got {pixel_size_um}")
     smoothed = ndi.gaussian_filter(img.astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
-    fg = fill_small_holes(smoothed > foreground_threshold(smoothed, s.threshold_factor, method=s.threshold_method), s.max_hole_um2 / pixel_size_um**2)
+    fg = fill_small_holes(
+        smoothed > foreground_threshold(smoothed, s.threshold_factor, method=s.threshold_method),
+        s.max_hole_um2 / pixel_size_um**2,
+    )
     if not fg.any():
         return np.zeros((0, 2))
     dist = ndi.distance_transform_edt(fg).astype(np.float32)

@@ -83,7 +83,10 @@ class TrackSettings:
     smoothing_sigma_um: Gaussian sigma of the CS smoothing (once per frame).
     The foreground (threshold method and factor, hole filling) is ``seeds``' (one definition of
     "cell pixel" for seeding and tracking).
-    marker_radius_um: radius of the disc marker at a cell's previous centre.
+    marker_radius_um: radius of the disc marker at a cell's seed (frame 1) or lost core.
+    core_erosion_um, core_fraction: a cell's marker is the part of its previous region deeper than
+        ``max(core_erosion_um, core_fraction * the region's largest depth)`` (its core: deeper than a
+        frame's motion, and away from a neighbour the region may have leaked into).
     min_area_um2: a region smaller than this is 'lost'.
     new_peak_min_distance_um: a distance peak this far from every known centre becomes a competing
         marker (a cell that was never seeded); 0 disables it.
@@ -97,9 +100,11 @@ class TrackSettings:
     elevation: str = "distance"
     compactness: float = 0.0
     marker_radius_um: float = 1.0
+    core_erosion_um: float = 3.0
+    core_fraction: float = 0.5
     min_area_um2: float = 20.0
-    new_peak_min_distance_um: float = 6.0
-    new_peak_min_radius_um: float = 2.5
+    new_peak_min_distance_um: float = 12.0
+    new_peak_min_radius_um: float = 4.0
     jump_mad_k: float = 8.0
     jump_floor_um: float = 1.5
     jump_max_um: float = 6.0
@@ -176,13 +181,6 @@ def _iou(a: np.ndarray, ay: int, ax: int, b: np.ndarray, by: int, bx: int) -> fl
     return inter / union if union else 0.0
 
 
-def _disc_offsets(radius_px: float) -> np.ndarray:
-    r = max(0, int(math.floor(radius_px)))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    keep = yy**2 + xx**2 <= radius_px**2 + 1e-9
-    return np.stack([yy[keep], xx[keep]], axis=1)
-
-
 class _FieldTracker:
     """State of one field's tracking; fed one frame at a time (never holds the movie)."""
 
@@ -197,7 +195,11 @@ class _FieldTracker:
         self.sigma_px = settings.smoothing_sigma_um / self.px
         self.min_area_px = settings.min_area_um2 / self.px**2
         self.max_hole_px = settings.seeds.max_hole_um2 / self.px**2
-        self.marker = _disc_offsets(settings.marker_radius_um / self.px)
+        self.marker_r = max(1, int(round(settings.marker_radius_um / self.px)))
+        yy, xx = np.mgrid[-self.marker_r : self.marker_r + 1, -self.marker_r : self.marker_r + 1]
+        self.marker_disc = yy**2 + xx**2 <= self.marker_r**2
+        self.marker = self.marker_disc  # (used for the minimum core size)
+        self.core_erosion_px = settings.core_erosion_um / self.px
         self.tracks = [_Track(i + 1, float(y), float(x)) for i, (y, x) in enumerate(seeds)]
         self.shape: tuple[int, int] | None = None
 
@@ -219,13 +221,40 @@ class _FieldTracker:
         elif cs.shape != self.shape:
             raise TrackingError(f"frame {frame}: CS image has shape {cs.shape}, frame 1 had {self.shape}")
         smoothed = ndi.gaussian_filter(cs.astype(np.float32), self.sigma_px)
-        self.thr = foreground_threshold(smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method)
+        self.thr = foreground_threshold(
+            smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method
+        )
         fg = fill_small_holes(smoothed > self.thr, self.max_hole_px)
-        centres = np.array([[t.y, t.x] for t in live])  # every live cell's previous centre
-        for t in live:
-            self._segment(t, frame, images, cs, smoothed, fg, centres)
+        cores = [self._core(t) for t in live]  # every live cell's marker from the previous frame
+        for i, t in enumerate(live):
+            self._segment(t, frame, images, cs, smoothed, fg, live, cores, i)
 
-    def _segment(self, t: _Track, frame: int, images: Mapping[str, np.ndarray], cs, smoothed, fg, centres) -> None:
+    def _core(self, t: _Track) -> tuple[np.ndarray, int, int]:
+        """The cell's marker: its previous region eroded by ``core_erosion_um`` (a disc at the centre
+        for frame 1 or a region too thin to erode), as (bool mask, row, column) in frame coordinates."""
+        from scipy import ndimage as ndi
+
+        if t.mask is not None:
+            d = ndi.distance_transform_edt(np.pad(t.mask, 1))[1:-1, 1:-1]
+            core = d > max(self.core_erosion_px, self.s.core_fraction * float(d.max()))
+            if core.sum() >= len(self.marker):
+                return core, t.mask_y0, t.mask_x0
+        r = self.marker_r
+        cy, cx = int(round(t.y)), int(round(t.x))
+        return self.marker_disc, cy - r, cx - r
+
+    def _segment(
+        self,
+        t: _Track,
+        frame: int,
+        images: Mapping[str, np.ndarray],
+        cs: np.ndarray,
+        smoothed: np.ndarray,
+        fg: np.ndarray,
+        live: list[_Track],
+        cores: list[tuple[np.ndarray, int, int]],
+        me: int,
+    ) -> None:
         from scipy import ndimage as ndi
         from skimage.feature import peak_local_max
         from skimage.measure import regionprops
@@ -241,7 +270,7 @@ class _FieldTracker:
         win = fg[y0:y1, x0:x1]
         markers = np.zeros(win.shape, np.int32)
         # Outside marker: the window border (label 2), except where it is the image's edge (a cell cut
-        # by the image edge is still one cell). Neighbours: 3, 4, ... The cell itself: 1.
+        # by the image edge is still one cell). Neighbours: 3, 4, ... The cell itself: 1, painted last.
         if y0 > 0:
             markers[0, :] = 2
         if y1 < h:
@@ -250,21 +279,14 @@ class _FieldTracker:
             markers[:, 0] = 2
         if x1 < w:
             markers[:, -1] = 2
-        known = centres - (y0, x0)
-        inside = (
-            (known[:, 0] >= 0)
-            & (known[:, 0] < win.shape[0])
-            & (known[:, 1] >= 0)
-            & (known[:, 1] < win.shape[1])
-        )
-        known = known[inside]
-        own = np.array([t.y - y0, t.x - x0])
         label = 3
-        for k in known:
-            if abs(k[0] - own[0]) < 0.5 and abs(k[1] - own[1]) < 0.5:
+        centres = []
+        for j, (core, ry, rx) in enumerate(cores):
+            if j == me:
                 continue
-            self._paint(markers, k, label)
-            label += 1
+            if self._paint_mask(markers, core, ry - y0, rx - x0, label):
+                centres.append((live[j].y - y0, live[j].x - x0))
+                label += 1
         dist = ndi.distance_transform_edt(win).astype(np.float32)
         if self.s.new_peak_min_distance_um > 0:
             # Hand-written: peaks of the distance map far from every known centre = unseeded cells.
@@ -275,23 +297,33 @@ class _FieldTracker:
                 exclude_border=False,
             )
             if len(peaks):
-                pts = np.vstack([known, own[None]])
+                pts = np.array(centres + [(t.y - y0, t.x - x0)])
                 d = np.sqrt(((peaks[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).min(1)
                 for p in peaks[d >= self.s.new_peak_min_distance_um / self.px]:
-                    self._paint(markers, p, label)
+                    self._paint_mask(
+                        markers, self.marker_disc, p[0] - self.marker_r, p[1] - self.marker_r, label
+                    )
                     label += 1
-        own_i = self._own_marker(win, own)
-        if own_i is None:
-            self._stop(t, "lost")
-            return
-        self._paint(markers, own_i, 1)  # painted last: the cell's own marker wins any overlap
+        core, ry, rx = cores[me]
+        own = np.zeros(win.shape, bool)
+        self._paint_mask(own, core, ry - y0, rx - x0, True)
+        own &= win
+        if not own.any():
+            near = self._own_marker(win, np.array([t.y - y0, t.x - x0]))
+            if near is None:
+                self._stop(t, "lost")
+                return
+            self._paint_mask(own, self.marker_disc, near[0] - self.marker_r, near[1] - self.marker_r, True)
+        markers[own] = 1
         markers[~win] = 0
         if self.s.elevation == "distance":
             elev = -dist
         else:
             sm = smoothed[y0:y1, x0:x1]
             inten = (sm - self.thr) / max(float(sm[win].max() - self.thr), 1e-6) if win.any() else sm * 0
-            elev = -inten if self.s.elevation == "intensity" else -(dist / max(float(dist.max()), 1e-6)) - inten
+            elev = (
+                -inten if self.s.elevation == "intensity" else -(dist / max(float(dist.max()), 1e-6)) - inten
+            )
         lab = watershed(elev, markers, mask=win, compactness=self.s.compactness)
         region = lab == 1
         area = float(np.count_nonzero(region))
@@ -368,16 +400,18 @@ class _FieldTracker:
         pts = pts + (ys.start, xs.start)
         return pts[np.argmin(((pts - (iy, ix)) ** 2).sum(1))]
 
-    def _paint(self, markers: np.ndarray, centre: np.ndarray, label: int) -> None:
-        p = self.marker + np.round(centre).astype(int)
-        ok = (
-            (p[:, 0] > 0)
-            & (p[:, 0] < markers.shape[0] - 1)
-            & (p[:, 1] > 0)
-            & (p[:, 1] < markers.shape[1] - 1)
-        )
-        p = p[ok]
-        markers[p[:, 0], p[:, 1]] = label
+    @staticmethod
+    def _paint_mask(target: np.ndarray, mask: np.ndarray, y0: int, x0: int, value) -> bool:
+        """Set ``target[y0:, x0:][mask] = value`` where they overlap; whether anything was painted."""
+        ty0, tx0 = max(0, y0), max(0, x0)
+        ty1, tx1 = min(target.shape[0], y0 + mask.shape[0]), min(target.shape[1], x0 + mask.shape[1])
+        if ty1 <= ty0 or tx1 <= tx0:
+            return False
+        sub = mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
+        if not sub.any():
+            return False
+        target[ty0:ty1, tx0:tx1][sub] = value
+        return True
 
     def _stop(self, t: _Track, reason: str) -> None:
         t.alive = False

@@ -134,3 +134,101 @@ def test_track_field_streams_frames():
 
 
 HAVE_SIM = importlib.util.find_spec("lnpstore.simulator") is not None
+
+
+# -- on a simulated, ingested plate --------------------------------------------------------------
+needs_sim = pytest.mark.skipif(
+    not HAVE_SIM or importlib.util.find_spec("lnpstore.ingest") is None, reason="simulator/ingest not present"
+)
+
+
+@pytest.fixture(scope="module")
+def tracked_store(tmp_path_factory):
+    """The tiny plate (12 frames), ingested, well G03 excluded, tracked once; (store, truth, report)."""
+    import os
+
+    os.environ["LNPSTORE_QUIET"] = "1"
+    from lnpstore.ingest import ingest_plate
+    from lnpstore.simulator import SimulationSettings, load_truth, simulate_plate
+    from lnpstore.store import Store
+    from lnpstore.tracking import track_plate
+
+    root = tmp_path_factory.mktemp("tiny")
+    sim = simulate_plate(
+        root / "sim", SimulationSettings.tiny(0, n_frames=12, workers=1), show_progress=False
+    )
+    store = Store.create(root / "store")
+    ingest_plate(store, sim.plate_dir, plate_map=sim.plate_map, show_progress=False)
+    wells = store.read("wells").with_columns(
+        excluded=pl.col("well") == "G03", exclude_reason=pl.when(pl.col("well") == "G03").then(pl.lit("test"))
+    )
+    store.write("wells", wells, mode="replace")
+    report = track_plate(store, sim.settings.plate, show_progress=False)
+    return store, load_truth(sim.truth_dir)["tracks"], report, sim
+
+
+@needs_sim
+def test_tracked_centres_near_truth(tracked_store):
+    from scipy.spatial import cKDTree
+
+    store, truth, report, sim = tracked_store
+    tracks = store.read("tracks")
+    assert report.fields_tracked == 2 and report.nodes == tracks.height > 0
+    errs = []
+    for well in ("C03", "E03"):
+        tt = truth.filter(pl.col("well") == well)
+        tr = tracks.filter(pl.col("well") == well)
+        t1 = tt.filter(pl.col("frame") == 1)
+        tree = cKDTree(t1.select("y_px", "x_px").to_numpy())
+        first = tr.filter(pl.col("frame") == 1)
+        d, j = tree.query(first.select("y_px", "x_px").to_numpy())
+        for k, dist, jj in zip(first["track_id"], d, j, strict=True):
+            if dist > 10:
+                continue
+            true_id = t1["true_id"][int(jj)]
+            both = tr.filter((pl.col("track_id") == k) & pl.col("in_bounds")).join(
+                tt.filter(pl.col("true_id") == true_id), on="frame", suffix="_true"
+            )
+            errs += np.hypot(both["y_px"] - both["y_px_true"], both["x_px"] - both["x_px_true"]).to_list()
+    errs = np.array(errs)
+    assert len(errs) > 50
+    assert (errs <= 10).mean() >= 0.9, (errs > 10).mean()
+
+
+@needs_sim
+def test_tracks_table_complete_and_excluded_well_skipped(tracked_store):
+    store, _, report, _ = tracked_store
+    tracks = store.read("tracks")
+    assert report.fields_excluded == 1
+    assert set(tracks["well"].unique()) == {"C03", "E03"}
+    assert tracks.filter(pl.col("frame") > 1)["area_ratio"].null_count() == 0
+    seeds = store.read("seeds")
+    # Every track starts at a seed; a seed whose region is lost in frame 1 (a cell cut by the image
+    # edge) has no track.
+    keys = tracks.select("well", "field", "track_id").unique()
+    assert keys.join(seeds, on=["well", "field", "track_id"], how="anti").height == 0
+    assert seeds.height >= keys.height
+    assert (seeds["source"] == "auto").all()
+    assert (store.root / "artifacts" / "tracking" / f"{report.plate}.json").exists()
+
+
+@needs_sim
+def test_track_plate_is_resumable(tracked_store):
+    from lnpstore.tracking import track_plate
+
+    store, _, _, sim = tracked_store
+    files = {f: f.stat().st_mtime_ns for f in store.files("tracks") + store.files("seeds")}
+    again = track_plate(store, sim.settings.plate, show_progress=False)
+    assert again.fields_tracked == 0 and again.fields_skipped == 2 and again.nodes == 0
+    assert {f: f.stat().st_mtime_ns for f in store.files("tracks") + store.files("seeds")} == files
+
+
+@needs_sim
+def test_cli_track_and_unknown_plate(tracked_store, capsys):
+    from lnpstore.cli import main
+
+    store, _, _, _ = tracked_store
+    assert main(["track", str(store.root)]) == 0
+    assert "skipped 2 already tracked" in capsys.readouterr().out
+    assert main(["track", str(store.root), "--plate", "NOPE"]) == 2
+    assert "plate 'NOPE' is not in store" in capsys.readouterr().err
