@@ -15,7 +15,7 @@ from ._version import __version__
 from .errors import LnpstoreError
 
 #: Stage modules under lnpstore.commands, in the order their subcommands are listed.
-COMMAND_MODULES = ["data", "simulate", "ingest", "track", "crop", "run", "evaluate", "cnn"]
+COMMAND_MODULES = ["data", "simulate", "ingest", "track", "crop", "run", "evaluate", "cnn", "timeseries"]
 
 
 def build_parser() -> argparse.ArgumentParser:

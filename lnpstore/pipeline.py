@@ -39,6 +39,7 @@ class RunConfig:
     preset: str = "demo"
     seed: int = 0
     sim_preset: str = "demo"  # simulator preset when no plate is given
+    sim_overrides: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs for SimulationSettings
     t_in_frames: int = 20
     n_augs: int = 2
     n_folds: int = 5
@@ -143,6 +144,8 @@ def run_study(
             "tiny": SimulationSettings.tiny,
             "default": lambda seed: SimulationSettings(seed=seed),
         }[cfg.sim_preset](seed=cfg.seed)
+        if cfg.sim_overrides:
+            sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
         sim_dir = root / "plate"
         marker = sim_dir / ".complete"
         if marker.exists():

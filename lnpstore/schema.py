@@ -17,7 +17,7 @@ seeds          plate x well x field x track (frame-1 centre)          plate, wel
 tracks         plate x well x field x track x frame (a node)          plate, well
 cells          plate x well x field x track (targets, split)          plate, well
 crops          cell x frame (uint16 tensor C x H x W)                 plate, well
-features       cell x frame x augmentation (block3 mean, mean sq)     plate, well
+features       cell x frame x augmentation (block3 mean, mean sq)     extractor, plate, well
 embeddings     model x cell x frame x augmentation (32-dim)           model_id
 models         model (config, seed, versions, weights)                -
 predictions    model x cell x frame/checkpoint x augmentation         model_id
@@ -345,15 +345,19 @@ _table(
         "features",
         "Per crop and augmentation: spatial mean and mean of squares of VGG block3_conv3's output.",
         (
+            _k("extractor_id", pl.String, "extractor (weights + preprocessing) that made it"),
+            PLATE,
+            WELL,
             CELL_UID,
             FRAME,
             AUG,
-            _k("extractor_id", pl.String, "extractor (weights + preprocessing) that made it"),
             Column("mean", pl.Array(pl.Float32, BLOCK3_CHANNELS), role=Role.EMBEDDING),
             Column("mean_sq", pl.Array(pl.Float32, BLOCK3_CHANNELS), role=Role.EMBEDDING),
         ),
-        key=("extractor_id", "cell_uid", "frame", "aug"),
-        partition_by=("extractor_id",),
+        # plate and well are implied by cell_uid; they are in the key only so that each well's
+        # features are one partition file (a per-well write then rewrites one small file).
+        key=("extractor_id", "plate", "well", "cell_uid", "frame", "aug"),
+        partition_by=("extractor_id", "plate", "well"),
     )
 )
 

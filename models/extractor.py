@@ -304,7 +304,9 @@ def extract_features(
             raw = decode_pixels(rows.get_column("pixels").to_list(), size)
             m, q = run_batches(fn, params, raw, batch_size, on_batch=b.update)
             store.write(
-                "features", features_frame(xid, rows.select("cell_uid", "frame"), m, q), mode="upsert"
+                "features",
+                features_frame(xid, rows.select("cell_uid", "frame"), m, q, plate=plate, well=well),
+                mode="upsert",
             )
     dt = time.perf_counter() - t0
     log.info(
@@ -318,11 +320,15 @@ class _NoBar:
         pass
 
 
-def features_frame(xid: str, keys: pl.DataFrame, mean: np.ndarray, mean_sq: np.ndarray) -> pl.DataFrame:
-    """Rows of the ``features`` table from keys (cell_uid, frame) and (N, A, 256) arrays."""
+def features_frame(
+    xid: str, keys: pl.DataFrame, mean: np.ndarray, mean_sq: np.ndarray, *, plate: str, well: str
+) -> pl.DataFrame:
+    """Rows of the ``features`` table for one well from keys (cell_uid, frame) and (N, A, 256) arrays."""
     n, a, c = mean.shape
     return pl.DataFrame(
         {
+            "plate": [plate] * (n * a),
+            "well": [well] * (n * a),
             "cell_uid": np.repeat(keys.get_column("cell_uid").to_numpy(), a),
             "frame": np.repeat(keys.get_column("frame").to_numpy(), a),
             "aug": np.tile(np.arange(a, dtype=np.int8), n),

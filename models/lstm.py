@@ -79,24 +79,27 @@ class SearchConfig:
 
 
 # ------------------------------------------------------------------------------------------ network
-def _lstm_layer(xw, wh, in_h_mask, reverse: bool):
-    """Run one LSTM direction. ``xw``: (B, T, 4H) input projections; returns h over time (B, T, H)."""
+def _lstm_layer(x, wi, b, wh, h_mask, reverse: bool):
+    """Run one LSTM direction over ``x`` (B, T, C) (inputs already masked); returns h (B, T, H).
+
+    ``wi`` (C, 4H), ``b`` (4H,), ``wh`` (H, 4H), ``h_mask`` (B, H) fixed over frames; gates i, f, g, o.
+    """
     import jax
     import jax.numpy as jnp
 
-    b, _, h4 = xw.shape
-    hdim = h4 // 4
-    xs = jnp.swapaxes(xw, 0, 1)
+    bsz = x.shape[0]
+    hdim = wh.shape[0]
+    xs = jnp.swapaxes(x, 0, 1)
 
     def step(carry, x_t):
         h, c = carry
-        z = x_t + (h * in_h_mask) @ wh
+        z = x_t @ wi + b + (h * h_mask) @ wh
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (h, c), h
 
-    zeros = jnp.zeros((b, hdim), xw.dtype)
+    zeros = jnp.zeros((bsz, hdim), x.dtype)
     _, hs = jax.lax.scan(step, (zeros, zeros), xs, reverse=reverse)
     return jnp.swapaxes(hs, 0, 1)
 
@@ -134,8 +137,12 @@ def _make_net_class():
                 outs = []
                 for d in dirs:
                     cin = h.shape[-1]
-                    wi = self.param(f"l{layer}{d}_wi", nn.initializers.glorot_uniform(), (cin, 4 * self.units))
-                    wh = self.param(f"l{layer}{d}_wh", nn.initializers.orthogonal(), (self.units, 4 * self.units))
+                    wi = self.param(
+                        f"l{layer}{d}_wi", nn.initializers.glorot_uniform(), (cin, 4 * self.units)
+                    )
+                    wh = self.param(
+                        f"l{layer}{d}_wh", nn.initializers.orthogonal(), (self.units, 4 * self.units)
+                    )
                     b = self.param(f"l{layer}{d}_b", _unit_forget_bias, (4 * self.units,))
                     if train:
                         k_in, k_h = jax.random.split(self.make_rng("dropout"))
@@ -144,8 +151,7 @@ def _make_net_class():
                     else:
                         m_in = jnp.ones((bsz, 1, cin), x.dtype)
                         m_h = jnp.ones((bsz, self.units), x.dtype)
-                    xw = (h * m_in) @ wi + b
-                    outs.append(_lstm_layer(xw, wh, m_h, reverse=(d == "b")))
+                    outs.append(_lstm_layer(h * m_in, wi, b, wh, m_h, reverse=(d == "b")))
                 if layer < self.layers - 1:
                     h = jnp.concatenate(outs, axis=-1)
                 else:
@@ -284,7 +290,9 @@ class _Trainer:
             vl = val(params, s["rates"], Xv, Yv, Wv)
             epoch = s["epoch"] + 1
             better = vl < s["best_loss"]
-            best_params = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, s["best_params"])
+            best_params = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(better, a, b), params, s["best_params"]
+            )
             s = {
                 **s,
                 "params": params,
@@ -315,14 +323,15 @@ class _Trainer:
             return jax.lax.scan(body, s, None, length=n_epochs)
 
         self._init = jax.jit(jax.vmap(init))
-        self._val_only = jax.jit(jax.vmap(lambda s, Xv, Yv, Wv: val(s["params"], s["rates"], Xv, Yv, Wv),
-                                          in_axes=(0, None, None, None)))
+        self._val_only = jax.jit(
+            jax.vmap(
+                lambda s, Xv, Yv, Wv: val(s["params"], s["rates"], Xv, Yv, Wv), in_axes=(0, None, None, None)
+            )
+        )
         self._run = jax.jit(jax.vmap(run, in_axes=(0,) + (None,) * 6 + (None,)), static_argnums=7)
         # unfused path: one jitted call per mini-batch (the plain-loop baseline)
         self._epoch_keys = jax.jit(jax.vmap(epoch_keys))
-        self._step = jax.jit(
-            jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None))
-        )
+        self._step = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None)))
         self._end = jax.jit(jax.vmap(end_epoch, in_axes=(0, 0, 0, 0, None, None, None)))
 
     def init(self, keys, rates):
@@ -402,7 +411,7 @@ class LSTMModel:
         rates = np.array([[self.arch.dropout, self.arch.recurrent_dropout]], np.float32)
         state, vls = tr.train(tr.init(keys, rates), self.train_config.epochs)
         self._take(state, 0)
-        self.history_ = [float(v) for v in np.asarray(vls)[0]]
+        self.history_ = [float(v) for v in np.asarray(vls)[:, 0]]
         return self
 
     def _take(self, state, i: int) -> None:
@@ -426,7 +435,10 @@ class LSTMModel:
         net = lstm_net(self.arch)
         apply = jax.jit(lambda p, x: net.apply({"params": p}, x, jnp.zeros(2), train=False))
         Xs = self._scale(X)
-        out = [np.asarray(apply(self.params, jnp.asarray(Xs[i : i + batch_size]))) for i in range(0, len(Xs), batch_size)]
+        out = [
+            np.asarray(apply(self.params, jnp.asarray(Xs[i : i + batch_size])))
+            for i in range(0, len(Xs), batch_size)
+        ]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -476,7 +488,12 @@ class LSTMModel:
 
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
-        m = cls(meta["mode"], arch=LSTMConfig(**meta["arch"]), train=TrainConfig(**meta["train"]), seed=meta["seed"])
+        m = cls(
+            meta["mode"],
+            arch=LSTMConfig(**meta["arch"]),
+            train=TrainConfig(**meta["train"]),
+            seed=meta["seed"],
+        )
         m.mean_ = np.asarray(meta["mean"], np.float32)
         m.std_ = np.asarray(meta["std"], np.float32)
         m.best_epoch_, m.val_loss_ = meta["best_epoch"], meta["val_loss"]
@@ -576,6 +593,13 @@ def lstm_search(
     for i, c in enumerate(cfgs):
         groups.setdefault(c.shape if sc.cache_compiles else ("cand", i), []).append(i)
     trainers: dict[tuple, _Trainer] = {}
+
+    def width_of(c: LSTMConfig) -> int:
+        # XLA's CPU runtime (jaxlib 0.10.2) deadlocks on vmapped 2-layer LSTMs whose second layer reads
+        # >= 256 features; those shapes are trained one candidate at a time.
+        wide = c.units * (2 if c.bidirectional else 1) >= 256
+        return 1 if (c.layers == 2 and wide) else width
+
     states: dict[int, Any] = {}  # candidate -> its (unstacked) state
 
     def trainer(gkey: tuple, i: int) -> _Trainer:
@@ -588,9 +612,10 @@ def lstm_search(
         for gkey, members in groups.items():
             todo = [i for i in members if alive[i] and trained[i] < r_end]
             tr = trainer(gkey, members[0])
-            for c0 in range(0, len(todo), width):
-                chunk = todo[c0 : c0 + width]
-                idx = chunk + [chunk[-1]] * (width - len(chunk))  # pad: fixed width, one compile
+            w = width_of(cfgs[members[0]])
+            for c0 in range(0, len(todo), w):
+                chunk = todo[c0 : c0 + w]
+                idx = chunk + [chunk[-1]] * (w - len(chunk))  # pad: fixed width, one compile
                 fresh = [i for i in idx if i not in states]
                 if fresh:
                     st = tr.init(keys[idx], rates[idx])
@@ -651,7 +676,7 @@ def lstm_search(
             "epoch": np.zeros(1, np.int32),
         }
         st, vls = tr.train(st, sc.final.epochs)
-        model.history_ = [float(v) for v in np.asarray(vls)[0]]
+        model.history_ = [float(v) for v in np.asarray(vls)[:, 0]]
     model._take(jax.device_get(st), 0)
     model.search_val_loss_ = search_best  # type: ignore[attr-defined]
     model.search_best_epoch_ = int(best_epoch[winner])  # type: ignore[attr-defined]
@@ -677,4 +702,3 @@ __all__ = [
     "sample_configs",
     "trial_configs",
 ]
-

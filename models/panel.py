@@ -44,7 +44,9 @@ class Panel:
         if self.y is not None and len(self.y) != n:
             raise ValueError(f"`y` has {len(self.y)} values, `X` has {n} cases")
         if len(self.frames) != t or len(self.channels) != c:
-            raise ValueError(f"frames/channels ({len(self.frames)}, {len(self.channels)}) do not match X {self.X.shape}")
+            raise ValueError(
+                f"frames/channels ({len(self.frames)}, {len(self.channels)}) do not match X {self.X.shape}"
+            )
 
     @property
     def n_cases(self) -> int:
@@ -105,9 +107,7 @@ def panel_from_long(
     df = df.sort([*id_cols, frame_col])
     frames = np.sort(df.get_column(frame_col).unique().to_numpy())
     n_frames = len(frames)
-    counts = df.group_by(id_cols, maintain_order=True).agg(
-        n=pl.len(), nf=pl.col(frame_col).n_unique()
-    )
+    counts = df.group_by(id_cols, maintain_order=True).agg(n=pl.len(), nf=pl.col(frame_col).n_unique())
     bad = counts.filter((pl.col("n") != n_frames) | (pl.col("nf") != n_frames))
     if bad.height:
         first = bad.row(0, named=True)
@@ -134,7 +134,9 @@ def panel_from_long(
     y = None
     if target_col is not None:
         y = first_rows.get_column(target_col).cast(pl.Float64).to_numpy()
-    return Panel(X=X, ids=first_rows.select(id_cols), y=y, frames=frames.astype(np.int64), channels=tuple(names))
+    return Panel(
+        X=X, ids=first_rows.select(id_cols), y=y, frames=frames.astype(np.int64), channels=tuple(names)
+    )
 
 
 def target_column(mode: str) -> str:

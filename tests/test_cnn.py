@@ -92,7 +92,7 @@ def synthetic(n_cells: int = 40, n_frames: int = 3, n_augs: int = 2, seed: int =
     m = np.stack(means)
     q = m**2 + rng.gamma(1.0, 1.0, m.shape).astype(np.float32)
     keys_df = pl.DataFrame({"cell_uid": [k[0] for k in keys], "frame": [k[1] for k in keys]})
-    return pl.DataFrame(cells), features_frame(XID, keys_df, m, q)
+    return pl.DataFrame(cells), features_frame(XID, keys_df, m, q, plate="P1", well="C03")
 
 
 def test_training_lowers_validation_loss():

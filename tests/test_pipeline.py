@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "sim_preset": "tiny",
+    "sim_overrides": (("columns", (3, 4)), ("cells_per_field", 16)),
     "n_augs": 2,
     "n_folds": 2,
     "cnn_epochs": 3,

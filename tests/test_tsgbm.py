@@ -1,0 +1,70 @@
+import logging
+
+import lnpstore.models.tsgbm as tg
+import numpy as np
+import pytest
+from _ts_data import best_single_frame_accuracy, planted_panel
+from lnpstore.models.tsgbm import FeatureCache, TsfreshXGB, fc_settings
+
+SMALL_FC = {"linear_trend": [{"attr": "slope"}], "mean": None, "standard_deviation": None}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = planted_panel(n=240, frames=10, channels=3, seed=1)
+    return X[:120], y[:120], X[120:180], y[120:180], X[180:], y[180:]
+
+
+def test_learns_temporal_signal_single_frame_cannot(data):
+    Xtr, ytr, Xv, yv, Xte, yte = data
+    assert best_single_frame_accuracy(Xtr, ytr, Xte, yte) < 0.8
+    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=4, seed=0).fit(Xtr, ytr, Xv, yv)
+    assert (m.predict(Xte) == yte).mean() >= 0.85
+    assert 'c00__linear_trend__attr_"slope"' in m.selected_
+    assert m.trials_.height == 4 and m.trials_["selected"].sum() == 1
+    assert not m.selection_fallback_
+
+
+def test_val_and_test_extract_only_selected_features_and_cache(data, monkeypatch):
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    calls = []
+    real = tg.extract
+
+    def spy(X, channels, **kw):
+        out = real(X, channels, **kw)
+        calls.append((len(X), kw.get("kind_to_fc_parameters") is not None, out.shape[1]))
+        return out
+
+    monkeypatch.setattr(tg, "extract", spy)
+    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=2, seed=0).fit(Xtr, ytr, Xv, yv)
+    m.predict(Xte)
+    m.predict(Xte)  # second time: from the cache
+    assert calls[0] == (len(Xtr), False, 9)  # training: everything (3 calculators x 3 channels)
+    assert all(restricted and n == len(m.selected_) for _, restricted, n in calls[1:])
+    assert m.cache.hits == 1 and m.cache.misses == 3
+
+
+def test_zero_relevant_features_falls_back_to_top_k(caplog):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 6, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 60)
+    with caplog.at_level(logging.WARNING):
+        m = TsfreshXGB("classify", fc_parameters="minimal", n_samples=2, fallback_k=3).fit(
+            X[:40], y[:40], X[40:], y[40:]
+        )
+    assert m.selection_fallback_ and m.config()["selection_fallback"] is True
+    assert len(m.selected_) == 3
+    assert "kept no feature" in caplog.text
+    assert m.predict_proba(X[40:]).shape == (20, 2)
+
+
+def test_fast_drops_expensive_calculators_and_cache_roundtrip(tmp_path):
+    eff, fast = fc_settings("efficient"), fc_settings("fast")
+    assert set(fast) < set(eff) and not set(fast) & set(tg.FAST_EXCLUDE)
+    X = np.random.default_rng(0).normal(size=(5, 6, 2)).astype(np.float32)
+    c1 = FeatureCache(tmp_path)
+    a = tg.extract(X, ["a", "b"], default_fc_parameters=fc_settings("minimal"), cache=c1)
+    b = tg.extract(X, ["a", "b"], default_fc_parameters=fc_settings("minimal"), cache=FeatureCache(tmp_path))
+    assert a.equals(b) and c1.misses == 1
+    with pytest.raises(ValueError, match="fc_parameters must be"):
+        fc_settings("slow")
