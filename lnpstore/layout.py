@@ -41,8 +41,14 @@ class ImageName:
 
     def filename(self) -> str:
         return image_filename(
-            self.plate, self.well, self.frame, self.field, self.channel_number, line=self.line,
-            action=self.action, z=self.z,
+            self.plate,
+            self.well,
+            self.frame,
+            self.field,
+            self.channel_number,
+            line=self.line,
+            action=self.action,
+            z=self.z,
         )
 
 
@@ -64,7 +70,15 @@ def parse_image_name(name: str) -> ImageName | None:
 
 
 def image_filename(
-    plate: str, well: str, frame: int, field: int, channel_number: int, *, line: int = 1, action: int = 1, z: int = 1
+    plate: str,
+    well: str,
+    frame: int,
+    field: int,
+    channel_number: int,
+    *,
+    line: int = 1,
+    action: int = 1,
+    z: int = 1,
 ) -> str:
     """The instrument's file name for one image."""
     return f"{plate}_{well}_T{frame:04d}F{field:03d}L{line:02d}A{action:02d}Z{z:02d}C{channel_number:02d}.tif"

@@ -152,7 +152,9 @@ def run_study(
             sim = None
             log.info("simulated plate already written in %s", sim_dir)
         else:
-            sim = stage("simulate", lambda: simulate_plate(sim_dir, sim_settings, show_progress=show_progress))
+            sim = stage(
+                "simulate", lambda: simulate_plate(sim_dir, sim_settings, show_progress=show_progress)
+            )
             atomic_write_bytes(b"ok\n", marker)
         plate_dir = sim_dir / sim_settings.plate
         plate_map = sim_dir / "plate_map.csv"
@@ -163,7 +165,9 @@ def run_study(
 
     from .ingest import ingest_plate
 
-    report = stage("ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress))
+    report = stage(
+        "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
+    )
     plate = report.plate
 
     from .execution import Executor
@@ -249,7 +253,9 @@ def run_study(
     out_dir = root / "report"
     figs = make_tracking_figures(store, store.artifacts_dir("figures"))
     extra = [(p, p.stem.replace("_", " ")) for p in figs]
-    extra += [(p, "CNN training curve " + p.stem) for p in sorted(store.artifacts_dir("curves").glob("*.png"))]
+    extra += [
+        (p, "CNN training curve " + p.stem) for p in sorted(store.artifacts_dir("curves").glob("*.png"))
+    ]
     total_s = time.perf_counter() - t_start
     run_info = {
         "preset": preset,
@@ -266,7 +272,12 @@ def run_study(
         "machine": platform.machine(),
     }
     html, md = write_report(
-        store, out_dir, run_info=run_info, extra_figures=extra, n_permutations=cfg.n_permutations, seed=cfg.seed
+        store,
+        out_dir,
+        run_info=run_info,
+        extra_figures=extra,
+        n_permutations=cfg.n_permutations,
+        seed=cfg.seed,
     )
     atomic_write_bytes(json.dumps(run_info, indent=2, default=str).encode(), out_dir / "run.json")
     return RunResult(store=store, report_html=html, report_md=md, timings=timings)

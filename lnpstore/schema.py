@@ -151,7 +151,9 @@ _table(
             Column("n_fields", pl.Int32, role=MD),
             Column("n_frames", pl.Int32, "frame", MD),
             Column("frame_interval_min", pl.Float64, "min", MD),
-            Column("channels", pl.String, role=MD, description="JSON map channel name -> instrument C number"),
+            Column(
+                "channels", pl.String, role=MD, description="JSON map channel name -> instrument C number"
+            ),
             Column("n_images", pl.Int64, role=MD),
             Column("n_problems", pl.Int64, role=MD, description="images whose status is not 'ok'"),
             Column("data_version", pl.String, role=PROV, description="sha256 of the image index"),
@@ -284,7 +286,9 @@ _table(
             Column("lnp_spots", pl.Int32, "count", M),
             Column("area_ratio", pl.Float64, "", M, "area / previous frame's area"),
             Column("iou_prev", pl.Float64, "", M, "overlap with the previous frame's region"),
-            Column("in_bounds", pl.Boolean, role=Role.FLAG, description="centre >= edge margin from every edge"),
+            Column(
+                "in_bounds", pl.Boolean, role=Role.FLAG, description="centre >= edge margin from every edge"
+            ),
             Column("flag_jump", pl.Boolean, role=Role.FLAG),
             Column("flag_area", pl.Boolean, role=Role.FLAG),
             Column("flag_lost", pl.Boolean, role=Role.FLAG),
@@ -333,7 +337,13 @@ _table(
             FRAME,
             Column("cell_uid", pl.String, role=MD, nullable=False),
             Column("size_px", pl.Int16, "px", MD),
-            Column("pixels", pl.Binary, "counts", M, "uint16 little-endian, shape (3, size_px, size_px): CS, BF, LNP"),
+            Column(
+                "pixels",
+                pl.Binary,
+                "counts",
+                M,
+                "uint16 little-endian, shape (3, size_px, size_px): CS, BF, LNP",
+            ),
         ),
         key=("plate", "well", "field", "track_id", "frame"),
         partition_by=("plate", "well"),
@@ -392,7 +402,9 @@ _table(
             Column("best_epoch", pl.Int32, role=M),
             Column("val_loss", pl.Float64, role=M),
             Column("weights_path", pl.String, role=PROV, description="relative to the store"),
-            Column("weights_info", pl.String, role=PROV, description="JSON: base weights source and checksum"),
+            Column(
+                "weights_info", pl.String, role=PROV, description="JSON: base weights source and checksum"
+            ),
             Column("data_version", pl.String, role=PROV),
             Column("package_version", pl.String, role=PROV),
             Column("schema_version", pl.String, role=PROV),
@@ -468,4 +480,6 @@ def table(name: str) -> Table:
     except KeyError:
         from .errors import SchemaError
 
-        raise SchemaError(f"unknown table `{name}`. Hint: the tables are {', '.join(sorted(TABLES))}") from None
+        raise SchemaError(
+            f"unknown table `{name}`. Hint: the tables are {', '.join(sorted(TABLES))}"
+        ) from None

@@ -104,7 +104,9 @@ def validate(name: str, df: pl.DataFrame) -> pl.DataFrame:
         dup = df.select(t.key).is_duplicated()
         if dup.any():
             first = df.filter(dup).select(t.key).row(0, named=True)
-            raise SchemaError(f"table `{name}`: {int(dup.sum())} rows share a key, e.g. {first}; key is {t.key}")
+            raise SchemaError(
+                f"table `{name}`: {int(dup.sum())} rows share a key, e.g. {first}; key is {t.key}"
+            )
     return df
 
 
@@ -119,7 +121,9 @@ def _arrow_with_metadata(t: S.Table, df: pl.DataFrame) -> pa.Table:
         ),
         "lnpstore.package_version": __version__,
     }
-    return at.replace_schema_metadata({**(at.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}})
+    return at.replace_schema_metadata(
+        {**(at.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}}
+    )
 
 
 STALE_TMP_S = 3600.0
@@ -143,7 +147,9 @@ def atomic_write_parquet(table_decl: S.Table, df: pl.DataFrame, path: Path) -> N
     """Write ``df`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet.tmp", dir=path.parent)  # no glob *.parquet sees it
+    fd, tmp = tempfile.mkstemp(
+        prefix=".tmp-", suffix=".parquet.tmp", dir=path.parent
+    )  # no glob *.parquet sees it
     os.close(fd)
     try:
         pq.write_table(_arrow_with_metadata(table_decl, df), tmp, compression="zstd")
@@ -206,7 +212,9 @@ class Store:
         root = Path(root)
         if (root / MARKER).exists():
             if not exist_ok:
-                raise StoreError(f"{root} is already an lnpstore store. Hint: use Store.open or another folder")
+                raise StoreError(
+                    f"{root} is already an lnpstore store. Hint: use Store.open or another folder"
+                )
             return cls.open(root)
         if root.exists() and any(root.iterdir()):
             raise StoreError(
@@ -281,7 +289,9 @@ class Store:
         files = self.files(name)
         part_filters = {k: v for k, v in filters.items() if k in t.partition_by}
         if part_filters:
-            files = [f for f in files if all(f"{k}={_safe_part(v)}" in f.parts for k, v in part_filters.items())]
+            files = [
+                f for f in files if all(f"{k}={_safe_part(v)}" in f.parts for k, v in part_filters.items())
+            ]
         if not files:
             lf = pl.LazyFrame(schema=t.polars_schema)
         else:
@@ -345,7 +355,11 @@ class Store:
         bad = set(partition) - set(t.partition_by)
         if bad:
             raise SchemaError(f"table `{name}` is partitioned by {t.partition_by}, not by {sorted(bad)}")
-        return [f for f in self.files(name) if all(f"{k}={_safe_part(v)}" in f.parts for k, v in partition.items())]
+        return [
+            f
+            for f in self.files(name)
+            if all(f"{k}={_safe_part(v)}" in f.parts for k, v in partition.items())
+        ]
 
     # -- SQL ----------------------------------------------------------------------------------
     def _view_sql(self, name: str) -> str:

@@ -11,7 +11,9 @@ from scipy.spatial import cKDTree
 from .store import Store
 
 
-def match_cells_to_truth(tracked: pl.DataFrame, truth: pl.DataFrame, *, max_distance_px: float) -> pl.DataFrame:
+def match_cells_to_truth(
+    tracked: pl.DataFrame, truth: pl.DataFrame, *, max_distance_px: float
+) -> pl.DataFrame:
     """Pair each tracked cell with the nearest true cell of its (well, field) at frame 1.
 
     ``tracked``: cell_uid, well, field, y_px, x_px (frame-1 centres); ``truth``: well, field, true_id,
@@ -46,9 +48,7 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
 
     truth = load_truth(truth_dir)
     t_cells, t_tracks = truth["cells"], truth["tracks"]
-    first = store.sql(
-        "SELECT t.cell_uid, t.well, t.field, t.y_px, t.x_px FROM tracks t WHERE t.frame = 1"
-    )
+    first = store.sql("SELECT t.cell_uid, t.well, t.field, t.y_px, t.x_px FROM tracks t WHERE t.frame = 1")
     true_first = t_tracks.filter(pl.col("frame") == 1).select(
         "well", pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int64), "y_px", "x_px"
     )
@@ -60,7 +60,11 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     train = cells.filter(pl.col("split") == "train")
     centre = float(np.log(train.get_column("gfp_sum").to_numpy()).mean()) if train.height else 0.0
     oc = t_cells.select(
-        pl.col("true_id").cast(pl.Int64), "well", pl.col("field").cast(pl.Int16), "oracle_prob", "oracle_log_gfp"
+        pl.col("true_id").cast(pl.Int64),
+        "well",
+        pl.col("field").cast(pl.Int16),
+        "oracle_prob",
+        "oracle_log_gfp",
     )
     uid_well = first.select("cell_uid", "well", "field")
     return (

@@ -31,8 +31,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     _print_df(store.summary(), args.format)
     plates = store.read("plates")
     if plates.height:
-        _print_df(plates.select("plate", "instrument", "pixel_size_um", "n_wells", "n_fields", "n_frames",
-                                "n_images", "n_problems", "data_version"), args.format)
+        _print_df(
+            plates.select(
+                "plate",
+                "instrument",
+                "pixel_size_um",
+                "n_wells",
+                "n_fields",
+                "n_frames",
+                "n_images",
+                "n_problems",
+                "data_version",
+            ),
+            args.format,
+        )
     return 0
 
 
