@@ -115,9 +115,6 @@ def auto_seeds(
     (N, 2) float64 ndarray of (y_px, x_px) centroids, sorted by y then x.
     """
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
-    from skimage.measure import regionprops
-    from skimage.segmentation import watershed
 
     s = settings or SeedSettings()
     img = np.asarray(cs_image)
@@ -130,6 +127,23 @@ def auto_seeds(
         smoothed > foreground_threshold(smoothed, s.threshold_factor, method=s.threshold_method),
         s.max_hole_um2 / pixel_size_um**2,
     )
+    return seeds_from_foreground(fg, pixel_size_um=pixel_size_um, settings=s)
+
+
+def seeds_from_foreground(
+    fg: np.ndarray, *, pixel_size_um: float, settings: SeedSettings | None = None
+) -> np.ndarray:
+    """Cell centres in a foreground mask (distance-transform peaks, watershed, region centroids).
+
+    The second half of :func:`auto_seeds`; the tracker runs it on every frame's foreground to find
+    cells that were never seeded. Returns (N, 2) float64 (y_px, x_px), sorted by y then x.
+    """
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.measure import regionprops
+    from skimage.segmentation import watershed
+
+    s = settings or SeedSettings()
     if not fg.any():
         return np.zeros((0, 2))
     dist = ndi.distance_transform_edt(fg).astype(np.float32)
@@ -144,7 +158,7 @@ def auto_seeds(
     )
     if len(peaks) == 0:
         return np.zeros((0, 2))
-    markers = np.zeros(img.shape, np.int32)
+    markers = np.zeros(fg.shape, np.int32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     regions = watershed(-dist, markers, mask=fg)
     min_area_px = s.min_area_um2 / pixel_size_um**2

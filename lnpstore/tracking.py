@@ -35,7 +35,7 @@ import polars as pl
 
 from .errors import LnpstoreError
 from .geometry import geometry_for
-from .seeding import SeedSettings, fill_small_holes, foreground_threshold
+from .seeding import SeedSettings, fill_small_holes, foreground_threshold, seeds_from_foreground
 from .spots import SpotSettings, count_spots
 
 NODE_ID_STRIDE = 100_000  # node_id = track_id * NODE_ID_STRIDE + frame, unique within a field
@@ -94,6 +94,14 @@ class TrackSettings:
     jump_mad_k, jump_floor_um, jump_max_um: the ``flag_jump`` rule (see the module docstring).
     area_ratio_max: ``flag_area`` when area / previous area is outside [1/max, max].
     iou_min: ``flag_area`` also when the overlap with the previous frame's region is below this.
+    motion_damping: the cell's marker is moved by this times its last displacement (the motion-predicted
+        position; velocity is persistent, so ~0.8 of it carries over); 0 keeps it in place.
+    area_median_max, area_median_frames: ``flag_area`` when the area exceeds this times the median of the
+        track's last ``area_median_frames`` areas (it took in a neighbour); 0 disables.
+    core_taken_max: ``flag_area`` when more than this fraction of the cell's marker lies on a neighbour's
+        marker (two cells claim one place); 0 disables.
+    predicted_max_um: ``flag_jump`` when the centre lies farther than this from the motion-predicted one;
+        0 disables.
     """
 
     smoothing_sigma_um: float = 1.0
@@ -110,6 +118,11 @@ class TrackSettings:
     jump_max_um: float = 6.0
     area_ratio_max: float = 1.5
     iou_min: float = 0.3
+    motion_damping: float = 0.0
+    area_median_max: float = 1.3
+    area_median_frames: float = 10.0
+    core_taken_max: float = 0.2
+    predicted_max_um: float = 0.0
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 
@@ -127,6 +140,8 @@ class TrackSettings:
                         f"TrackSettings.{f.name} must be a {want.__name__}, got {type(v).__name__}"
                     )
                 continue
+            if f.name == "motion_damping" and not (isinstance(v, int | float) and 0 <= v <= 1):
+                raise TrackingError(f"TrackSettings.motion_damping must be in [0, 1], got {v!r}")
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise TrackingError(f"TrackSettings.{f.name} must be a non-negative number, got {v!r}")
         if self.area_ratio_max <= 1:
@@ -164,6 +179,10 @@ class _Track:
     mask_x0: int = 0
     rows: list[dict] = field(default_factory=list)
     alive: bool = True
+    report: bool = True  # False: a silent competitor (beyond the edge margin, or never seeded)
+    vy: float = 0.0
+    vx: float = 0.0
+    areas: list[float] = field(default_factory=list)
 
 
 def _iou(a: np.ndarray, ay: int, ax: int, b: np.ndarray, by: int, bx: int) -> float:
@@ -201,19 +220,21 @@ class _FieldTracker:
         self.marker = self.marker_disc  # (used for the minimum core size)
         self.core_erosion_px = settings.core_erosion_um / self.px
         self.tracks = [_Track(i + 1, float(y), float(x)) for i, (y, x) in enumerate(seeds)]
+        self.silent: list[_Track] = []  # cells found after frame 1 (never seeded): competitors only
         self.shape: tuple[int, int] | None = None
 
     # -- one frame --------------------------------------------------------------------------------
     def step(self, frame: int, images: Mapping[str, np.ndarray]) -> None:
         from scipy import ndimage as ndi
 
-        live = [t for t in self.tracks if t.alive]
-        if not live:
+        live = [t for t in self.tracks if t.alive] + [t for t in self.silent if t.alive]
+        if not any(t.report for t in live):
             return
         cs = images.get("CS")
         if cs is None:
             for t in live:
                 self._stop(t, "missing_image")
+            self.silent = []
             return
         cs = np.asarray(cs)
         if self.shape is None:
@@ -225,9 +246,31 @@ class _FieldTracker:
             smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method
         )
         fg = fill_small_holes(smoothed > self.thr, self.max_hole_px)
+        if frame > 1 and self.s.new_peak_min_distance_um > 0:
+            live += self._new_cells(fg, live)
         cores = [self._core(t) for t in live]  # every live cell's marker from the previous frame
         for i, t in enumerate(live):
             self._segment(t, frame, images, cs, smoothed, fg, live, cores, i)
+        self.silent = [t for t in self.silent if t.alive]
+
+    def _new_cells(self, fg: np.ndarray, live: list[_Track]) -> list[_Track]:
+        """Cells of this frame (the seeding detector on its foreground) far from every known cell's
+        predicted centre: cells that entered the field or were never seeded. They become silent
+        competitors, so a tracked cell's region cannot swallow them."""
+        found = seeds_from_foreground(fg, pixel_size_um=self.px, settings=self.s.seeds)
+        if not len(found):
+            return []
+        if live:
+            known = np.array([self._predicted(t) for t in live])
+            d = np.sqrt(((found[:, None, :] - known[None, :, :]) ** 2).sum(-1)).min(1)
+            found = found[d >= self.s.new_peak_min_distance_um / self.px]
+        new = [_Track(0, float(y), float(x), report=False) for y, x in found]
+        self.silent += new
+        return new
+
+    def _predicted(self, t: _Track) -> tuple[float, float]:
+        k = self.s.motion_damping
+        return t.y + k * t.vy, t.x + k * t.vx
 
     def _core(self, t: _Track) -> tuple[np.ndarray, int, int]:
         """The cell's marker: its previous region eroded by ``core_erosion_um`` (a disc at the centre
@@ -238,9 +281,11 @@ class _FieldTracker:
             d = ndi.distance_transform_edt(np.pad(t.mask, 1))[1:-1, 1:-1]
             core = d > max(self.core_erosion_px, self.s.core_fraction * float(d.max()))
             if core.sum() >= len(self.marker):
-                return core, t.mask_y0, t.mask_x0
+                k = self.s.motion_damping
+                return core, t.mask_y0 + int(round(k * t.vy)), t.mask_x0 + int(round(k * t.vx))
         r = self.marker_r
-        cy, cx = int(round(t.y)), int(round(t.x))
+        py, px_ = self._predicted(t)
+        cy, cx = int(round(py)), int(round(px_))
         return self.marker_disc, cy - r, cx - r
 
     def _segment(
@@ -256,7 +301,6 @@ class _FieldTracker:
         me: int,
     ) -> None:
         from scipy import ndimage as ndi
-        from skimage.feature import peak_local_max
         from skimage.measure import regionprops
         from skimage.segmentation import watershed
 
@@ -288,22 +332,6 @@ class _FieldTracker:
                 centres.append((live[j].y - y0, live[j].x - x0))
                 label += 1
         dist = ndi.distance_transform_edt(win).astype(np.float32)
-        if self.s.new_peak_min_distance_um > 0:
-            # Hand-written: peaks of the distance map far from every known centre = unseeded cells.
-            peaks = peak_local_max(
-                ndi.gaussian_filter(dist, 1.0),
-                min_distance=max(1, int(round(self.s.new_peak_min_distance_um / self.px / 2))),
-                threshold_abs=self.s.new_peak_min_radius_um / self.px,
-                exclude_border=False,
-            )
-            if len(peaks):
-                pts = np.array(centres + [(t.y - y0, t.x - x0)])
-                d = np.sqrt(((peaks[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).min(1)
-                for p in peaks[d >= self.s.new_peak_min_distance_um / self.px]:
-                    self._paint_mask(
-                        markers, self.marker_disc, p[0] - self.marker_r, p[1] - self.marker_r, label
-                    )
-                    label += 1
         core, ry, rx = cores[me]
         own = np.zeros(win.shape, bool)
         self._paint_mask(own, core, ry - y0, rx - x0, True)
@@ -314,6 +342,8 @@ class _FieldTracker:
                 self._stop(t, "lost")
                 return
             self._paint_mask(own, self.marker_disc, near[0] - self.marker_r, near[1] - self.marker_r, True)
+        n_own = int(np.count_nonzero(own))
+        core_taken = int(np.count_nonzero(markers[own] >= 3)) / n_own if n_own else 0.0
         markers[own] = 1
         markers[~win] = 0
         if self.s.elevation == "distance":
@@ -335,8 +365,23 @@ class _FieldTracker:
         crop = region[ry0 : rows.max() + 1, rx0 : cols.max() + 1]
         props = regionprops(crop.astype(np.uint8))[0]
         ny, nx = float(rows.mean()) + y0, float(cols.mean()) + x0
+        if not t.report:  # a silent competitor: only its region (the next frame's marker) matters
+            if t.areas:
+                t.vy, t.vx = ny - t.y, nx - t.x
+            t.areas.append(area)
+            t.y, t.x, t.area = ny, nx, area
+            t.mask, t.mask_y0, t.mask_x0 = crop, y0 + ry0, x0 + rx0
+            return
         disp = math.hypot(ny - t.y, nx - t.x) if t.rows else None
         my0, mx0 = y0 + ry0, x0 + rx0
+        s = self.s
+        py, px_ = self._predicted(t)
+        off_pred = (
+            t.rows and s.predicted_max_um > 0 and math.hypot(ny - py, nx - px_) > s.predicted_max_um / self.px
+        )
+        recent = t.areas[-int(s.area_median_frames) :] if s.area_median_frames >= 1 else []
+        grown = bool(recent) and s.area_median_max > 0 and area > s.area_median_max * float(np.median(recent))
+        taken = bool(t.rows) and s.core_taken_max > 0 and core_taken > s.core_taken_max
         iou = _iou(t.mask, t.mask_y0, t.mask_x0, crop, my0, mx0) if t.mask is not None else None
 
         def mean_of(ch: str) -> float | None:
@@ -375,16 +420,20 @@ class _FieldTracker:
                 "area_ratio": area / t.area if t.area else None,
                 "iou_prev": iou,
                 "in_bounds": in_bounds,
-                "flag_jump": False,
-                "flag_area": False,
+                "flag_jump": bool(off_pred),
+                "flag_area": bool(grown or taken),
                 "flag_lost": False,
                 "stop_reason": None,
             }
         )
+        if t.rows[:-1]:
+            t.vy, t.vx = ny - t.y, nx - t.x
+        t.areas.append(area)
         t.y, t.x, t.area = ny, nx, area
         t.mask, t.mask_y0, t.mask_x0 = crop, my0, mx0
-        if not in_bounds:
-            self._stop(t, "edge")
+        if not in_bounds:  # not reported any more, but followed on as a competitor of its neighbours
+            t.rows[-1]["stop_reason"] = "edge"
+            t.report = False
 
     def _own_marker(self, win: np.ndarray, own: np.ndarray) -> np.ndarray | None:
         """The previous centre, or the nearest foreground pixel within the marker radius * 4."""
@@ -416,14 +465,14 @@ class _FieldTracker:
     def _stop(self, t: _Track, reason: str) -> None:
         t.alive = False
         t.mask = None
-        if t.rows:
+        if t.rows and t.report:
             t.rows[-1]["stop_reason"] = reason
             t.rows[-1]["flag_lost"] = reason == "lost"
 
     # -- result -----------------------------------------------------------------------------------
     def finish(self) -> pl.DataFrame:
         for t in self.tracks:
-            if t.alive:
+            if t.alive and t.report:
                 self._stop(t, "end")
         rows = [r for t in self.tracks for r in t.rows]
         df = (
@@ -445,9 +494,11 @@ def add_quality_flags(df: pl.DataFrame, *, pixel_size_um: float, settings: Track
         med = mad = 0.0
     thr = max(med + s.jump_mad_k * mad, s.jump_floor_um / pixel_size_um)
     return df.with_columns(
-        flag_jump=(pl.col("displacement_px") > thr)
+        flag_jump=pl.col("flag_jump").fill_null(False)
+        | (pl.col("displacement_px") > thr)
         | (pl.col("displacement_px") > s.jump_max_um / pixel_size_um),
-        flag_area=(pl.col("area_ratio") > s.area_ratio_max)
+        flag_area=pl.col("flag_area").fill_null(False)
+        | (pl.col("area_ratio") > s.area_ratio_max)
         | (pl.col("area_ratio") < 1.0 / s.area_ratio_max)
         | (pl.col("iou_prev") < s.iou_min),
     ).with_columns(pl.col("flag_jump", "flag_area").fill_null(False))
