@@ -251,11 +251,14 @@ def run_study(
     )
     table1.write_parquet(table1_path(store))
     out_dir = root / "report"
-    figs = make_tracking_figures(store, store.artifacts_dir("figures"))
-    extra = [(p, p.stem.replace("_", " ")) for p in figs]
-    extra += [
-        (p, "CNN training curve " + p.stem) for p in sorted(store.artifacts_dir("curves").glob("*.png"))
-    ]
+    figs = {p.stem: p for p in make_tracking_figures(store, store.artifacts_dir("figures"))}
+    captions = {
+        "fig2_uptake_expression": "Figure 2. Mean LNP spots per cell area and mean GFP per cell (+- sem) over time, by dose.",
+        "fig5_displacement": "Figure 5. Per-frame displacement of tracked cells, with mean and sd.",
+    }
+    extra = [(p, captions.get(stem, stem.replace("_", " "))) for stem, p in figs.items()]
+    for p in sorted(store.artifacts_dir("models").glob("cnn-*-f0-*_curves.png")):
+        extra.append((p, f"CNN head training curve (fold 0): {p.stem.removesuffix('_curves')}"))
     total_s = time.perf_counter() - t_start
     run_info = {
         "preset": preset,
@@ -264,8 +267,13 @@ def run_study(
         "plate": plate,
         "plate_dir": str(Path(plate_dir).resolve()),
         "simulated": truth_dir is not None,
+        "reductions": list(cfg.reductions) or ["none: the study's full protocol"],
+        "n_permutations": cfg.n_permutations,
         "timings_s": {t.name: round(t.seconds, 1) for t in timings},
         "total_s": round(total_s, 1),
+        "time_taken": f"{total_s / 60:.1f} min for this invocation (stages: "
+        + ", ".join(f"{t.name} {t.seconds:.0f} s" for t in timings)
+        + ")",
         "finished_at": datetime.now(UTC).isoformat(),
         "lnpstore_version": __version__,
         "python": platform.python_version(),

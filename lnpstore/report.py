@@ -139,6 +139,8 @@ def _facts(run_info: dict[str, Any]) -> list[tuple[str, str]]:
         ("weights", str(run_info.get("weights", "unknown"))),
         ("time taken", str(run_info.get("time_taken", "not recorded"))),
         ("permutations", str(run_info.get("n_permutations", "not recorded"))),
+        ("reductions from the study's protocol", "; ".join(run_info.get("reductions") or ["none recorded"])),
+        ("simulated plate", str(run_info.get("simulated", "not recorded"))),
         ("generated", datetime.now(UTC).isoformat(timespec="seconds")),
         ("package versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
     ]
