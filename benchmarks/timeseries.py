@@ -5,6 +5,11 @@ Data: a synthetic panel of the demo's size (cells x 8 augmentations x frames x 3
 planted temporal signal (label = sign of a slope in channel 0, per-cell offsets). Sizes are arguments::
 
     python benchmarks/timeseries.py --cells 150 --frames 20 --lstm-samples 16 --xgb-samples 20
+    python benchmarks/timeseries.py --skip tsfresh,profile --cells 40 --augs 2 --lstm-samples 3
+
+LSTM: each speed-up variant from a cold start, on one (fold, mode, checkpoint) search and on a loop
+of ``--loop-folds`` folds x ``--loop-checkpoints`` (the stage's unit of work), with ratios against the
+plain loop (one candidate at a time, compiled afresh per candidate).
 """
 
 from __future__ import annotations
@@ -75,6 +80,77 @@ def bench_tsfresh_calculators(X, n_series: int) -> list[tuple[str, float]]:
     return sorted(out, key=lambda x: -x[1])
 
 
+def bench_lstm(a, X, y, cell, parts) -> dict:
+    """Each LSTM-search speed-up, from a cold start (compiled functions and JAX caches cleared):
+    one (fold, mode, checkpoint) search, then a loop over ``--loop-folds`` folds (different case
+    counts) x ``--loop-checkpoints`` in one process, as the time-series stage runs them."""
+    from lnpstore.models import lstm as L
+
+    if a.jax_cache:
+        from lnpstore.models.jaxcache import enable
+
+        print("persistent JAX cache:", enable(a.jax_cache, min_compile_time_s=0.0))
+    cfgs = L.sample_configs(a.lstm_samples, 0)
+    print("LSTM candidates:", [c.shape for c in cfgs])
+    full = L.SearchConfig(
+        select=L.TrainConfig(lr=1e-3, epochs=a.lstm_epochs),
+        final=L.TrainConfig(lr=1e-5, epochs=a.lstm_final_epochs),
+        vmap_width=8,
+        rung_epochs=max(1, a.lstm_epochs // 4),
+    )
+    variants = {
+        "plain_loop": replace(full, vmap_width=1, fused=False, halving=False, cache_compiles=False),
+        "compile_once": replace(full, vmap_width=1, fused=False, halving=False),
+        "fused_epochs": replace(full, vmap_width=1, halving=False),
+        "vmap": replace(full, halving=False),
+        "vmap_halving": full,
+    }
+    if a.lstm_variants:
+        variants = {k: v for k, v in variants.items() if k in a.lstm_variants.split(",")}
+    cps = [int(c) for c in a.loop_checkpoints.split(",")]
+    t_max = min(max(cps), a.frames)
+    (Xtr, ytr, _), (Xv, yv, _), (Xte, yte, _) = parts["train"], parts["val"], parts["test"]
+    folds = [split(X, y, cell, seed=f) for f in range(a.loop_folds)]
+    res: dict = {}
+    base: dict = {}
+
+    def search(sc, Xa, ya, Xb, yb, t):
+        t_pad = t_max if sc.cache_compiles else None  # padding frames only pays with cached compiles
+        return L.lstm_search(
+            Xa[:, :t], ya, Xb[:, :t], yb, mode="classify", seed=0, search=sc, configs=cfgs, t_pad=t_pad
+        )
+
+    for name, sc in variants.items():
+        L.clear_compiled()
+        traces0 = dict(L.TRACES)
+        (m, trials), wall, peak, rss = measured(lambda sc=sc: search(sc, Xtr, ytr, Xv, yv, t_max))
+        acc = float((m.predict(Xte[:, :t_max]) == yte).mean())
+        L.clear_compiled()
+        t0 = time.perf_counter()
+        n_loop = 0
+        for f in folds:
+            (Xa, ya, _), (Xb, yb, _) = f["train"], f["val"]
+            for t in cps:
+                search(sc, Xa, ya, Xb, yb, min(t, a.frames))
+                n_loop += 1
+        loop = time.perf_counter() - t0
+        base = base or {"one": wall, "loop": loop}
+        res[f"lstm_{name}"] = r = {
+            "one_search_s": round(wall, 2),
+            "one_speedup": round(base["one"] / wall, 2),
+            f"loop_{n_loop}_searches_s": round(loop, 2),
+            "loop_speedup": round(base["loop"] / loop, 2),
+            "traces": {k: v - traces0.get(k, 0) for k, v in L.TRACES.items() if v - traces0.get(k, 0)},
+            "peak_py_mb": round(peak, 1),
+            "max_rss_mb": round(rss, 1),
+            "best_trial": int(trials.filter("selected")["trial"][0]),
+            "best_val_loss": round(float(trials["val_loss"].min()), 4),
+            "test_acc": round(acc, 3),
+        }
+        print(f"lstm {name:13s}", json.dumps(r), flush=True)
+    return res
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=150)
@@ -83,6 +159,11 @@ def main(argv=None) -> None:
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--lstm-samples", type=int, default=16)
     ap.add_argument("--lstm-epochs", type=int, default=20)
+    ap.add_argument("--lstm-final-epochs", type=int, default=0, help="retraining epochs of the winner")
+    ap.add_argument("--loop-folds", type=int, default=2, help="folds of the LSTM loop")
+    ap.add_argument("--loop-checkpoints", default="5,10,15,20", help="checkpoints of the LSTM loop")
+    ap.add_argument("--lstm-variants", default="", help="comma list (default: all)")
+    ap.add_argument("--jax-cache", default=None, help="enable JAX's persistent compilation cache here")
     ap.add_argument("--xgb-samples", type=int, default=20)
     ap.add_argument("--tsfresh-series", type=int, default=200, help="series for the calculator profile")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: lstm,tsfresh,profile")
@@ -137,40 +218,7 @@ def main(argv=None) -> None:
             print(key, res[key])
 
     if "lstm" not in skip:
-        from lnpstore.models.lstm import SearchConfig, TrainConfig, lstm_search, sample_configs
-
-        cfgs = sample_configs(a.lstm_samples, 0)
-        sel = TrainConfig(lr=1e-3, epochs=a.lstm_epochs)
-        full = SearchConfig(
-            select=sel,
-            final=TrainConfig(lr=1e-5, epochs=0),
-            vmap_width=8,
-            rung_epochs=max(1, a.lstm_epochs // 4),
-        )
-        variants = {
-            "plain_loop": replace(full, vmap_width=1, fused=False, halving=False, cache_compiles=False),
-            "compile_once": replace(full, vmap_width=1, fused=False, halving=False),
-            "fused_epochs": replace(full, vmap_width=1, halving=False),
-            "vmap": replace(full, halving=False),
-            "vmap_halving": full,
-        }
-        base = None
-        for name, sc in variants.items():
-            (m, trials), wall, peak, rss = measured(
-                lambda sc=sc: lstm_search(Xtr, ytr, Xv, yv, mode="classify", seed=0, search=sc, configs=cfgs)
-            )
-            base = base or wall
-            acc = float((m.predict(Xte) == yte).mean())
-            res[f"lstm_{name}"] = {
-                "wall_s": round(wall, 2),
-                "speedup_vs_plain": round(base / wall, 2),
-                "peak_py_mb": round(peak, 1),
-                "max_rss_mb": round(rss, 1),
-                "best_trial": int(trials.filter("selected")["trial"][0]),
-                "best_val_loss": round(float(trials["val_loss"].min()), 4),
-                "test_acc": round(acc, 3),
-            }
-            print(f"lstm {name}", res[f"lstm_{name}"])
+        res |= bench_lstm(a, X, y, cell, parts)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res, fh, indent=1)

@@ -4,23 +4,33 @@ For each frame, the CS image is smoothed once (Gaussian) and thresholded once (O
 into a foreground. Each live cell is then segmented only inside a window
 (``geometry_for(pixel_size_um).track_window_px``) centred on its previous centre:
 
-* elevation: the negative Euclidean distance transform of the window's foreground. Distance, not
-  intensity, because it splits touching cells at the neck between them whatever the stain's texture,
-  and because the CS stain is not brighter at the cell centre than at its rim;
-* markers: a small disc at the cell's previous centre (label 1); the previous centres of the other
-  tracked cells that fall in the window (competing markers, so touching cells do not merge); peaks
-  of the distance transform far from every known centre (cells that were never seeded); and the
-  window border (the outside marker);
+* elevation: the negative smoothed CS intensity of the window (``elevation="intensity"``, the default):
+  touching cells meet at a thin dim seam (the stain thins towards every membrane), which the flood
+  follows; the dim nucleus is enclosed by the cell's own marker and cytoplasm, so it does not split it.
+  "distance" (the foreground's distance transform) and "both" remain selectable: the distance map has a
+  single peak in the middle of a 3-cell cluster and lets a bigger neighbour flood a smaller cell;
+* markers: the cell's previous region eroded to its core (label 1), optionally moved by the
+  motion-predicted displacement (``motion_damping``); the cores of every other live cell in the window
+  (competing markers); and the window border (the outside marker). *Every visible cell has a marker*:
+  a track that reaches the edge margin stops being reported but is followed on silently as a
+  competitor, and on each frame the seeding detector (:func:`lnpstore.seeding.seeds_from_foreground`)
+  runs on the frame's foreground; its cells farther than ``new_peak_min_distance_um`` from every known
+  cell's predicted centre (cells that entered the field, or were never seeded) are followed silently
+  from then on. Without them, a tracked cell's region swallowed its unmarked neighbours, its centroid
+  drifted and it swapped cells;
 * mask: the foreground, so background pixels are never given to the cell.
 
 The new centre is the centroid of the cell's region. A track stops when its centre comes within
-``edge_margin_px`` of the field's edge ('edge'), when its region is lost ('lost'), when the CS image
-of the next frame is missing ('missing_image'), or at the last frame ('end').
+``edge_margin_px`` of the field's edge ('edge': its last reported row; it is still followed as a
+competitor), when its region is lost ('lost'), when the CS image of the next frame is missing
+('missing_image'), or at the last frame ('end').
 
-Quality flags, set after the whole field is tracked: ``flag_jump`` (displacement beyond
-``median + jump_mad_k * MAD`` of the field's displacements, at least ``jump_floor_um``, or beyond
-``jump_max_um``), ``flag_area`` (area ratio outside ``[1/area_ratio_max, area_ratio_max]`` or overlap
-with the previous region below ``iou_min``) and ``flag_lost``.
+Quality flags: ``flag_jump`` (displacement beyond ``median + jump_mad_k * MAD`` of the field's
+displacements, at least ``jump_floor_um``, or beyond ``jump_max_um``, or a centre farther than
+``predicted_max_um`` from the motion-predicted one), ``flag_area`` (area ratio outside
+``[1/area_ratio_max, area_ratio_max]``, overlap with the previous region below ``iou_min``, area above
+``area_median_max`` times the track's running median, or more than ``core_taken_max`` of the cell's
+marker lying on a neighbour's marker) and ``flag_lost``.
 """
 
 from __future__ import annotations
@@ -88,9 +98,10 @@ class TrackSettings:
         ``max(core_erosion_um, core_fraction * the region's largest depth)`` (its core: deeper than a
         frame's motion, and away from a neighbour the region may have leaked into).
     min_area_um2: a region smaller than this is 'lost'.
-    new_peak_min_distance_um: a distance peak this far from every known centre becomes a competing
-        marker (a cell that was never seeded); 0 disables it.
-    new_peak_min_radius_um: such a peak must be at least this deep inside the foreground.
+    new_peak_min_distance_um: a cell found by the seeding detector this far from every known cell's
+        predicted centre becomes a silent competitor (a cell that was never seeded); 0 disables it.
+    new_peak_min_radius_um: unused (kept so saved settings load); the seeding detector's
+        ``seeds.min_radius_um`` decides what is a cell.
     jump_mad_k, jump_floor_um, jump_max_um: the ``flag_jump`` rule (see the module docstring).
     area_ratio_max: ``flag_area`` when area / previous area is outside [1/max, max].
     iou_min: ``flag_area`` also when the overlap with the previous frame's region is below this.
@@ -104,8 +115,8 @@ class TrackSettings:
         0 disables.
     """
 
-    smoothing_sigma_um: float = 1.0
-    elevation: str = "distance"
+    smoothing_sigma_um: float = 0.6
+    elevation: str = "intensity"
     compactness: float = 0.0
     marker_radius_um: float = 1.0
     core_erosion_um: float = 3.0
@@ -122,7 +133,7 @@ class TrackSettings:
     area_median_max: float = 1.3
     area_median_frames: float = 10.0
     core_taken_max: float = 0.2
-    predicted_max_um: float = 0.0
+    predicted_max_um: float = 5.0
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 

@@ -66,7 +66,11 @@ class TrainConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     """Random search: selection training ``select``, retraining of the winner ``final`` (started
-    from the winner's best weights, best epoch kept; ``final.epochs = 0`` skips it) and the speed-ups."""
+    from the winner's best weights, best epoch kept; ``final.epochs = 0`` skips it) and the speed-ups.
+
+    ``pad_frames``: the time-series stage pads every checkpoint's sequences to its longest checkpoint
+    (masked), so one compiled program serves all checkpoints (False: one per checkpoint, less work
+    per epoch on large data)."""
 
     select: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, epochs=20))
     final: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, epochs=30))
@@ -76,31 +80,39 @@ class SearchConfig:
     rung_epochs: int = 5
     eta: int = 2
     cache_compiles: bool = True
+    pad_frames: bool = True
 
 
 # ------------------------------------------------------------------------------------------ network
-def _lstm_layer(x, wi, b, wh, h_mask, reverse: bool):
+def _lstm_layer(x, wi, b, wh, h_mask, reverse: bool, t_len=None):
     """Run one LSTM direction over ``x`` (B, T, C) (inputs already masked); returns h (B, T, H).
 
     ``wi`` (C, 4H), ``b`` (4H,), ``wh`` (H, 4H), ``h_mask`` (B, H) fixed over frames; gates i, f, g, o.
+    ``t_len`` (traced int or None): only frames ``< t_len`` update the state, later (padding) frames
+    keep it, so the forward output at the last frame is the state after frame ``t_len`` and the
+    backward scan starts at frame ``t_len``. One program then serves every checkpoint.
     """
     import jax
     import jax.numpy as jnp
 
-    bsz = x.shape[0]
+    bsz, n_t = x.shape[0], x.shape[1]
     hdim = wh.shape[0]
     xs = jnp.swapaxes(x, 0, 1)
 
-    def step(carry, x_t):
+    def step(carry, inp):
         h, c = carry
+        x_t, k = inp
         z = x_t @ wi + b + (h * h_mask) @ wh
         i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
+        c2 = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h2 = jax.nn.sigmoid(o) * jnp.tanh(c2)
+        if t_len is not None:
+            live = k < t_len
+            h2, c2 = jnp.where(live, h2, h), jnp.where(live, c2, c)
+        return (h2, c2), h2
 
     zeros = jnp.zeros((bsz, hdim), x.dtype)
-    _, hs = jax.lax.scan(step, (zeros, zeros), xs, reverse=reverse)
+    _, hs = jax.lax.scan(step, (zeros, zeros), (xs, jnp.arange(n_t)), reverse=reverse)
     return jnp.swapaxes(hs, 0, 1)
 
 
@@ -121,6 +133,7 @@ def _make_net_class():
         """LSTM over (B, T, C) inputs; returns (B,) logits (classify) or values (regress).
 
         ``rates`` is a (2,) array: input dropout and recurrent dropout, used when ``train``.
+        ``t_len`` (optional int, may be traced): frames ``>= t_len`` are padding and ignored.
         """
 
         units: int
@@ -129,7 +142,7 @@ def _make_net_class():
         dense: bool = False
 
         @nn.compact
-        def __call__(self, x, rates, train: bool = False):
+        def __call__(self, x, rates, train: bool = False, t_len=None):
             bsz = x.shape[0]
             dirs = ("f", "b") if self.bidirectional else ("f",)
             h = x
@@ -151,11 +164,11 @@ def _make_net_class():
                     else:
                         m_in = jnp.ones((bsz, 1, cin), x.dtype)
                         m_h = jnp.ones((bsz, self.units), x.dtype)
-                    outs.append(_lstm_layer(h * m_in, wi, b, wh, m_h, reverse=(d == "b")))
+                    outs.append(_lstm_layer(h * m_in, wi, b, wh, m_h, reverse=(d == "b"), t_len=t_len))
                 if layer < self.layers - 1:
                     h = jnp.concatenate(outs, axis=-1)
                 else:
-                    # forward: state after the last frame; backward: state after the first frame
+                    # forward: state after the last (real) frame; backward: state after the first frame
                     last = [outs[0][:, -1, :]] + ([outs[1][:, 0, :]] if self.bidirectional else [])
                     h = jnp.concatenate(last, axis=-1)
             if self.dense:
@@ -189,27 +202,62 @@ def class_weights(y: np.ndarray, mode: Mode) -> np.ndarray:
     return np.where(y > 0.5, w1, w0).astype(np.float32)
 
 
+def padded_size(n: int, batch_size: int) -> int:
+    """Rows a set of ``n`` cases is padded to: whole batches, the batch count rounded up to
+    1, 2, 3, 4, 6, 8, 12, 16, 24, ... (at most 1.5x), so that folds of slightly different sizes share
+    one compiled program."""
+    nb = max(1, math.ceil(n / batch_size))
+    b = 1
+    while b < nb:
+        b = b * 3 // 2 if (b & (b - 1)) == 0 and b >= 2 else (b * 4 // 3 if b >= 3 else b + 1)
+    return b * batch_size
+
+
+def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
+    a = np.asarray(a)
+    return np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], a.dtype)]) if n > len(a) else a
+
+
+def _pad_frames(X: np.ndarray, t_pad: int | None) -> np.ndarray:
+    if t_pad is None or t_pad <= X.shape[1]:
+        return X
+    return np.concatenate([X, np.zeros((X.shape[0], t_pad - X.shape[1], X.shape[2]), X.dtype)], axis=1)
+
+
 @dataclass
 class _Data:
-    """Device arrays of one fit: training padded to whole batches (pad weight 0), validation."""
+    """Device arrays of one fit, every shape fixed by buckets (not by the number of cases).
 
-    X: Any
-    Y: Any
-    W: Any
-    Xv: Any
-    Yv: Any
-    Wv: Any
-    n_batches: int
+    ``arrays``: X (N, T, C) holds the training rows 0..n-1, then the validation rows n..n+nv-1, then
+    zero padding (frames >= t are zero padding too); Y the targets; W the training weights (0 on
+    validation and padding rows), Wv the validation weights (0 elsewhere); n, nv, t (real frames), cls
+    (1.0 classify). One padded size for both sets: fewer bucket boundaries between folds.
+    """
+
+    arrays: dict
+    n: int
     batch_size: int
 
+    @property
+    def n_batches(self) -> int:
+        return max(1, math.ceil(self.n / self.batch_size))
 
-def _prepare(X, y, Xv, yv, mode: Mode, batch_size: int, w_train: np.ndarray | None = None) -> _Data:
+
+def _prepare(
+    X,
+    y,
+    Xv,
+    yv,
+    mode: Mode,
+    batch_size: int,
+    w_train: np.ndarray | None = None,
+    *,
+    t_pad: int | None = None,
+) -> _Data:
     import jax.numpy as jnp
 
     n = len(X)
-    bs = max(1, min(batch_size, n))
-    nb = math.ceil(n / bs)
-    pad = nb * bs - n
+    bs = max(1, batch_size)
     w = class_weights(y, mode) if w_train is None else w_train
     # validation uses the training set's class weights
     n1 = float((np.asarray(y) > 0.5).sum())
@@ -217,51 +265,74 @@ def _prepare(X, y, Xv, yv, mode: Mode, batch_size: int, w_train: np.ndarray | No
         wv = np.where(np.asarray(yv) > 0.5, n / (2 * n1), n / (2 * (n - n1))).astype(np.float32)
     else:
         wv = np.ones(len(yv), np.float32)
-    Xp = np.concatenate([X, np.zeros((pad,) + X.shape[1:], X.dtype)])
-    yp = np.concatenate([np.asarray(y, np.float32), np.zeros(pad, np.float32)])
-    wp = np.concatenate([w, np.zeros(pad, np.float32)])
-    return _Data(
-        jnp.asarray(Xp, jnp.float32),
-        jnp.asarray(yp),
-        jnp.asarray(wp),
-        jnp.asarray(Xv, jnp.float32),
-        jnp.asarray(np.asarray(yv, np.float32)),
-        jnp.asarray(wv),
-        nb,
-        bs,
-    )
+    nv = len(Xv)
+    N = padded_size(n + math.ceil(nv / bs) * bs, bs)  # room for whole validation batches after row n
+    t = X.shape[1]
+    zn, zv = np.zeros(n, np.float32), np.zeros(nv, np.float32)
+    arrays = {
+        "X": _pad_rows(
+            _pad_frames(np.concatenate([np.asarray(X, np.float32), np.asarray(Xv, np.float32)]), t_pad), N
+        ),
+        "Y": _pad_rows(np.concatenate([np.asarray(y, np.float32), np.asarray(yv, np.float32)]), N),
+        "W": _pad_rows(np.concatenate([np.asarray(w, np.float32), zv]), N),
+        "Wv": _pad_rows(np.concatenate([zn, wv]), N),
+        "n": np.int32(n),
+        "nv": np.int32(nv),
+        "t": np.int32(t),
+        "cls": np.float32(mode == "classify"),
+    }
+    return _Data({k: jnp.asarray(v) for k, v in arrays.items()}, n, bs)
 
 
-class _Trainer:
-    """Trains ``width`` candidates of one architecture shape at once (vmap), on one :class:`_Data`.
+# How often each compiled function was traced (a trace precedes each compile): for tests/benchmarks.
+TRACES: dict[str, int] = {}
+_EPOCH_CHUNK = 10  # epochs per call of the fused program (any epoch count reuses it)
+_FNS: dict[tuple, _Fns] = {}
+_APPLY: dict[tuple, Any] = {}
 
-    State per candidate: params, Adam state, best params, best loss, best epoch, epoch, rng key.
+
+def _traced(name: str) -> None:
+    TRACES[name] = TRACES.get(name, 0) + 1
+
+
+def clear_compiled() -> None:
+    """Forget the module's compiled functions (and JAX's in-memory caches): the next fits recompile."""
+    import jax
+
+    _FNS.clear()
+    _APPLY.clear()
+    jax.clear_caches()
+
+
+class _Fns:
+    """The jitted functions of one architecture shape and batch size, vmapped over candidates.
+
+    Nothing about the data, the mode, the learning rate, the epoch count or the checkpoint is baked
+    in: they are arguments, so one instance (cached in ``_FNS``) serves every fold, mode, checkpoint
+    (frames padded to one length) and search of a process; jax recompiles only for new array shapes
+    (a new candidate width or padded size).
     """
 
-    def __init__(self, shape_cfg: LSTMConfig, mode: Mode, lr: float, data: _Data, *, fused: bool = True):
+    def __init__(self, shape_cfg: LSTMConfig, batch_size: int):
         import jax
         import jax.numpy as jnp
         import optax
 
-        self.net = lstm_net(shape_cfg)
-        self.mode = mode
-        self.data = data
-        self.fused = fused
-        tx = optax.adam(lr)
-        net = self.net
-        nb, bs = data.n_batches, data.batch_size
+        net = lstm_net(shape_cfg)
+        bs = batch_size
+        self.tx = tx = optax.scale_by_adam()  # Adam; the (dynamic) learning rate is applied below
 
-        def loss(params, rates, xb, yb, wb, key, train):
-            out = net.apply({"params": params}, xb, rates, train=train, rngs={"dropout": key})
-            if mode == "classify":
-                per = optax.sigmoid_binary_cross_entropy(out, yb)
-            else:
-                per = (out - yb) ** 2
-            return jnp.sum(wb * per) / jnp.maximum(jnp.sum(wb), 1e-8)
+        def per_case(out, yb, cls):  # the mode is data (cls), not a constant: one program for both
+            return jnp.where(cls > 0.5, optax.sigmoid_binary_cross_entropy(out, yb), (out - yb) ** 2)
 
-        def init(key, rates):
+        def loss(params, rates, xb, yb, wb, key, train, t, cls):
+            out = net.apply({"params": params}, xb, rates, train=train, t_len=t, rngs={"dropout": key})
+            return jnp.sum(wb * per_case(out, yb, cls)) / jnp.maximum(jnp.sum(wb), 1e-8)
+
+        def init(key, rates, d):
+            _traced("init")
             k_init, k_run = jax.random.split(key)
-            params = net.init({"params": k_init}, data.X[:2], rates)["params"]
+            params = net.init({"params": k_init}, d["X"][:2], rates)["params"]
             return {
                 "params": params,
                 "opt": tx.init(params),
@@ -273,21 +344,42 @@ class _Trainer:
                 "rates": rates,
             }
 
-        def step(params, opt, rates, key, idx, X, Y, W):
-            g = jax.grad(loss)(params, rates, X[idx], Y[idx], W[idx], key, True)
+        def n_batches(d):
+            return (d["n"] + bs - 1) // bs
+
+        def step(params, opt, rates, lr, key, b, perm, d):
+            idx = jax.lax.dynamic_slice(perm, (b * bs,), (bs,))
+            g = jax.grad(loss)(
+                params, rates, d["X"][idx], d["Y"][idx], d["W"][idx], key, True, d["t"], d["cls"]
+            )
             upd, opt = tx.update(g, opt, params)
+            upd = jax.tree_util.tree_map(lambda u: -lr * u, upd)
             return optax.apply_updates(params, upd), opt
 
-        def val(params, rates, Xv, Yv, Wv):
-            return loss(params, rates, Xv, Yv, Wv, jax.random.PRNGKey(0), False)
+        def val(params, rates, d):
+            # validation rows n..n+nv-1, in batches of bs (padding rows weigh 0)
+            n_t, n_c = d["X"].shape[1:]
 
-        def epoch_keys(key):
+            def body(b, acc):
+                start = d["n"] + b * bs
+                xb = jax.lax.dynamic_slice(d["X"], (start, 0, 0), (bs, n_t, n_c))
+                yb = jax.lax.dynamic_slice(d["Y"], (start,), (bs,))
+                wb = jax.lax.dynamic_slice(d["Wv"], (start,), (bs,))
+                out = net.apply({"params": params}, xb, rates, train=False, t_len=d["t"])
+                return acc + jnp.stack([jnp.sum(wb * per_case(out, yb, d["cls"])), jnp.sum(wb)])
+
+            tot = jax.lax.fori_loop(0, (d["nv"] + bs - 1) // bs, body, jnp.zeros(2, jnp.float32))
+            return tot[0] / jnp.maximum(tot[1], 1e-8)
+
+        def epoch_keys(key, d):
+            # a random order of the real rows first, padding rows last: batches 0..n_batches-1
             key, k_perm, k_drop = jax.random.split(key, 3)
-            perm = jax.random.permutation(k_perm, nb * bs).reshape(nb, bs)
-            return key, perm, jax.random.split(k_drop, nb)
+            rows = d["X"].shape[0]
+            u = jnp.where(jnp.arange(rows) < d["n"], jax.random.uniform(k_perm, (rows,)), 2.0)
+            return key, jnp.argsort(u), k_drop
 
-        def end_epoch(s, params, opt, key, Xv, Yv, Wv):
-            vl = val(params, s["rates"], Xv, Yv, Wv)
+        def end_epoch(s, params, opt, key, d):
+            vl = val(params, s["rates"], d)
             epoch = s["epoch"] + 1
             better = vl < s["best_loss"]
             best_params = jax.tree_util.tree_map(
@@ -305,61 +397,147 @@ class _Trainer:
             }
             return s, vl
 
-        def one_epoch(s, X, Y, W, Xv, Yv, Wv):
-            key, perm, dkeys = epoch_keys(s["key"])
+        def one_epoch(s, d, lr):
+            key, perm, k_drop = epoch_keys(s["key"], d)
 
-            def body(carry, inp):
+            def body(b, carry):
                 params, opt = carry
-                idx, k = inp
-                return step(params, opt, s["rates"], k, idx, X, Y, W), None
+                return step(params, opt, s["rates"], lr, jax.random.fold_in(k_drop, b), b, perm, d)
 
-            (params, opt), _ = jax.lax.scan(body, (s["params"], s["opt"]), (perm, dkeys))
-            return end_epoch(s, params, opt, key, Xv, Yv, Wv)
+            params, opt = jax.lax.fori_loop(0, n_batches(d), body, (s["params"], s["opt"]))
+            return end_epoch(s, params, opt, key, d)
 
-        def run(s, X, Y, W, Xv, Yv, Wv, n_epochs):
-            def body(s, _):
-                return one_epoch(s, X, Y, W, Xv, Yv, Wv)
+        def run(s, d, lr, n_epochs, restart):
+            _traced("run")
 
-            return jax.lax.scan(body, s, None, length=n_epochs)
+            def reset(s):  # warm start (retraining): fresh Adam, the current params are epoch 0's best
+                return {
+                    **s,
+                    "opt": tx.init(s["params"]),
+                    "best_params": s["params"],
+                    "best_loss": val(s["params"], s["rates"], d),
+                    "best_epoch": jnp.zeros_like(s["best_epoch"]),
+                    "epoch": jnp.zeros_like(s["epoch"]),
+                }
 
-        self._init = jax.jit(jax.vmap(init))
-        self._val_only = jax.jit(
-            jax.vmap(
-                lambda s, Xv, Yv, Wv: val(s["params"], s["rates"], Xv, Yv, Wv), in_axes=(0, None, None, None)
-            )
-        )
-        self._run = jax.jit(jax.vmap(run, in_axes=(0,) + (None,) * 6 + (None,)), static_argnums=7)
+            s = jax.lax.cond(restart, reset, lambda s: s, s)
+
+            def body(e, carry):
+                s, vls = carry
+                s, vl = one_epoch(s, d, lr)
+                return s, vls.at[e].set(vl)
+
+            return jax.lax.fori_loop(0, n_epochs, body, (s, jnp.full((_EPOCH_CHUNK,), jnp.nan, jnp.float32)))
+
+        def val_only(s, d):
+            _traced("val")
+            return val(s["params"], s["rates"], d)
+
+        def step_traced(*a):
+            _traced("step")
+            return step(*a)
+
+        def end_traced(*a):
+            _traced("end")
+            return end_epoch(*a)
+
+        self.init = jax.jit(jax.vmap(init, in_axes=(0, 0, None)))
+        self.val_only = jax.jit(jax.vmap(val_only, in_axes=(0, None)))
+        self.run = jax.jit(jax.vmap(run, in_axes=(0, None, None, None, None)))
         # unfused path: one jitted call per mini-batch (the plain-loop baseline)
-        self._epoch_keys = jax.jit(jax.vmap(epoch_keys))
-        self._step = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, 0, 0, None, None, None)))
-        self._end = jax.jit(jax.vmap(end_epoch, in_axes=(0, 0, 0, 0, None, None, None)))
+        self.epoch_keys = jax.jit(jax.vmap(epoch_keys, in_axes=(0, None)))
+        self.step = jax.jit(jax.vmap(step_traced, in_axes=(0, 0, 0, None, 0, None, 0, None)))
+        self.end = jax.jit(jax.vmap(end_traced, in_axes=(0, 0, 0, 0, None)))
+
+
+def _fns(shape_cfg: LSTMConfig, batch_size: int, *, cached: bool = True) -> _Fns:
+    if not cached:
+        return _Fns(shape_cfg, batch_size)
+    key = (shape_cfg.shape, batch_size)
+    if key not in _FNS:
+        _FNS[key] = _Fns(shape_cfg, batch_size)
+    return _FNS[key]
+
+
+class _Trainer:
+    """Trains ``width`` candidates of one architecture shape at once (vmap), on one :class:`_Data`.
+
+    State per candidate: params, Adam state, best params, best loss, best epoch, epoch, rng key, rates.
+    The compiled functions come from the module cache (``cached``) or are built afresh.
+    """
+
+    def __init__(
+        self,
+        shape_cfg: LSTMConfig,
+        mode: Mode,
+        lr: float,
+        data: _Data,
+        *,
+        fused: bool = True,
+        cached: bool = True,
+    ):
+        self.fns = _fns(shape_cfg, data.batch_size, cached=cached)
+        self.mode = mode
+        self.lr = np.float32(lr)
+        self.data = data
+        self.fused = fused
 
     def init(self, keys, rates):
         """Stacked state of candidates with PRNG ``keys`` (width, 2) and ``rates`` (width, 2)."""
-        return self._init(keys, rates)
+        return self.fns.init(keys, rates, self.data.arrays)
+
+    def fresh_optimizer(self, params):
+        import jax
+
+        return jax.vmap(self.fns.tx.init)(params)
 
     def initial_val(self, state):
         """Validation loss of the current params (width,), e.g. before a warm-started retraining."""
-        d = self.data
-        return self._val_only(state, d.Xv, d.Yv, d.Wv)
+        return self.fns.val_only(state, self.data.arrays)
 
-    def train(self, state, n_epochs: int):
-        """``n_epochs`` more epochs; returns (state, val losses (n_epochs, width))."""
+    def train(self, state, n_epochs: int, *, restart: bool = False):
+        """``n_epochs`` more epochs; returns (state, val losses (n_epochs, width)).
+
+        ``restart``: first reset the Adam state and make the current params the best (epoch 0, with
+        their validation loss), for retraining from the search's weights.
+        """
         import jax.numpy as jnp
 
-        d = self.data
-        if self.fused:
-            state, vls = self._run(state, d.X, d.Y, d.W, d.Xv, d.Yv, d.Wv, n_epochs)
-            return state, jnp.swapaxes(vls, 0, 1)
+        d = self.data.arrays
         vls = []
+        if self.fused:
+            done = 0
+            while done < n_epochs or (restart and done == 0):
+                k = min(_EPOCH_CHUNK, n_epochs - done)
+                state, v = self.fns.run(state, d, self.lr, np.int32(k), np.bool_(restart and done == 0))
+                vls.append(jnp.swapaxes(v, 0, 1)[:k])
+                done += max(k, 1)
+            return state, (jnp.concatenate(vls) if vls else jnp.zeros((0, len(state["epoch"]))))
+        if restart:
+            state = {
+                **state,
+                "opt": self.fresh_optimizer(state["params"]),
+                "best_params": state["params"],
+                "best_loss": self.initial_val(state),
+                "best_epoch": np.zeros_like(state["best_epoch"]),
+                "epoch": np.zeros_like(state["epoch"]),
+            }
+        f = self.fns
         for _ in range(n_epochs):
-            key, perm, dkeys = self._epoch_keys(state["key"])
+            key, perm, k_drop = f.epoch_keys(state["key"], d)
             params, opt = state["params"], state["opt"]
-            for b in range(d.n_batches):
-                params, opt = self._step(params, opt, state["rates"], dkeys[:, b], perm[:, b], d.X, d.Y, d.W)
-            state, vl = self._end(state, params, opt, key, d.Xv, d.Yv, d.Wv)
+            for b in range(self.data.n_batches):
+                dk = _fold_in_each(k_drop, b)
+                params, opt = f.step(params, opt, state["rates"], self.lr, dk, np.int32(b), perm, d)
+            state, vl = f.end(state, params, opt, key, d)
             vls.append(vl)
-        return state, jnp.stack(vls)
+        return state, jnp.stack(vls) if vls else jnp.zeros((0, len(state["epoch"])))
+
+
+def _fold_in_each(keys, b: int):
+    import jax
+
+    return jax.vmap(lambda k: jax.random.fold_in(k, b))(keys)
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -407,10 +585,10 @@ class LSTMModel:
         self.mean_, self.std_ = _standardizer(np.asarray(X, np.float32))
         data = _prepare(self._scale(X), y, self._scale(X_val), y_val, self.mode, self.train_config.batch_size)
         tr = _Trainer(self.arch, self.mode, self.train_config.lr, data)
-        keys = jax.random.PRNGKey(self.seed)[None]
+        keys = np.asarray(jax.random.PRNGKey(self.seed))[None]
         rates = np.array([[self.arch.dropout, self.arch.recurrent_dropout]], np.float32)
         state, vls = tr.train(tr.init(keys, rates), self.train_config.epochs)
-        self._take(state, 0)
+        self._take(jax.device_get(state), 0)
         self.history_ = [float(v) for v in np.asarray(vls)[:, 0]]
         return self
 
@@ -426,19 +604,24 @@ class LSTMModel:
         return ((np.asarray(X, np.float32) - self.mean_) / self.std_).astype(np.float32)
 
     def decision_function(self, X: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
-        """Raw outputs (n,): logits (classify) or values (regress)."""
-        import jax
+        """Raw outputs (n,): logits (classify) or values (regress).
+
+        Rows are padded to bucketed sizes and frames to ``t_pad_`` (masked), so predictions at every
+        checkpoint and fold reuse one compiled program per architecture shape.
+        """
         import jax.numpy as jnp
 
         if self.params is None:
             raise RuntimeError("this LSTMModel is not fitted yet. Hint: call fit(X, y, X_val, y_val) first")
-        net = lstm_net(self.arch)
-        apply = jax.jit(lambda p, x: net.apply({"params": p}, x, jnp.zeros(2), train=False))
+        apply = _apply_fn(self.arch)
         Xs = self._scale(X)
-        out = [
-            np.asarray(apply(self.params, jnp.asarray(Xs[i : i + batch_size])))
-            for i in range(0, len(Xs), batch_size)
-        ]
+        t = np.int32(Xs.shape[1])
+        Xs = _pad_frames(Xs, getattr(self, "t_pad_", None))
+        out = []
+        for i in range(0, len(Xs), batch_size):
+            chunk = Xs[i : i + batch_size]
+            Xp = _pad_rows(chunk, padded_size(len(chunk), 64))
+            out.append(np.asarray(apply(self.params, jnp.asarray(Xp), t))[: len(chunk)])
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -502,6 +685,23 @@ class LSTMModel:
         return m
 
 
+def _apply_fn(arch: LSTMConfig):
+    """The jitted forward pass of an architecture shape (cached: one compile per shape and size)."""
+    import jax
+    import jax.numpy as jnp
+
+    key = arch.shape
+    if key not in _APPLY:
+        net = lstm_net(arch)
+
+        def apply(p, x, t):
+            _traced("apply")
+            return net.apply({"params": p}, x, jnp.zeros(2), train=False, t_len=t)
+
+        _APPLY[key] = jax.jit(apply)
+    return _APPLY[key]
+
+
 class LSTMClassifier(LSTMModel):
     """:class:`LSTMModel` with ``mode='classify'``."""
 
@@ -556,6 +756,7 @@ def lstm_search(
     search: SearchConfig | None = None,
     configs: list[LSTMConfig] | None = None,
     progress: Callable[[int], None] | None = None,
+    t_pad: int | None = None,
 ) -> tuple[LSTMModel, pl.DataFrame]:
     """Random search over architectures; returns the retrained best model and one row per trial.
 
@@ -564,6 +765,11 @@ def lstm_search(
     ``rung_epochs`` epochs (``stopped_early`` in the trials). The winner is then trained on with
     ``search.final`` (lr 1e-5, 30 epochs) starting from its best weights; the best epoch is kept
     (epoch 0 = the search weights). ``progress(n)`` is called with the epochs done per call.
+
+    Compiled programs depend only on the architecture shape, the batch size, the candidate width (a
+    power of 2 up to ``vmap_width``) and bucketed sizes (:func:`padded_size`); ``t_pad`` pads the
+    frames to that length (masked), so checkpoints t <= t_pad share them too. They are cached in the
+    module and reused by later searches (other folds, modes, checkpoints) of the process.
     """
     import jax
 
@@ -575,7 +781,7 @@ def lstm_search(
     mean, std = _standardizer(np.asarray(X, np.float32))
     Xs = ((np.asarray(X, np.float32) - mean) / std).astype(np.float32)
     Xvs = ((np.asarray(X_val, np.float32) - mean) / std).astype(np.float32)
-    data = _prepare(Xs, y, Xvs, y_val, mode, sc.select.batch_size)
+    data = _prepare(Xs, y, Xvs, y_val, mode, sc.select.batch_size, t_pad=t_pad)
     base = jax.random.PRNGKey(seed)
     keys = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(n)])
     rates = np.array([[c.dropout, c.recurrent_dropout] for c in cfgs], np.float32)
@@ -594,25 +800,37 @@ def lstm_search(
         groups.setdefault(c.shape if sc.cache_compiles else ("cand", i), []).append(i)
     trainers: dict[tuple, _Trainer] = {}
 
-    def width_of(c: LSTMConfig) -> int:
+    def width_of(c: LSTMConfig, n_todo: int) -> int:
         # XLA's CPU runtime (jaxlib 0.10.2) deadlocks on vmapped 2-layer LSTMs whose second layer reads
         # >= 256 features; those shapes are trained one candidate at a time.
         wide = c.units * (2 if c.bidirectional else 1) >= 256
-        return 1 if (c.layers == 2 and wide) else width
+        if c.layers == 2 and wide:
+            return 1
+        # a power of 2 (<= vmap_width): few distinct widths, so few compiles across searches
+        w = 1
+        while w < min(width, n_todo):
+            w *= 2
+        return min(w, width)
 
     states: dict[int, Any] = {}  # candidate -> its (unstacked) state
+    gwidth: dict[tuple, int] = {}
 
     def trainer(gkey: tuple, i: int) -> _Trainer:
         if gkey not in trainers:
-            trainers[gkey] = _Trainer(cfgs[i], mode, sc.select.lr, data, fused=sc.fused)
+            trainers[gkey] = _Trainer(
+                cfgs[i], mode, sc.select.lr, data, fused=sc.fused, cached=sc.cache_compiles
+            )
         return trainers[gkey]
 
     done = 0
     for r_end in rungs:
         for gkey, members in groups.items():
             todo = [i for i in members if alive[i] and trained[i] < r_end]
+            if not todo:
+                continue
             tr = trainer(gkey, members[0])
-            w = width_of(cfgs[members[0]])
+            # the group keeps its first width through the rungs (padded): no compile per rung
+            w = gwidth.setdefault(gkey, width_of(cfgs[members[0]], len(todo)))
             for c0 in range(0, len(todo), w):
                 chunk = todo[c0 : c0 + w]
                 idx = chunk + [chunk[-1]] * (w - len(chunk))  # pad: fixed width, one compile
@@ -659,23 +877,19 @@ def lstm_search(
 
     model = LSTMModel(mode, arch=cfgs[winner], train=sc.final, seed=seed)
     model.mean_, model.std_ = mean, std
-    st = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], states[winner])
+    model.t_pad_ = t_pad  # type: ignore[attr-defined]
+    # retrain at the width the winner's group was trained at (padded copies): an already compiled program
+    w_final = next(w for g, w in gwidth.items() if winner in groups[g])
+    st = jax.tree_util.tree_map(lambda a: np.stack([np.asarray(a)] * w_final), states[winner])
     search_best = float(best_loss[winner])
     if sc.final.epochs > 0:
-        final_data = _prepare(Xs, y, Xvs, y_val, mode, sc.final.batch_size)
-        tr = _Trainer(cfgs[winner], mode, sc.final.lr, final_data, fused=sc.fused)
-        import optax
-
-        p0 = st["best_params"]
-        st = {
-            **st,
-            "params": p0,
-            "opt": jax.vmap(optax.adam(sc.final.lr).init)(p0),
-            "best_loss": np.asarray(tr.initial_val({**st, "params": p0})),
-            "best_epoch": np.zeros(1, np.int32),
-            "epoch": np.zeros(1, np.int32),
-        }
-        st, vls = tr.train(st, sc.final.epochs)
+        final_data = (
+            data
+            if sc.final.batch_size == sc.select.batch_size
+            else _prepare(Xs, y, Xvs, y_val, mode, sc.final.batch_size, t_pad=t_pad)
+        )
+        tr = _Trainer(cfgs[winner], mode, sc.final.lr, final_data, fused=sc.fused, cached=sc.cache_compiles)
+        st, vls = tr.train({**st, "params": st["best_params"]}, sc.final.epochs, restart=True)
         model.history_ = [float(v) for v in np.asarray(vls)[:, 0]]
     model._take(jax.device_get(st), 0)
     model.search_val_loss_ = search_best  # type: ignore[attr-defined]
@@ -697,7 +911,9 @@ __all__ = [
     "SearchConfig",
     "TrainConfig",
     "class_weights",
+    "clear_compiled",
     "lstm_net",
+    "padded_size",
     "lstm_search",
     "sample_configs",
     "trial_configs",

@@ -76,6 +76,7 @@ def _fit(
     dask_address: str | None,
     n_jobs: int,
     lstm_search_config: Any,
+    t_pad: int | None = None,
 ) -> tuple[Any, pl.DataFrame, dict]:
     """Fit one model; returns (model, trials, extra config)."""
     tr, va = p["train"], p["val"]
@@ -91,6 +92,7 @@ def _fit(
             n_samples=settings.n_samples,
             seed=settings.seed,
             search=lstm_search_config,
+            t_pad=t_pad,
         )
         extra = {"search_val_loss": model.search_val_loss_, "search_best_epoch": model.search_best_epoch_}
         trials = trials.with_columns(
@@ -186,6 +188,14 @@ def run_timeseries(
         lstm_search=search_dict,
     )
     data_version = store.data_version("embeddings", "cells")
+    t_pad = None
+    if kind == "lstm":
+        from .jaxcache import enable
+        from .lstm import SearchConfig
+
+        enable()  # compiled programs are reused by later runs (persistent cache)
+        # one compiled program for every checkpoint: sequences padded (masked) to the longest
+        t_pad = max(checkpoints) if (lstm_search_config or SearchConfig()).pad_frames else None
     rows: list[dict] = []
     ctx = (
         bar(desc=f"{kind} {mode}", total=len(folds) * len(checkpoints), unit="model")
@@ -225,6 +235,7 @@ def run_timeseries(
                     dask_address=dask_address,
                     n_jobs=n_jobs,
                     lstm_search_config=lstm_search_config,
+                    t_pad=t_pad,
                 )
                 row = _write(
                     store,

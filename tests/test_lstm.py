@@ -63,3 +63,66 @@ def test_search_halving_selects_and_retrains(data):
 def test_bad_input_says_what_was_expected():
     with pytest.raises(ValueError, match="cases, frames, channels"):
         LSTMClassifier().fit(np.zeros((3, 4)), np.zeros(3), np.zeros((3, 4, 1)), np.zeros(3))
+
+
+def test_folds_modes_checkpoints_reuse_one_compiled_program(data):
+    """Different case counts (folds), modes and checkpoints (padded frames) trace the program once."""
+    from lnpstore.models import lstm
+
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    lstm.clear_compiled()
+    before = dict(lstm.TRACES)
+    sc = SearchConfig(
+        select=TrainConfig(lr=1e-2, epochs=3, batch_size=16),
+        final=TrainConfig(lr=1e-3, epochs=2, batch_size=16),
+        vmap_width=2,
+        rung_epochs=2,
+    )
+    cfgs = [LSTMConfig(units=32, dropout=r, recurrent_dropout=r) for r in (0.1, 0.5)]
+    preds = []
+    for n_tr, n_va, t, mode in [(120, 60, 10, "classify"), (110, 50, 6, "classify"), (100, 44, 8, "regress")]:
+        yy, yyv = (ytr, yv) if mode == "classify" else (ytr + 0.5, yv + 0.5)
+        m, trials = lstm_search(
+            Xtr[:n_tr, :t],
+            yy[:n_tr],
+            Xv[:n_va, :t],
+            yyv[:n_va],
+            mode=mode,
+            seed=0,
+            search=sc,
+            configs=cfgs,
+            t_pad=10,
+        )
+        assert trials.height == 2 and np.isfinite(m.val_loss_)
+        preds.append(m.predict_score(Xte[:, :t]))
+    traced = {k: v - before.get(k, 0) for k, v in lstm.TRACES.items()}
+    # one width (2) for the rungs and the retraining: one trace each, whatever the fold/mode/t
+    assert traced["run"] == 1 and traced["init"] == 1 and traced["apply"] == 1
+    assert traced.get("val", 0) == 0  # the retraining reset is part of the fused program
+    # same seed, same data: same result
+    m2, _ = lstm_search(
+        Xtr[:100, :8],
+        ytr[:100] + 0.5,
+        Xv[:44, :8],
+        yv[:44] + 0.5,
+        mode="regress",
+        seed=0,
+        search=sc,
+        configs=cfgs,
+        t_pad=10,
+    )
+    np.testing.assert_array_equal(m2.predict_score(Xte[:, :8]), preds[2])
+
+
+def test_padded_frames_equal_unpadded(data):
+    """A checkpoint padded (masked) to a longer length gives the same outputs as the short sequence."""
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    m = LSTMModel(
+        "classify",
+        arch=LSTMConfig(units=32, layers=2, bidirectional=True),
+        train=TrainConfig(lr=1e-2, epochs=2),
+    )
+    m.fit(Xtr[:, :6], ytr, Xv[:, :6], yv)
+    short = m.decision_function(Xte[:, :6])
+    m.t_pad_ = 10
+    np.testing.assert_allclose(m.decision_function(Xte[:, :6]), short, rtol=1e-5, atol=1e-5)

@@ -232,3 +232,19 @@ def test_cli_track_and_unknown_plate(tracked_store, capsys):
     assert "skipped 2 already tracked" in capsys.readouterr().out
     assert main(["track", str(store.root), "--plate", "NOPE"]) == 2
     assert "plate 'NOPE' is not in store" in capsys.readouterr().err
+
+
+def test_unseeded_neighbours_of_a_cluster_are_not_swallowed():
+    """Two unseeded cells walk up to a tracked one and form a touching 3-cell cluster: found by the
+    per-frame seeding detector, they compete for their own pixels, so the tracked cell keeps its area
+    and its centre (it used to take the whole cluster, its centroid drifting into the middle)."""
+    n, k = 16, 10
+    a = [(130.0, 160.0)] * n
+    b = [(130.0, 260.0 - 64.0 * min(f, k) / k) for f in range(n)]  # ends at (130, 196): touching a
+    c = [(40.0 + 59.0 * min(f, k) / k, 178.0) for f in range(n)]  # ends at (99, 178): touching a and b
+    df = track_field(movie([a, b, c]), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
+    assert df.get_column("track_id").unique().to_list() == [1]
+    assert df.height == n
+    err = np.hypot(df["y_px"].to_numpy() - 130.0, df["x_px"].to_numpy() - 160.0)
+    assert err.max() < 3.0, err
+    assert df.get_column("area_px").max() < 1.3 * np.pi * (RADIUS_PX + 2) ** 2
