@@ -51,10 +51,12 @@ import concurrent.futures as cf
 import contextlib
 import io
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -71,6 +73,8 @@ from ._version import __version__
 from .geometry import REFERENCE_PIXEL_SIZE_UM, geometry_for
 from .layout import CHANNELS, image_filename, split_well
 from .progress import bar
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FaultSpec",
@@ -924,6 +928,11 @@ def _run_field(args: tuple) -> _FieldResult:
     return _simulate_field(*args)
 
 
+def _threaded_runtime_loaded() -> bool:
+    """Whether a library whose threads make ``fork`` unsafe is already imported in this process."""
+    return any(m in sys.modules for m in ("jax", "jaxlib", "xgboost", "torch", "distributed"))
+
+
 def simulate_plate(
     out_dir: str | os.PathLike,
     settings: SimulationSettings = SimulationSettings(),  # noqa: B008 - frozen, so a safe default
@@ -948,6 +957,11 @@ def simulate_plate(
     ]
     workers = settings.workers or min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(units)))
+    if workers > 1 and _threaded_runtime_loaded():
+        # Forking a process that runs JAX/XLA (or another multithreaded runtime) can deadlock the
+        # child; such callers (tests, notebooks that trained first) get the serial path instead.
+        log.debug("simulate: a multithreaded runtime is loaded; writing fields serially")
+        workers = 1
     results: list[_FieldResult] = []
     pbar_ctx = (
         bar(desc=f"simulate {settings.plate}", total=len(units), unit="field") if show_progress else None
