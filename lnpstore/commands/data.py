@@ -78,7 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("query", help="run a named query from queries/ (no NAME: list them)")
     p.add_argument("name", nargs="?", help="query name, e.g. plate_summary")
-    p.add_argument("--store", default="lnpstore-store", help="store folder (default: %(default)s)")
+    p.add_argument(
+        "--store",
+        default="lnpstore-run/store",
+        help="store folder (default: %(default)s, the one `lnpstore run` makes)",
+    )
     p.add_argument("--param", action="append", metavar="K=V", help="query parameter, repeatable")
     p.add_argument("--list", action="store_true", help="list the named queries")
     _add_format(p)
@@ -86,7 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sql", help="run SQL over the store's tables (DuckDB dialect)")
     p.add_argument("text", help='SQL, e.g. "SELECT well, count(*) FROM images GROUP BY well"')
-    p.add_argument("--store", default="lnpstore-store", help="store folder (default: %(default)s)")
+    p.add_argument(
+        "--store",
+        default="lnpstore-run/store",
+        help="store folder (default: %(default)s, the one `lnpstore run` makes)",
+    )
     p.add_argument("--param", action="append", metavar="K=V", help="$name parameter, repeatable")
     _add_format(p)
     p.set_defaults(func=cmd_sql)
