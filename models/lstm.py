@@ -11,9 +11,17 @@ one compiled program and are trained side by side with ``jax.vmap``.
 
 Speed-ups of :func:`lstm_search` over a plain per-candidate loop (each measured by
 ``benchmarks/timeseries.py``): compile once per shape (units, layers, bidirectional, dense), ``vmap``
-over candidates of a shape (``SearchConfig.vmap_width``), whole epochs fused into one ``lax.scan``
+over candidates of a shape (``SearchConfig.vmap_width``), whole epochs fused into one compiled loop
 (``fused``), and successive halving (``halving``: after every ``rung_epochs`` epochs, only the best
 ``1/eta`` of the candidates go on).
+
+Compiles are shared across searches: the jitted functions live in a module cache keyed by the shape
+and the batch size, and take everything else as data -- the training and validation rows (one array
+padded to a bucketed size, :func:`padded_size`, with weight-0 padding rows; the number of batches is a
+loop bound, not a shape), the mode (a flag selecting BCE or MSE), the learning rate, the epoch count,
+and the number of real frames (sequences padded to ``t_pad`` frames; the LSTM stops updating after
+frame t). So the folds, modes and checkpoints of a stage run reuse one program per (shape, width);
+``TRACES`` counts the traces. :mod:`lnpstore.models.jaxcache` keeps compiles across processes.
 """
 
 from __future__ import annotations
@@ -202,15 +210,15 @@ def class_weights(y: np.ndarray, mode: Mode) -> np.ndarray:
     return np.where(y > 0.5, w1, w0).astype(np.float32)
 
 
-def padded_size(n: int, batch_size: int) -> int:
-    """Rows a set of ``n`` cases is padded to: whole batches, the batch count rounded up to
-    1, 2, 3, 4, 6, 8, 12, 16, 24, ... (at most 1.5x), so that folds of slightly different sizes share
-    one compiled program."""
-    nb = max(1, math.ceil(n / batch_size))
-    b = 1
-    while b < nb:
-        b = b * 3 // 2 if (b & (b - 1)) == 0 and b >= 2 else (b * 4 // 3 if b >= 3 else b + 1)
-    return b * batch_size
+def padded_size(n: int, batch_size: int, *, min_rows: int = 256) -> int:
+    """Rows a set of ``n`` cases is padded to: a power-of-2 number of whole batches, at least
+    ``min_rows`` rows, so that folds of different sizes share one compiled program.
+
+    Padding costs memory only: training and validation loop over the real rows' batches (a loop
+    bound, not a shape), and padding rows weigh 0.
+    """
+    nb = max(1, math.ceil(max(n, min_rows) / batch_size))
+    return (1 << (nb - 1).bit_length()) * batch_size
 
 
 def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
