@@ -45,6 +45,7 @@ class RunConfig:
     n_folds: int = 5
     cnn_epochs: int = 50
     lstm_samples: int = 3
+    lstm_units: tuple[int, ...] = (32, 64, 128, 256)
     tsfresh_samples: int = 10
     tsfresh_fc: str = "minimal"
     tsfresh_average_augs: bool = True
@@ -61,10 +62,11 @@ class RunConfig:
 PRESETS: dict[str, RunConfig] = {
     "demo": RunConfig(
         preset="demo",
+        lstm_units=(32, 64),
         reductions=(
             "simulated plate at scale 0.5 (0.325 um pixels, 96 px crops) with small fields and few cells",
             "2 of the 8 dihedral augmentations for features, training and test-time augmentation",
-            "LSTM random search: 3 samples per (fold, mode, checkpoint) instead of 200",
+            "LSTM random search: 3 samples per (fold, mode, checkpoint) instead of 200, units 32/64 only",
             "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 10 XGBoost samples instead of 200",
         ),
     ),
@@ -199,7 +201,10 @@ def run_study(
                 store, mode, folds=folds, epochs=cfg.cnn_epochs, seed=cfg.seed, show_progress=show_progress
             ),
         )
+    from .models.lstm import SearchConfig
     from .models.timeseries_stage import run_timeseries
+
+    lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
 
     for mode in MODES:
         stage(
@@ -212,6 +217,7 @@ def run_study(
                 checkpoints=cfg.checkpoints_frames,
                 n_samples=cfg.lstm_samples,
                 seed=cfg.seed,
+                lstm_search_config=lstm_search,
                 show_progress=show_progress,
             ),
         )

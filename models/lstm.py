@@ -89,6 +89,7 @@ class SearchConfig:
     eta: int = 2
     cache_compiles: bool = True
     pad_frames: bool = True
+    units: tuple[int, ...] = UNITS  # the units choices sampled (the demo preset narrows them)
 
 
 # ------------------------------------------------------------------------------------------ network
@@ -734,14 +735,15 @@ def _check_panel(X: np.ndarray, y: np.ndarray, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ search
-def sample_configs(n_samples: int, seed: int) -> list[LSTMConfig]:
-    """``n_samples`` architectures drawn uniformly from the search space (numpy Generator(seed))."""
+def sample_configs(n_samples: int, seed: int, units: tuple[int, ...] = UNITS) -> list[LSTMConfig]:
+    """``n_samples`` architectures drawn uniformly from the search space (numpy Generator(seed));
+    ``units`` narrows the units choices (the study's are 32/64/128/256)."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_samples):
         out.append(
             LSTMConfig(
-                units=int(rng.choice(UNITS)),
+                units=int(rng.choice(units)),
                 layers=int(rng.choice(LAYERS)),
                 bidirectional=bool(rng.integers(2)),
                 dense=bool(rng.integers(2)),
@@ -784,7 +786,7 @@ def lstm_search(
     sc = search or SearchConfig()
     _check_panel(X, y, "X")
     _check_panel(X_val, y_val, "X_val")
-    cfgs = configs if configs is not None else sample_configs(n_samples, seed)
+    cfgs = configs if configs is not None else sample_configs(n_samples, seed, units=sc.units)
     n = len(cfgs)
     mean, std = _standardizer(np.asarray(X, np.float32))
     Xs = ((np.asarray(X, np.float32) - mean) / std).astype(np.float32)
