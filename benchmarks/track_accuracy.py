@@ -34,6 +34,55 @@ from scipy.optimize import linear_sum_assignment
 TOL_UM = 10 * 0.325  # 10 px at scale 0.5
 
 
+def simulation_key(sim_settings) -> str:
+    """A short hash of what decides a simulated plate's bytes: the settings (less ``workers``, which
+    does not change the output), the package version and the simulator's source (the generative
+    model changes without a version bump). A cached plate is reused only under the same key."""
+    import hashlib
+    import json
+
+    import lnpstore.simulator as simulator
+    from lnpstore._version import __version__
+
+    settings = {k: v for k, v in sim_settings.to_dict().items() if k != "workers"}
+    blob = json.dumps(
+        {
+            "settings": settings,
+            "package_version": __version__,
+            "simulator_sha256": hashlib.sha256(Path(simulator.__file__).read_bytes()).hexdigest(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cached_plate_dir(base: Path, preset: str, sim_settings) -> Path:
+    """``base/<preset>-<seed>-<simulation_key>``: a stale plate (other settings, version or simulator)
+    lives in another folder and is never scored."""
+    return base / f"{preset}-{sim_settings.seed}-{simulation_key(sim_settings)}"
+
+
+def cached_plate_is_valid(work: Path, sim_settings) -> bool:
+    """The folder holds a complete simulation whose truth/settings.json matches ``sim_settings``."""
+    import json
+
+    from lnpstore._version import __version__
+
+    path = work / "truth" / "settings.json"
+    if not (work / "truth" / "cells.parquet").exists() or not path.exists():
+        return False
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        return False
+    want = {k: v for k, v in sim_settings.to_dict().items() if k != "workers"}
+    got = {k: v for k, v in saved.get("settings", {}).items() if k != "workers"}
+    return saved.get("package_version") == __version__ and json.dumps(got, default=str) == json.dumps(
+        want, default=str
+    )
+
+
 def match(a: np.ndarray, b: np.ndarray, tol_px: float) -> list[tuple[int, int]]:
     """One-to-one pairs (i, j) of points a[i], b[j] closer than ``tol_px`` (Hungarian on distances)."""
     if len(a) == 0 or len(b) == 0:
@@ -191,9 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         sim_settings = SimulationSettings(seed=args.seed, scale=0.5, workers=1)
     else:
         sim_settings = getattr(SimulationSettings, args.preset)(args.seed, workers=1)
-    work = args.work / f"{args.preset}-{args.seed}"
+    work = cached_plate_dir(args.work, args.preset, sim_settings)
     t0 = time.perf_counter()
-    if not (work / "truth" / "cells.parquet").exists():
+    if not cached_plate_is_valid(work, sim_settings):
+        if work.exists():
+            import shutil
+
+            shutil.rmtree(work)
         sim = simulate_plate(work, sim_settings, show_progress=False)
         plate_dir, plate_map, truth_dir = sim.plate_dir, sim.plate_map, sim.truth_dir
     else:

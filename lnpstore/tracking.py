@@ -13,8 +13,9 @@ into a foreground. Each live cell is then segmented only inside a window
   motion-predicted displacement (``motion_damping``); the cores of every other live cell in the window
   (competing markers); and the window border (the outside marker). *Every visible cell has a marker*:
   a track that reaches the edge margin stops being reported but is followed on silently as a
-  competitor, and on each frame the seeding detector (:func:`lnpstore.seeding.seeds_from_foreground`)
-  runs on the frame's foreground; its cells farther than ``new_peak_min_distance_um`` from every known
+  competitor, and the seeding detector (:func:`lnpstore.seeding.seeds_from_foreground`) runs on the
+  frame's foreground (the whole field every ``new_peak_every_frames`` frames, on the frames between
+  only on the blobs larger than their known cells' areas explain); its cells farther than ``new_peak_min_distance_um`` from every known
   cell's predicted centre (cells that entered the field, or were never seeded) are followed silently
   from then on. Without them, a tracked cell's region swallowed its unmarked neighbours, its centroid
   drifted and it swapped cells;
@@ -29,7 +30,7 @@ Quality flags: ``flag_jump`` (displacement beyond ``median + jump_mad_k * MAD`` 
 displacements, at least ``jump_floor_um``, or beyond ``jump_max_um``, or a centre farther than
 ``predicted_max_um`` from the motion-predicted one), ``flag_area`` (area ratio outside
 ``[1/area_ratio_max, area_ratio_max]``, overlap with the previous region below ``iou_min``, area above
-``area_median_max`` times the track's running median, or more than ``core_taken_max`` of the cell's
+``area_median_max`` times the track's running median or below it divided by ``area_median_max``, or more than ``core_taken_max`` of the cell's
 marker lying on a neighbour's marker) and ``flag_lost``.
 """
 
@@ -100,6 +101,9 @@ class TrackSettings:
     min_area_um2: a region smaller than this is 'lost'.
     new_peak_min_distance_um: a cell found by the seeding detector this far from every known cell's
         predicted centre becomes a silent competitor (a cell that was never seeded); 0 disables it.
+    new_peak_every_frames: the seeding detector runs on the whole field every this many frames, and on
+        the frames between only on the foreground blobs the known cells' areas do not explain (1: on
+        the whole field every frame).
     new_peak_min_radius_um: unused (kept so saved settings load); the seeding detector's
         ``seeds.min_radius_um`` decides what is a cell.
     jump_mad_k, jump_floor_um, jump_max_um: the ``flag_jump`` rule (see the module docstring).
@@ -108,7 +112,8 @@ class TrackSettings:
     motion_damping: the cell's marker is moved by this times its last displacement (the motion-predicted
         position; velocity is persistent, so ~0.8 of it carries over); 0 keeps it in place.
     area_median_max, area_median_frames: ``flag_area`` when the area exceeds this times the median of the
-        track's last ``area_median_frames`` areas (it took in a neighbour); 0 disables.
+        track's last ``area_median_frames`` areas (it took in a neighbour), or falls below that median
+        divided by it (a neighbour took part of it, or the region stayed behind the cell); 0 disables.
     core_taken_max: ``flag_area`` when more than this fraction of the cell's marker lies on a neighbour's
         marker (two cells claim one place); 0 disables.
     predicted_max_um: ``flag_jump`` when the centre lies farther than this from the motion-predicted one;
@@ -124,6 +129,7 @@ class TrackSettings:
     min_area_um2: float = 20.0
     new_peak_min_distance_um: float = 12.0
     new_peak_min_radius_um: float = 4.0
+    new_peak_every_frames: float = 4.0
     jump_mad_k: float = 8.0
     jump_floor_um: float = 1.5
     jump_max_um: float = 6.0
@@ -258,17 +264,30 @@ class _FieldTracker:
         )
         fg = fill_small_holes(smoothed > self.thr, self.max_hole_px)
         if frame > 1 and self.s.new_peak_min_distance_um > 0:
-            live += self._new_cells(fg, live)
+            live += self._new_cells(fg, live, frame)
         cores = [self._core(t) for t in live]  # every live cell's marker from the previous frame
         for i, t in enumerate(live):
             self._segment(t, frame, images, cs, smoothed, fg, live, cores, i)
         self.silent = [t for t in self.silent if t.alive]
 
-    def _new_cells(self, fg: np.ndarray, live: list[_Track]) -> list[_Track]:
+    def _new_cells(self, fg: np.ndarray, live: list[_Track], frame: int) -> list[_Track]:
         """Cells of this frame (the seeding detector on its foreground) far from every known cell's
         predicted centre: cells that entered the field or were never seeded. They become silent
-        competitors, so a tracked cell's region cannot swallow them."""
-        found = seeds_from_foreground(fg, pixel_size_um=self.px, settings=self.s.seeds)
+        competitors, so a tracked cell's region cannot swallow them.
+
+        The detector runs on the whole foreground every ``new_peak_every_frames`` frames (frames 2,
+        2 + k, ...); on the frames between, only on the foreground blobs the known cells do not explain
+        (see :meth:`_unexplained`), which is where a cell can have appeared."""
+        k = max(1, int(self.s.new_peak_every_frames))
+        if k > 1 and (frame - 2) % k:
+            part = self._unexplained(fg, live)
+            if part is None:
+                return []
+            sub, oy, ox = part
+            found = seeds_from_foreground(sub, pixel_size_um=self.px, settings=self.s.seeds)
+            found = found + (oy, ox) if len(found) else found
+        else:
+            found = seeds_from_foreground(fg, pixel_size_um=self.px, settings=self.s.seeds)
         if not len(found):
             return []
         if live:
@@ -278,6 +297,38 @@ class _FieldTracker:
         new = [_Track(0, float(y), float(x), report=False) for y, x in found]
         self.silent += new
         return new
+
+    def _unexplained(self, fg: np.ndarray, live: list[_Track]) -> tuple[np.ndarray, int, int] | None:
+        """The foreground blobs larger than the known cells inside them explain (their recent median
+        areas, times 1.25, plus the seeding detector's minimum cell area): a blob with no known cell,
+        or a cluster that a new cell joined. As (mask of those blobs, row, column) cropped to their
+        bounding box with a one-pixel background margin (the same distance transform as on the whole
+        field), or None when every blob is explained."""
+        from scipy import ndimage as ndi
+
+        lab, n = ndi.label(fg)
+        if n == 0:
+            return None
+        area = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+        known = np.zeros(n + 1)
+        h, w = fg.shape
+        for t in live:
+            py, px_ = self._predicted(t)
+            iy, ix = min(max(int(round(py)), 0), h - 1), min(max(int(round(px_)), 0), w - 1)
+            j = lab[iy, ix]
+            if j:
+                recent = t.areas[-int(max(1, self.s.area_median_frames)) :]
+                known[j] += float(np.median(recent)) if recent else np.inf
+        slack = self.s.seeds.min_area_um2 / self.px**2
+        ids = np.flatnonzero(area > 1.25 * known + slack)
+        ids = ids[ids > 0]
+        if not len(ids):
+            return None
+        sel = np.isin(lab, ids)
+        rows, cols = np.nonzero(sel.any(1))[0], np.nonzero(sel.any(0))[0]
+        y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
+        x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
+        return sel[y0:y1, x0:x1], y0, x0
 
     def _predicted(self, t: _Track) -> tuple[float, float]:
         k = self.s.motion_damping
@@ -342,7 +393,6 @@ class _FieldTracker:
             if self._paint_mask(markers, core, ry - y0, rx - x0, label):
                 centres.append((live[j].y - y0, live[j].x - x0))
                 label += 1
-        dist = ndi.distance_transform_edt(win).astype(np.float32)
         core, ry, rx = cores[me]
         own = np.zeros(win.shape, bool)
         self._paint_mask(own, core, ry - y0, rx - x0, True)
@@ -357,14 +407,20 @@ class _FieldTracker:
         core_taken = int(np.count_nonzero(markers[own] >= 3)) / n_own if n_own else 0.0
         markers[own] = 1
         markers[~win] = 0
-        if self.s.elevation == "distance":
-            elev = -dist
-        else:
+        # The intensity elevation needs no distance transform (computed only for "distance"/"both").
+        # A cell with no previous region (frame 1, or a lost core) has a small disc marker at its
+        # centre, which lies in the dim nucleus: on the intensity its flood stays in the nucleus while
+        # the neighbours' and the border's floods take the bright cytoplasm around it. Its region is
+        # found as the seeds were, on the foreground's distance transform (peak at the cell's centre).
+        disc = core is self.marker_disc
+        elev = None
+        if self.s.elevation != "intensity" or disc:
+            dist = ndi.distance_transform_edt(win).astype(np.float32)
+            elev = -dist if self.s.elevation == "distance" or disc else -dist / max(float(dist.max()), 1e-6)
+        if self.s.elevation != "distance" and not disc:
             sm = smoothed[y0:y1, x0:x1]
             inten = (sm - self.thr) / max(float(sm[win].max() - self.thr), 1e-6) if win.any() else sm * 0
-            elev = (
-                -inten if self.s.elevation == "intensity" else -(dist / max(float(dist.max()), 1e-6)) - inten
-            )
+            elev = -inten if elev is None else elev - inten
         lab = watershed(elev, markers, mask=win, compactness=self.s.compactness)
         region = lab == 1
         area = float(np.count_nonzero(region))
@@ -391,7 +447,14 @@ class _FieldTracker:
             t.rows and s.predicted_max_um > 0 and math.hypot(ny - py, nx - px_) > s.predicted_max_um / self.px
         )
         recent = t.areas[-int(s.area_median_frames) :] if s.area_median_frames >= 1 else []
-        grown = bool(recent) and s.area_median_max > 0 and area > s.area_median_max * float(np.median(recent))
+        med_area = float(np.median(recent)) if recent else 0.0
+        # Grown above the running median (took in a neighbour), or shrunk below it by the same factor
+        # (a neighbour took part of it, or the region stayed behind while the cell moved on).
+        grown = (
+            bool(recent)
+            and s.area_median_max > 0
+            and not (med_area / s.area_median_max <= area <= s.area_median_max * med_area)
+        )
         taken = bool(t.rows) and s.core_taken_max > 0 and core_taken > s.core_taken_max
         iou = _iou(t.mask, t.mask_y0, t.mask_x0, crop, my0, mx0) if t.mask is not None else None
 

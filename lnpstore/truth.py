@@ -29,13 +29,24 @@ def match_cells_to_truth(
         dist, idx = tree.query(tr.select("y_px", "x_px").to_numpy())
         true_ids = tt.get_column("true_id").to_numpy()[idx]
         rows.append(
-            pl.DataFrame({"cell_uid": tr.get_column("cell_uid"), "true_id": true_ids, "distance_px": dist})
+            pl.DataFrame(
+                {
+                    "cell_uid": tr.get_column("cell_uid"),
+                    "well": [well] * tr.height,
+                    "field": [field_] * tr.height,
+                    "true_id": true_ids.astype(np.int64),
+                    "distance_px": dist,
+                }
+            )
         )
     if not rows:
         return pl.DataFrame(schema={"cell_uid": pl.String, "true_id": pl.Int64, "distance_px": pl.Float64})
     out = pl.concat(rows).filter(pl.col("distance_px") <= max_distance_px)
-    out = out.sort("distance_px").unique(subset=["true_id"], keep="first", maintain_order=True)
-    return out.with_columns(pl.col("true_id").cast(pl.Int64))
+    # true ids are unique per (well, field): the closest tracked cell keeps each true cell
+    out = out.sort("distance_px").unique(
+        subset=["well", "field", "true_id"], keep="first", maintain_order=True
+    )
+    return out.select("cell_uid", "true_id", "distance_px")
 
 
 def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:

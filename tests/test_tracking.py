@@ -234,17 +234,38 @@ def test_cli_track_and_unknown_plate(tracked_store, capsys):
     assert "plate 'NOPE' is not in store" in capsys.readouterr().err
 
 
-def test_unseeded_neighbours_of_a_cluster_are_not_swallowed():
-    """Two unseeded cells walk up to a tracked one and form a touching 3-cell cluster: found by the
-    per-frame seeding detector, they compete for their own pixels, so the tracked cell keeps its area
-    and its centre (it used to take the whole cluster, its centroid drifting into the middle)."""
+def _unseeded_cluster(settings: TrackSettings) -> pl.DataFrame:
+    """Two unseeded cells walk up to a tracked one and form a touching 3-cell cluster (track 1 only)."""
     n, k = 16, 10
     a = [(130.0, 160.0)] * n
     b = [(130.0, 260.0 - 64.0 * min(f, k) / k) for f in range(n)]  # ends at (130, 196): touching a
     c = [(40.0 + 59.0 * min(f, k) / k, 178.0) for f in range(n)]  # ends at (99, 178): touching a and b
-    df = track_field(movie([a, b, c]), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
+    return track_field(movie([a, b, c]), np.array([a[0]]), pixel_size_um=PX_UM, settings=settings).sort(
+        "frame"
+    )
+
+
+@pytest.mark.parametrize("every", [1, TrackSettings().new_peak_every_frames])
+def test_unseeded_neighbours_of_a_cluster_are_not_swallowed(every):
+    """Found by the seeding detector (on the whole field every ``every`` frames, on the unexplained
+    blobs between), the unseeded cells compete for their own pixels, so the tracked cell keeps its
+    area and its centre."""
+    df = _unseeded_cluster(TrackSettings(new_peak_every_frames=every))
     assert df.get_column("track_id").unique().to_list() == [1]
-    assert df.height == n
+    assert df.height == 16
     err = np.hypot(df["y_px"].to_numpy() - 130.0, df["x_px"].to_numpy() - 160.0)
     assert err.max() < 3.0, err
     assert df.get_column("area_px").max() < 1.3 * np.pi * (RADIUS_PX + 2) ** 2
+    assert not df.get_column("flag_area").any()
+
+
+def test_without_silent_competitors_the_cluster_is_swallowed():
+    """The guard of the test above: with the detector of unseeded cells off (the tracker before silent
+    competitors), the same movie makes the tracked cell take the whole cluster: its centre drifts far
+    beyond the accuracy tolerance (10 px) and its area grows past two cells'. If this stops failing,
+    the movie no longer exercises the competitors and the test above guards nothing."""
+    df = _unseeded_cluster(TrackSettings(new_peak_min_distance_um=0.0))
+    err = np.hypot(df["y_px"].to_numpy() - 130.0, df["x_px"].to_numpy() - 160.0)
+    assert err.max() > 10.0, err
+    assert df.get_column("area_px").max() > 2 * np.pi * RADIUS_PX**2
+    assert df.get_column("flag_area").any()  # ... and the area flags catch it
