@@ -31,14 +31,10 @@ def now() -> datetime:
 
 
 def atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write ``data`` atomically (the store's own scheme); returns ``path``."""
+    from lnpstore.store import atomic_write_bytes
+
+    atomic_write_bytes(data, path)
     return path
 
 
