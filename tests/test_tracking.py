@@ -269,3 +269,24 @@ def test_without_silent_competitors_the_cluster_is_swallowed():
     assert err.max() > 10.0, err
     assert df.get_column("area_px").max() > 2 * np.pi * RADIUS_PX**2
     assert df.get_column("flag_area").any()  # ... and the area flags catch it
+
+
+def test_frame_one_region_of_a_cell_with_a_dim_nucleus_is_the_whole_cell():
+    """A seed (a centroid) lies in the dim nucleus; on the intensity elevation a small marker there
+    stayed in the nucleus while the window border's flood took the bright cytoplasm, and the track was
+    'lost' at frame 1. The first frame's regions are found on the distance transform, as the seeds were."""
+    shape = (240, 320)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    centres = [(120.0, 150.0), (120.0, 188.0)]  # touching; the window of either cuts the other
+    img = np.zeros(shape, np.float32)
+    for cy, cx in centres:
+        r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        img[r2 <= RADIUS_PX**2] = 1000.0
+        img[r2 <= (0.45 * RADIUS_PX) ** 2] = 650.0  # the nucleus, dimmer than the cytoplasm
+    img = ndi.gaussian_filter(img, 2.0) + 100
+    cs = (img + np.random.default_rng(0).normal(0, 20, shape)).clip(0).astype(np.uint16)
+    df = track_field(iter([{"CS": cs}] * 3), np.array(centres), pixel_size_um=PX_UM).sort("track_id", "frame")
+    assert df.get_column("track_id").unique().sort().to_list() == [1, 2]
+    first = df.filter(pl.col("frame") == 1)
+    assert (first["area_px"] > 0.7 * np.pi * RADIUS_PX**2).all(), first["area_px"].to_list()
+    np.testing.assert_allclose(first.select("y_px", "x_px").to_numpy(), centres, atol=3.0)
