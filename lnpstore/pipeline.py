@@ -136,6 +136,9 @@ def run_study(
         log.info("stage %s done in %.1f s", name, dt)
         return out
 
+    if preset == "paper":
+        print_estimate(cfg)  # before any work starts
+
     # -- images -> tables ---------------------------------------------------------------------
     truth_dir = None
     if plate_dir is None:
@@ -162,8 +165,6 @@ def run_study(
         plate_map = sim_dir / "plate_map.csv"
         truth_dir = sim_dir / "truth"
         del sim
-    if preset == "paper":
-        print_estimate(cfg)
 
     from .ingest import ingest_plate
 
