@@ -86,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     from lnpstore.simulator import SimulationSettings, simulate_plate
     from lnpstore.store import Store
 
-    if args.preset == "default":
-        s = SimulationSettings(seed=args.seed, scale=0.5, workers=1)
-    else:
-        s = getattr(SimulationSettings, args.preset)(args.seed, workers=1)
+    # the "default simulated plate" is scored at scale 0.5
+    extra = {"scale": 0.5} if args.preset == "default" else {}
+    s = SimulationSettings.from_preset(args.preset, args.seed, workers=1, **extra)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from track_accuracy import cached_plate_dir, cached_plate_is_valid
 

@@ -236,10 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     from lnpstore.store import Store
     from lnpstore.tracking import track_plate
 
-    if args.preset == "default":
-        sim_settings = SimulationSettings(seed=args.seed, scale=0.5, workers=1)
-    else:
-        sim_settings = getattr(SimulationSettings, args.preset)(args.seed, workers=1)
+    # the "default simulated plate" is scored at scale 0.5
+    extra = {"scale": 0.5} if args.preset == "default" else {}
+    sim_settings = SimulationSettings.from_preset(args.preset, args.seed, workers=1, **extra)
     work = cached_plate_dir(args.work, args.preset, sim_settings)
     t0 = time.perf_counter()
     if not cached_plate_is_valid(work, sim_settings):

@@ -144,11 +144,7 @@ def run_study(
     if plate_dir is None:
         from .simulator import SimulationSettings, simulate_plate
 
-        sim_settings = {
-            "demo": SimulationSettings.demo,
-            "tiny": SimulationSettings.tiny,
-            "default": lambda seed: SimulationSettings(seed=seed),
-        }[cfg.sim_preset](seed=cfg.seed)
+        sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
         if cfg.sim_overrides:
             sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
         sim_dir = root / "plate"

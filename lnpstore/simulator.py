@@ -328,6 +328,15 @@ class SimulationSettings:
         )
         return cls(**{**kw, **overrides})
 
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0, **overrides: Any) -> SimulationSettings:
+        """Settings of a named preset: ``default`` (the study's plate), ``demo`` or ``tiny``."""
+        if name == "default":
+            return cls(**{"seed": seed, **overrides})
+        if name in ("demo", "tiny"):
+            return getattr(cls, name)(seed, **overrides)
+        raise ValueError(f"unknown simulator preset {name!r}; choose default, demo or tiny")
+
     # -- derived ------------------------------------------------------------------------------------
     @property
     def pixel_size_um(self) -> float:

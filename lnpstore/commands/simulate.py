@@ -43,12 +43,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.workers is not None:
         overrides["workers"] = args.workers
     try:
-        if args.preset == "demo":
-            settings = SimulationSettings.demo(args.seed, **overrides)
-        elif args.preset == "tiny":
-            settings = SimulationSettings.tiny(args.seed, **overrides)
-        else:
-            settings = SimulationSettings(seed=args.seed, **overrides)
+        settings = SimulationSettings.from_preset(args.preset, args.seed, **overrides)
     except ValueError as exc:
         raise LnpstoreError(str(exc)) from None
     t0 = time.perf_counter()
