@@ -203,35 +203,34 @@ def run_study(
 
     lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
 
+    def timeseries(kind: str, mode: str, n_samples: int, **extra: Any) -> Any:
+        """One time-series stage; folds, checkpoints and seed are shared by both model kinds."""
+        return run_timeseries(
+            store,
+            kind=kind,
+            mode=mode,
+            folds=folds,
+            checkpoints=cfg.checkpoints_frames,
+            n_samples=n_samples,
+            seed=cfg.seed,
+            show_progress=show_progress,
+            **extra,
+        )
+
     for mode in MODES:
         stage(
             f"lstm-{mode}",
-            lambda mode=mode: run_timeseries(
-                store,
-                kind="lstm",
-                mode=mode,
-                folds=folds,
-                checkpoints=cfg.checkpoints_frames,
-                n_samples=cfg.lstm_samples,
-                seed=cfg.seed,
-                lstm_search_config=lstm_search,
-                show_progress=show_progress,
-            ),
+            lambda mode=mode: timeseries("lstm", mode, cfg.lstm_samples, lstm_search_config=lstm_search),
         )
         stage(
             f"tsfresh-{mode}",
-            lambda mode=mode: run_timeseries(
-                store,
-                kind="tsfresh_xgb",
-                mode=mode,
-                folds=folds,
-                checkpoints=cfg.checkpoints_frames,
-                n_samples=cfg.tsfresh_samples,
-                seed=cfg.seed,
+            lambda mode=mode: timeseries(
+                "tsfresh_xgb",
+                mode,
+                cfg.tsfresh_samples,
                 fc_parameters=cfg.tsfresh_fc,
                 average_augs=cfg.tsfresh_average_augs,
                 dask_address=cfg.dask_address,
-                show_progress=show_progress,
             ),
         )
 
