@@ -30,9 +30,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +39,9 @@ import pyarrow.parquet as pq
 from . import schema as S
 from ._version import __version__
 from .errors import QueryError, SchemaError, StoreError
+
+if TYPE_CHECKING:  # duckdb is imported where used: the array code paths (models) do not need it
+    import duckdb
 
 MARKER = "lnpstore.json"
 CATALOG = "lnpstore.duckdb"
@@ -380,6 +382,8 @@ class Store:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table (never locks the catalog file)."""
+        import duckdb
+
         con = duckdb.connect(":memory:")
         for name in S.TABLES:
             con.execute(f'CREATE VIEW "{name}" AS {self._view_sql(name)}')
@@ -409,6 +413,8 @@ class Store:
         open is never disturbed. Paths in the views are absolute: after moving a store, open it once
         with lnpstore (or run ``lnpstore info``) to refresh them.
         """
+        import duckdb
+
         fd, tmp = tempfile.mkstemp(prefix=".tmp-catalog-", suffix=".duckdb", dir=self.root)
         os.close(fd)
         os.unlink(tmp)  # duckdb wants to create the file itself
@@ -428,6 +434,8 @@ class Store:
 
     def sql(self, text: str, **params: Any) -> pl.DataFrame:
         """Run SQL over the store's tables; ``$name`` placeholders take ``params``. Returns polars."""
+        import duckdb
+
         con = self.connect()
         try:
             used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", text)}

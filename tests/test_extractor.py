@@ -121,6 +121,23 @@ def test_base_shapes_and_cache_stats():
     np.testing.assert_allclose(m[:, 5], np.asarray(rot).mean(axis=(1, 2)), rtol=1e-4, atol=1e-4)
 
 
+def test_run_batches_one_or_more_batches_and_dtype_in_extractor_id():
+    pre = X.fit_preprocessing(np.random.default_rng(2).integers(0, 5000, (4, 3, S, S)).astype(np.uint16))
+    params = X.flax_params(random_params())
+    raw = np.random.default_rng(4).integers(0, 5000, (5, 3, S, S)).astype(np.uint16)
+    fn = X.make_feature_fn(pre, n_augs=2)
+    seen = []
+    one, _ = X.run_batches(fn, params, raw, batch_size=8, on_batch=seen.append)  # one padded batch
+    many, _ = X.run_batches(fn, params, raw, batch_size=2, on_batch=seen.append)  # 2 + 2 + 1
+    assert seen == [5, 2, 2, 1]
+    np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-5)
+    info = X.WeightsInfo(source="x", format="npz", sha256="ab" * 32, verified=False)
+    f32 = X.extractor_id_for(info, pre, 8)
+    assert f32 == X.extractor_id_for(info, pre, 8, "float32")
+    assert X.extractor_id_for(info, pre, 8, "bfloat16") != f32
+    assert X._dtype_name(jnp.bfloat16) == "bfloat16" and X._dtype_name(None) == "float32"
+
+
 def test_extract_features_into_store_resumable(tmp_path):
     store = make_store(tmp_path / "s", n_cells=4, n_frames=2)
     xid = X.extract_features(store, weights="random", n_augs=2, batch_size=4, show_progress=False)

@@ -10,7 +10,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from lnpstore.store import Store
 
     store = Store.open(args.store)
-    xid = extract_features(store, weights=args.weights, n_augs=args.augs, batch_size=args.batch_size)
+    xid = extract_features(
+        store,
+        weights=args.weights,
+        n_augs=args.augs,
+        batch_size=args.batch_size,
+        dtype=None if args.dtype == "float32" else args.dtype,
+    )
     print(f"features: extractor_id {xid}")
     return 0
 
@@ -46,7 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--augs", type=int, default=8, help="dihedral augmentations per crop, 1..8 (default: %(default)s)"
     )
-    p.add_argument("--batch-size", type=int, default=4, help="crops per forward pass (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="crops per forward pass, x augs images (default: 4 on a CPU, 64 on a GPU)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="compute dtype of the base; bfloat16 is 1.7x faster on an H100 and gives a separate "
+        "extractor_id (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("train-cnn", help="train the CNN head per fold on the feature cache")
