@@ -15,7 +15,19 @@ from ._version import __version__
 from .errors import LnpstoreError
 
 #: Stage modules under lnpstore.commands, in the order their subcommands are listed.
-COMMAND_MODULES = ["data", "simulate", "ingest", "track", "crop", "run", "evaluate", "cnn", "timeseries"]
+COMMAND_MODULES = [
+    "data",
+    "simulate",
+    "ingest",
+    "track",
+    "crop",
+    "run",
+    "evaluate",
+    "cnn",
+    "timeseries",
+    "export_tracks",
+    "score_tracks",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
