@@ -15,6 +15,7 @@ images         plate x well x field x frame x channel                 plate
 registration   plate x well x field (BF -> fluorescence offset)       plate
 seeds          plate x well x field x track (frame-1 centre)          plate, well
 tracks         plate x well x field x track x frame (a node)          plate, well
+label_images   plate x well x field (path of the label movie)         plate
 cells          plate x well x field x track (targets, split)          plate, well
 crops          cell x frame (uint16 tensor C x H x W)                 plate, well
 features       cell x frame x augmentation (block3 mean, mean sq)     extractor, plate, well
@@ -33,7 +34,7 @@ from enum import StrEnum
 
 import polars as pl
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: tracks.link_cost_px, the label_images table (additive)
 
 EMBEDDING_DIM = 32
 BLOCK3_CHANNELS = 256
@@ -287,6 +288,13 @@ _table(
             Column("area_ratio", pl.Float64, "", M, "area / previous frame's area"),
             Column("iou_prev", pl.Float64, "", M, "overlap with the previous frame's region"),
             Column(
+                "link_cost_px",
+                pl.Float64,
+                "px",
+                M,
+                "distance of the centre from the motion-predicted one (null on a track's first node)",
+            ),
+            Column(
                 "in_bounds", pl.Boolean, role=Role.FLAG, description="centre >= edge margin from every edge"
             ),
             Column("flag_jump", pl.Boolean, role=Role.FLAG),
@@ -296,6 +304,24 @@ _table(
         ),
         key=("plate", "well", "field", "track_id", "frame"),
         partition_by=("plate", "well"),
+    )
+)
+
+_table(
+    Table(
+        "label_images",
+        "One row per tracked field: its label movie (T x Y x X uint16 TIFF, pixel = track_id, 0 = none).",
+        (
+            PLATE,
+            WELL,
+            FIELD,
+            Column("path", pl.String, role=Role.PROVENANCE, nullable=False, description="absolute path"),
+            Column("n_frames", pl.Int16, "frames"),
+            Column("height_px", pl.Int32, "px"),
+            Column("width_px", pl.Int32, "px"),
+        ),
+        key=("plate", "well", "field"),
+        partition_by=("plate",),
     )
 )
 

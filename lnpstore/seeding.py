@@ -36,6 +36,10 @@ class SeedSettings:
     min_area_um2: watershed regions smaller than this are dropped.
     max_hole_um2: holes of the foreground up to this area are filled (the dim nucleus inside the
         cytoplasmic CS stain); larger holes are background enclosed by cells and stay.
+    merge_solidity: two touching watershed regions whose union is at least this convex (area / convex
+        hull area) are one cell split by two distance peaks (a large or elongated cell), and are merged;
+        0 disables. On simulated plates over-split single cells have union solidity 0.946-0.963 and
+        truly touching pairs at most 0.942.
     """
 
     smoothing_sigma_um: float = 1.0
@@ -45,6 +49,7 @@ class SeedSettings:
     min_radius_um: float = 2.0
     min_area_um2: float = 30.0
     max_hole_um2: float = 150.0
+    merge_solidity: float = 0.945
 
     def __post_init__(self) -> None:
         if self.threshold_method not in THRESHOLD_METHODS:
@@ -54,6 +59,10 @@ class SeedSettings:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "threshold_method":
+                continue
+            if f.name == "merge_solidity":
+                if not (isinstance(v, int | float) and 0 <= v <= 1):
+                    raise SeedError(f"SeedSettings.merge_solidity must be in [0, 1], got {v!r}")
                 continue
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise SeedError(f"SeedSettings.{f.name} must be a positive number, got {v!r}")
@@ -161,10 +170,62 @@ def seeds_from_foreground(
     markers = np.zeros(fg.shape, np.int32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     regions = watershed(-dist, markers, mask=fg)
+    if s.merge_solidity > 0:
+        regions = merge_convex_pairs(regions, s.merge_solidity)
     min_area_px = s.min_area_um2 / pixel_size_um**2
     cents = [r.centroid for r in regionprops(regions) if r.area >= min_area_px]
     out = np.array(cents, dtype=np.float64).reshape(-1, 2)
     return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def _touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """(a, b) with a < b for every two labels that share a 4-connected edge."""
+    pairs: set[tuple[int, int]] = set()
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        m = (a != b) & (a > 0) & (b > 0)
+        if m.any():
+            lo, hi = np.minimum(a[m], b[m]), np.maximum(a[m], b[m])
+            pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
+    return pairs
+
+
+def merge_convex_pairs(labels: np.ndarray, min_solidity: float) -> np.ndarray:
+    """Merge touching regions whose union has solidity >= ``min_solidity``, most convex union first,
+    until no pair qualifies (written here: scikit-image has no region merging by shape).
+
+    Why: a distance-transform peak detector splits a large or elongated single cell at two peaks; the
+    two halves together are nearly convex, while two touching cells meet at notches (a waist).
+    """
+    from skimage.measure import regionprops
+
+    labels = labels.copy()
+    boxes = {r.label: r.slice for r in regionprops(labels)}
+
+    def union_solidity(a: int, b: int) -> float:
+        sa, sb = boxes[a], boxes[b]
+        sl = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(sa, sb, strict=True))
+        sub = labels[sl]
+        m = (sub == a) | (sub == b)
+        return float(regionprops(m.astype(np.uint8))[0].solidity)
+
+    cache: dict[tuple[int, int], float] = {}
+    while True:
+        pairs = _touching_pairs(labels)
+        best, best_s = None, min_solidity
+        for p in pairs:
+            if p not in cache:
+                cache[p] = union_solidity(*p)
+            if cache[p] >= best_s:
+                best, best_s = p, cache[p]
+        if best is None:
+            return labels
+        a, b = best
+        labels[labels == b] = a
+        sa, sb = boxes.pop(b), boxes[a]
+        boxes[a] = tuple(
+            slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(sa, sb, strict=True)
+        )
+        cache = {p: v for p, v in cache.items() if a not in p and b not in p}
 
 
 def read_seed_csv(path: str | Path) -> pl.DataFrame:

@@ -37,7 +37,7 @@ marker lying on a neighbour's marker) and ``flag_lost``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -46,6 +46,7 @@ import polars as pl
 
 from .errors import LnpstoreError
 from .geometry import geometry_for
+from .labels import LabelMovie
 from .seeding import SeedSettings, fill_small_holes, foreground_threshold, seeds_from_foreground
 from .spots import SpotSettings, count_spots
 
@@ -72,6 +73,7 @@ FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "lnp_spots": pl.Int32,
     "area_ratio": pl.Float64,
     "iou_prev": pl.Float64,
+    "link_cost_px": pl.Float64,
     "in_bounds": pl.Boolean,
     "flag_jump": pl.Boolean,
     "flag_area": pl.Boolean,
@@ -118,6 +120,10 @@ class TrackSettings:
         marker (two cells claim one place); 0 disables.
     predicted_max_um: ``flag_jump`` when the centre lies farther than this from the motion-predicted one;
         0 disables.
+    division_min_fraction: a division is detected when the cell's region falls apart into two parts
+        (or its marker reaches one part and an unmarked part covers its previous region), each at least
+        this fraction of the cell's previous area; the track ends ('divided') and two daughter tracks
+        begin. 0 disables; at most 0.5.
     """
 
     smoothing_sigma_um: float = 0.6
@@ -140,6 +146,7 @@ class TrackSettings:
     area_median_frames: float = 10.0
     core_taken_max: float = 0.2
     predicted_max_um: float = 5.0
+    division_min_fraction: float = 0.25
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 
@@ -163,6 +170,10 @@ class TrackSettings:
                 raise TrackingError(f"TrackSettings.{f.name} must be a non-negative number, got {v!r}")
         if self.area_ratio_max <= 1:
             raise TrackingError(f"TrackSettings.area_ratio_max must be > 1, got {self.area_ratio_max}")
+        if not 0 <= self.division_min_fraction <= 0.5:
+            raise TrackingError(
+                f"TrackSettings.division_min_fraction must be in [0, 0.5], got {self.division_min_fraction}"
+            )
         if not 0 <= self.iou_min <= 1:
             raise TrackingError(f"TrackSettings.iou_min must be in [0, 1], got {self.iou_min}")
         if self.smoothing_sigma_um <= 0 or self.marker_radius_um <= 0:
@@ -170,6 +181,20 @@ class TrackSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_stain(cls, stain: str = "cytoplasm", **overrides) -> TrackSettings:
+        """Settings for a stain. ``cytoplasm`` (CellTracker, the default): the elevation is the smoothed
+        intensity (cells meet at a dim membrane seam) and holes up to ``seeds.max_hole_um2`` (the dim
+        nucleus) are filled. ``nucleus`` (Hoechst, H2B-GFP, ...): the elevation is the distance transform
+        plus the intensity ("both"; a nucleus is deepest and brightest at its centre, and two touching
+        nuclei meet at a waist), and only holes up to 10 um^2 are filled (a nucleus has no dark core)."""
+        if stain == "cytoplasm":
+            return cls(**overrides)
+        if stain == "nucleus":
+            kw: dict = {"elevation": "both", "seeds": SeedSettings(max_hole_um2=10.0)}
+            return cls(**{**kw, **overrides})
+        raise TrackingError(f"unknown stain {stain!r}; choose cytoplasm or nucleus")
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TrackSettings:
@@ -200,6 +225,12 @@ class _Track:
     vy: float = 0.0
     vx: float = 0.0
     areas: list[float] = field(default_factory=list)
+    parent_track_id: int | None = None
+    lineage_id: int = 0  # the founder's track_id (set from track_id when 0)
+
+    def __post_init__(self) -> None:
+        if not self.lineage_id:
+            self.lineage_id = self.track_id
 
 
 def _iou(a: np.ndarray, ay: int, ax: int, b: np.ndarray, by: int, bx: int) -> float:
@@ -239,25 +270,32 @@ class _FieldTracker:
         self.tracks = [_Track(i + 1, float(y), float(x)) for i, (y, x) in enumerate(seeds)]
         self.silent: list[_Track] = []  # cells found after frame 1 (never seeded): competitors only
         self.shape: tuple[int, int] | None = None
+        self.next_id = len(self.tracks) + 1  # daughters of divisions get the next free track ids
+        self.label_frame: np.ndarray | None = None  # this frame's label image (reported tracks)
 
     # -- one frame --------------------------------------------------------------------------------
-    def step(self, frame: int, images: Mapping[str, np.ndarray]) -> None:
+    def step(self, frame: int, images: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Segment every live cell in this frame; returns the frame's label image (int32, pixel value =
+        the track_id of a reported track, 0 elsewhere), or None when the frame has no CS image."""
         from scipy import ndimage as ndi
 
         live = [t for t in self.tracks if t.alive] + [t for t in self.silent if t.alive]
-        if not any(t.report for t in live):
-            return
         cs = images.get("CS")
         if cs is None:
             for t in live:
                 self._stop(t, "missing_image")
             self.silent = []
-            return
+            return None
         cs = np.asarray(cs)
+        if cs.ndim != 2:
+            raise TrackingError(f"frame {frame}: the CS image must be 2-D, got shape {cs.shape}")
         if self.shape is None:
             self.shape = cs.shape
         elif cs.shape != self.shape:
             raise TrackingError(f"frame {frame}: CS image has shape {cs.shape}, frame 1 had {self.shape}")
+        self.label_frame = np.zeros(cs.shape, np.int32)
+        if not any(t.report for t in live):
+            return self.label_frame
         smoothed = ndi.gaussian_filter(cs.astype(np.float32), self.sigma_px)
         self.thr = foreground_threshold(
             smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method
@@ -269,6 +307,7 @@ class _FieldTracker:
         for i, t in enumerate(live):
             self._segment(t, frame, images, cs, smoothed, fg, live, cores, i)
         self.silent = [t for t in self.silent if t.alive]
+        return self.label_frame
 
     def _new_cells(self, fg: np.ndarray, live: list[_Track], frame: int) -> list[_Track]:
         """Cells of this frame (the seeding detector on its foreground) far from every known cell's
@@ -363,13 +402,13 @@ class _FieldTracker:
         me: int,
     ) -> None:
         from scipy import ndimage as ndi
-        from skimage.measure import regionprops
         from skimage.segmentation import watershed
 
         h, w = fg.shape
         cy, cx = int(round(t.y)), int(round(t.x))
-        y0, y1 = max(0, cy - self.half), min(h, cy + self.half)
-        x0, x1 = max(0, cx - self.half), min(w, cx + self.half)
+        hy, hx = self._half_window(t, cy, cx)
+        y0, y1 = max(0, cy - hy), min(h, cy + hy)
+        x0, x1 = max(0, cx - hx), min(w, cx + hx)
         if y1 - y0 < 3 or x1 - x0 < 3:
             self._stop(t, "lost")
             return
@@ -430,7 +469,6 @@ class _FieldTracker:
         rows, cols = np.nonzero(region)
         ry0, rx0 = int(rows.min()), int(cols.min())
         crop = region[ry0 : rows.max() + 1, rx0 : cols.max() + 1]
-        props = regionprops(crop.astype(np.uint8))[0]
         ny, nx = float(rows.mean()) + y0, float(cols.mean()) + x0
         if not t.report:  # a silent competitor: only its region (the next frame's marker) matters
             if t.areas:
@@ -439,13 +477,17 @@ class _FieldTracker:
             t.y, t.x, t.area = ny, nx, area
             t.mask, t.mask_y0, t.mask_x0 = crop, y0 + ry0, x0 + rx0
             return
+        if t.rows and self.s.division_min_fraction > 0:
+            parts = self._division_parts(lab, region, win, t, y0, x0)
+            if parts is not None:
+                self._divide(t, frame, parts, y0, x0, images, cs)
+                return
         disp = math.hypot(ny - t.y, nx - t.x) if t.rows else None
         my0, mx0 = y0 + ry0, x0 + rx0
         s = self.s
         py, px_ = self._predicted(t)
-        off_pred = (
-            t.rows and s.predicted_max_um > 0 and math.hypot(ny - py, nx - px_) > s.predicted_max_um / self.px
-        )
+        link_cost = math.hypot(ny - py, nx - px_) if t.rows else None
+        off_pred = bool(t.rows) and s.predicted_max_um > 0 and link_cost > s.predicted_max_um / self.px
         recent = t.areas[-int(s.area_median_frames) :] if s.area_median_frames >= 1 else []
         med_area = float(np.median(recent)) if recent else 0.0
         # Grown above the running median (took in a neighbour), or shrunk below it by the same factor
@@ -457,57 +499,208 @@ class _FieldTracker:
         )
         taken = bool(t.rows) and s.core_taken_max > 0 and core_taken > s.core_taken_max
         iou = _iou(t.mask, t.mask_y0, t.mask_x0, crop, my0, mx0) if t.mask is not None else None
+        t.rows.append(
+            self._node(
+                t,
+                frame,
+                region,
+                crop,
+                (y0, x0),
+                (my0, mx0),
+                images,
+                cs,
+                displacement_px=disp,
+                area_ratio=area / t.area if t.area else None,
+                iou_prev=iou,
+                link_cost_px=link_cost,
+                flag_jump=off_pred,
+                flag_area=bool(grown or taken),
+            )
+        )
+        if t.rows[:-1]:
+            t.vy, t.vx = ny - t.y, nx - t.x
+        self._moved(t, crop, my0, mx0)
+
+    def _moved(self, t: _Track, crop: np.ndarray, my0: int, mx0: int) -> None:
+        """Update a reported track's state after its node was recorded (centre, area, region)."""
+        area = float(np.count_nonzero(crop))
+        t.areas.append(area)
+        t.y, t.x, t.area = t.rows[-1]["y_px"], t.rows[-1]["x_px"], area
+        t.mask, t.mask_y0, t.mask_x0 = crop, my0, mx0
+        if not t.rows[-1]["in_bounds"]:  # not reported any more, but followed on as a competitor
+            t.rows[-1]["stop_reason"] = "edge"
+            t.report = False
+
+    def _node(
+        self,
+        t: _Track,
+        frame: int,
+        region: np.ndarray,
+        crop: np.ndarray,
+        win_origin: tuple[int, int],
+        crop_origin: tuple[int, int],
+        images: Mapping[str, np.ndarray],
+        cs: np.ndarray,
+        **links,
+    ) -> dict:
+        """One row of the tracks table for ``t`` at ``frame``: ``region`` is the cell's mask in the window
+        at ``win_origin`` (row, column), ``crop`` the same mask cut to its bounding box at
+        ``crop_origin``; ``links`` the link columns. Paints the region into the frame's label image."""
+        from skimage.measure import regionprops
+
+        y0, x0 = win_origin
+        wy, wx = region.shape
+        props = regionprops(crop.astype(np.uint8))[0]
+        rows, cols = np.nonzero(region)
+        ny, nx = float(rows.mean()) + y0, float(cols.mean()) + x0
 
         def mean_of(ch: str) -> float | None:
             img = images.get(ch)
-            return None if img is None else float(np.asarray(img)[y0:y1, x0:x1][region].mean())
+            return None if img is None else float(np.asarray(img)[y0 : y0 + wy, x0 : x0 + wx][region].mean())
 
         lnp = images.get("LNP")
         spots = (
             None
             if lnp is None
             else count_spots(
-                np.asarray(lnp)[y0:y1, x0:x1], region, pixel_size_um=self.px, settings=self.s.spots
+                np.asarray(lnp)[y0 : y0 + wy, x0 : x0 + wx],
+                region,
+                pixel_size_um=self.px,
+                settings=self.s.spots,
             )
         )
         e = self.edge_px
-        in_bounds = bool(e <= ny <= fg.shape[0] - 1 - e and e <= nx <= fg.shape[1] - 1 - e)
-        t.rows.append(
-            {
-                "track_id": t.track_id,
-                "frame": frame,
-                "node_id": t.track_id * NODE_ID_STRIDE + frame,
-                "parent_track_id": None,
-                "lineage_id": t.track_id,
-                "label_id": t.track_id,
-                "y_px": ny,
-                "x_px": nx,
-                "displacement_px": disp,
-                "area_px": area,
-                "perimeter_px": float(props.perimeter),
-                "eccentricity": float(props.eccentricity),
-                "solidity": float(props.solidity),
-                "mean_cs": float(cs[y0:y1, x0:x1][region].mean()),
-                "mean_lnp": mean_of("LNP"),
-                "mean_gfp": mean_of("GFP"),
-                "lnp_spots": spots,
-                "area_ratio": area / t.area if t.area else None,
-                "iou_prev": iou,
-                "in_bounds": in_bounds,
-                "flag_jump": bool(off_pred),
-                "flag_area": bool(grown or taken),
-                "flag_lost": False,
-                "stop_reason": None,
-            }
-        )
-        if t.rows[:-1]:
-            t.vy, t.vx = ny - t.y, nx - t.x
-        t.areas.append(area)
-        t.y, t.x, t.area = ny, nx, area
-        t.mask, t.mask_y0, t.mask_x0 = crop, my0, mx0
-        if not in_bounds:  # not reported any more, but followed on as a competitor of its neighbours
-            t.rows[-1]["stop_reason"] = "edge"
-            t.report = False
+        h, w = cs.shape
+        in_bounds = bool(e <= ny <= h - 1 - e and e <= nx <= w - 1 - e)
+        if self.label_frame is not None:  # first come, first served: labels never overlap
+            cy0, cx0 = crop_origin
+            sub = self.label_frame[cy0 : cy0 + crop.shape[0], cx0 : cx0 + crop.shape[1]]
+            sub[crop & (sub == 0)] = t.track_id
+        return {
+            "track_id": t.track_id,
+            "frame": frame,
+            "node_id": t.track_id * NODE_ID_STRIDE + frame,
+            "parent_track_id": t.parent_track_id,
+            "lineage_id": t.lineage_id,
+            "label_id": t.track_id,
+            "y_px": ny,
+            "x_px": nx,
+            "displacement_px": links.get("displacement_px"),
+            "area_px": float(np.count_nonzero(crop)),
+            "perimeter_px": float(props.perimeter),
+            "eccentricity": float(props.eccentricity),
+            "solidity": float(props.solidity),
+            "mean_cs": float(cs[y0 : y0 + wy, x0 : x0 + wx][region].mean()),
+            "mean_lnp": mean_of("LNP"),
+            "mean_gfp": mean_of("GFP"),
+            "lnp_spots": spots,
+            "area_ratio": links.get("area_ratio"),
+            "iou_prev": links.get("iou_prev"),
+            "link_cost_px": links.get("link_cost_px"),
+            "in_bounds": in_bounds,
+            "flag_jump": bool(links.get("flag_jump", False)),
+            "flag_area": bool(links.get("flag_area", False)),
+            "flag_lost": False,
+            "stop_reason": None,
+        }
+
+    def _division_parts(
+        self, lab: np.ndarray, region: np.ndarray, win: np.ndarray, t: _Track, y0: int, x0: int
+    ) -> list[np.ndarray] | None:
+        """The two daughters' masks (in window coordinates) when cell ``t`` divided in this frame, else None.
+
+        Either the cell's own region falls apart into two parts, or its marker reached one daughter
+        while the other is foreground left unmarked (or taken by the window border's outside marker)
+        that lies mostly on the cell's previous region, and the cell's region shrank to match. Each
+        daughter must hold ``division_min_fraction`` of the cell's previous area."""
+        from scipy import ndimage as ndi
+
+        frac = self.s.division_min_fraction
+        min_part = max(self.min_area_px, frac * float(t.area or 0.0))
+        fg_parts, _ = ndi.label(win)  # daughters must lie on separate foreground blobs (a gap between)
+        comp, n = ndi.label(region)
+        if n >= 2:
+            sizes = np.bincount(comp.ravel())[1:]
+            order = np.argsort(sizes)[::-1]
+            a, b = comp == order[0] + 1, comp == order[1] + 1
+            if sizes[order[1]] >= min_part and not np.isin(fg_parts[a], fg_parts[b]).any():
+                return [a, b]
+            return None
+        if t.mask is None or np.count_nonzero(region) > (1 - frac) * float(t.area or 0.0):
+            return None
+        prev = np.zeros(win.shape, bool)
+        self._paint_mask(prev, t.mask, t.mask_y0 - y0, t.mask_x0 - x0, True)
+        free = win & ((lab == 0) | (lab == 2)) & ~np.isin(fg_parts, fg_parts[region])
+        comp, n = ndi.label(free)
+        if n == 0:
+            return None
+        sizes = np.bincount(comp.ravel(), minlength=n + 1)
+        on_prev = np.bincount(comp[prev].ravel(), minlength=n + 1)
+        on_prev[0] = 0
+        ok = np.flatnonzero((sizes >= min_part) & (on_prev >= 0.5 * sizes))
+        ok = ok[ok > 0]
+        if not len(ok):
+            return None
+        return [region, comp == ok[np.argmax(on_prev[ok])]]
+
+    def _divide(
+        self,
+        t: _Track,
+        frame: int,
+        parts: list[np.ndarray],
+        y0: int,
+        x0: int,
+        images: Mapping[str, np.ndarray],
+        cs: np.ndarray,
+    ) -> None:
+        """End ``t`` ('divided', at its previous frame) and start one daughter track per part at ``frame``."""
+        prev = (t.mask, t.mask_y0, t.mask_x0, t.area)
+        self._stop(t, "divided")
+        for part in parts:
+            rows, cols = np.nonzero(part)
+            ry0, rx0 = int(rows.min()), int(cols.min())
+            crop = part[ry0 : rows.max() + 1, rx0 : cols.max() + 1]
+            my0, mx0 = y0 + ry0, x0 + rx0
+            d = _Track(
+                self.next_id,
+                float(rows.mean()) + y0,
+                float(cols.mean()) + x0,
+                parent_track_id=t.track_id,
+                lineage_id=t.lineage_id,
+            )
+            self.next_id += 1
+            area = float(np.count_nonzero(crop))
+            d.rows.append(
+                self._node(
+                    d,
+                    frame,
+                    part,
+                    crop,
+                    (y0, x0),
+                    (my0, mx0),
+                    images,
+                    cs,
+                    area_ratio=area / prev[3] if prev[3] else None,
+                    iou_prev=_iou(prev[0], prev[1], prev[2], crop, my0, mx0) if prev[0] is not None else None,
+                )
+            )
+            self._moved(d, crop, my0, mx0)
+            self.tracks.append(d)
+
+    def _half_window(self, t: _Track, cy: int, cx: int) -> tuple[int, int]:
+        """Half the window's height and width in px: the study's window, grown where needed so that the
+        cell's previous region plus a frame's largest motion (``jump_max_um``) fits inside it.
+
+        Why: a cell nearly as large as the window (HepG2 spread to 25 um in a 32.5 um window) touches
+        the window's edge, and the outside marker placed there floods part of the cell itself."""
+        hy = hx = self.half
+        if t.mask is not None:
+            margin = int(math.ceil(self.s.jump_max_um / self.px))
+            my0, mx0 = t.mask_y0, t.mask_x0
+            my1, mx1 = my0 + t.mask.shape[0], mx0 + t.mask.shape[1]
+            hy = max(hy, max(cy - my0, my1 - cy) + margin)
+            hx = max(hx, max(cx - mx0, mx1 - cx) + margin)
+        return hy, hx
 
     def _own_marker(self, win: np.ndarray, own: np.ndarray) -> np.ndarray | None:
         """The previous centre, or the nearest foreground pixel within the marker radius * 4."""
@@ -584,6 +777,7 @@ def track_field(
     *,
     pixel_size_um: float,
     settings: TrackSettings | None = None,
+    on_labels: Callable[[np.ndarray], None] | None = None,
 ) -> pl.DataFrame:
     """Track one field's cells from their frame-1 seeds.
 
@@ -598,6 +792,9 @@ def track_field(
         Frame-1 centres (y_px, x_px); track_id i + 1 starts at seeds[i].
     pixel_size_um : float
         Pixel edge length in um (sets the window, margin and every length in ``settings``).
+    on_labels : callable, optional
+        Called once per frame, in order, with the frame's label image (int32; pixel value = track_id of
+        a reported track, 0 elsewhere; all zeros for a frame without CS image).
 
     Returns
     -------
@@ -608,9 +805,135 @@ def track_field(
     if not np.isfinite(seeds).all():
         raise TrackingError("seeds contain NaN or infinite centres")
     tracker = _FieldTracker(seeds, pixel_size_um, s)
+    owed = 0  # frames without a CS image before the frame size was known
     for i, images in enumerate(frames, start=1):
-        tracker.step(i, images)
+        labels = tracker.step(i, images)
+        if on_labels is None:
+            continue
+        if labels is None and tracker.shape is None:
+            owed += 1
+            continue
+        for _ in range(owed):
+            on_labels(np.zeros(tracker.shape, np.int32))
+        owed = 0
+        on_labels(np.zeros(tracker.shape, np.int32) if labels is None else labels)
     return tracker.finish()
+
+
+def track_stack(
+    stack,
+    *,
+    seeds=None,
+    pixel_size_um: float,
+    settings: TrackSettings | None = None,
+    labels_out: str | Path | None = None,
+) -> tuple[pl.DataFrame, np.ndarray | LabelMovie]:
+    """Track the cells of any time-lapse: one channel, frames in time order; the plate tracker's code path.
+
+    Parameters
+    ----------
+    stack : (T, Y, X) array, or a sequence / iterable of (Y, X) arrays (read lazily, frame 1 first)
+        The stained channel (cytoplasm or nucleus; see :meth:`TrackSettings.for_stain`).
+    seeds : None, (N, 2) array of (y_px, x_px), or a 2-D integer label image of frame 1
+        None: the automatic seeder on frame 1; a label image: the centroid of each label.
+    pixel_size_um : float
+        Pixel edge length in um (every length in ``settings`` is in um).
+    labels_out : path, optional
+        Write the label movie there (uint16 TIFF, one page per frame, written frame by frame) and return
+        it as a lazy :class:`lnpstore.labels.LabelMovie`; without it the labels come back in memory.
+
+    Returns
+    -------
+    (tracks, labels): the tracks as a polars DataFrame (:data:`FIELD_COLUMNS`, one row per node) and the
+    label images (T x Y x X, pixel = track_id).
+    """
+    from .labels import LabelMovie, LabelMovieWriter
+    from .seeding import auto_seeds
+
+    s = settings or TrackSettings()
+    if not (isinstance(pixel_size_um, int | float) and pixel_size_um > 0):
+        raise TrackingError(f"pixel_size_um must be a positive number of um, got {pixel_size_um!r}")
+    if isinstance(stack, np.ndarray) and stack.ndim != 3:
+        raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
+    frames = iter(stack)
+    try:
+        first = np.asarray(next(frames))
+    except StopIteration:
+        raise TrackingError("the stack has no frames") from None
+    if first.ndim != 2:
+        raise TrackingError(f"frame 1 must be a 2-D image, got shape {first.shape}")
+    seeds = _resolve_seeds(seeds, first, pixel_size_um, s)
+    if seeds is None:
+        seeds = auto_seeds(first, pixel_size_um=pixel_size_um, settings=s.seeds)
+    if len(seeds) == 0:
+        raise TrackingError(
+            "no cells to track: the seeder found none in frame 1 (is frame 1 empty, or is the stain's "
+            "signal below the threshold?). Hint: give seeds as a CSV of centres or a label image"
+        )
+
+    def all_frames():
+        yield {"CS": first}
+        for i, f in enumerate(frames, start=2):
+            f = np.asarray(f)
+            if f.shape != first.shape:
+                raise TrackingError(f"frame {i} has shape {f.shape}, frame 1 has {first.shape}")
+            yield {"CS": f}
+
+    if labels_out is None:
+        kept: list[np.ndarray] = []
+        tracks = track_field(
+            all_frames(),
+            seeds,
+            pixel_size_um=pixel_size_um,
+            settings=s,
+            on_labels=lambda lab: kept.append(lab.astype(np.uint16)),
+        )
+        return tracks, np.stack(kept)
+    with LabelMovieWriter(labels_out) as w:
+        tracks = track_field(all_frames(), seeds, pixel_size_um=pixel_size_um, settings=s, on_labels=w.write)
+    return tracks, LabelMovie(labels_out)
+
+
+def _resolve_seeds(seeds, first: np.ndarray, pixel_size_um: float, s: TrackSettings) -> np.ndarray | None:
+    """(N, 2) centres from an array of centres or a frame-1 label image; None for automatic seeds.
+    A seed that lies on no foreground pixel of frame 1 is an error naming it."""
+    from scipy import ndimage as ndi
+
+    from .seeding import fill_small_holes, foreground_threshold
+
+    if seeds is None:
+        return None
+    arr = np.asarray(seeds)
+    if arr.ndim == 2 and arr.shape == first.shape and arr.shape[1] != 2:
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TrackingError(f"a seed label image must hold integers, got dtype {arr.dtype}")
+        ids = np.unique(arr[arr > 0])
+        if not len(ids):
+            raise TrackingError("the seed label image has no labels (all zero)")
+        return np.array(ndi.center_of_mass(arr > 0, arr, ids), dtype=np.float64).reshape(-1, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise TrackingError(
+            f"seeds must be (N, 2) centres (y_px, x_px) or a label image of frame 1's shape {first.shape}, "
+            f"got shape {arr.shape}"
+        )
+    arr = arr.astype(np.float64)
+    h, w = first.shape
+    sm = ndi.gaussian_filter(first.astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
+    fg = fill_small_holes(
+        sm > foreground_threshold(sm, s.seeds.threshold_factor, method=s.seeds.threshold_method),
+        s.seeds.max_hole_um2 / pixel_size_um**2,
+    )
+    for i, (y, x) in enumerate(arr):
+        iy, ix = int(round(y)), int(round(x))
+        if not (0 <= iy < h and 0 <= ix < w):
+            raise TrackingError(f"seed {i + 1} at (y={y:.1f}, x={x:.1f}) px lies outside the {h} x {w} image")
+        r = max(1, int(round(4 * s.marker_radius_um / pixel_size_um)))
+        if not fg[max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1].any():
+            raise TrackingError(
+                f"seed {i + 1} at (y={y:.1f}, x={x:.1f}) px lies outside every cell of frame 1 (no "
+                "foreground within 4 marker radii). Hint: check the seed's (y, x) order and units (px)"
+            )
+    return arr
 
 
 # -- the stage ------------------------------------------------------------------------------------
@@ -692,14 +1015,50 @@ def track_field_job(job: dict) -> dict:
             else auto_seeds(first_cs, pixel_size_um=px, settings=settings.seeds)
         )
     seeds = np.asarray(seeds, dtype=np.float64).reshape(-1, 2)
-    tracks = track_field(_lazy_frames(job, first_cs), seeds, pixel_size_um=px, settings=settings)
+    frames = _lazy_frames(job, first_cs)
+    labels_path = job.get("labels_path")
+    movie = None
+    if labels_path is None or len(seeds) == 0:
+        tracks = track_field(frames, seeds, pixel_size_um=px, settings=settings)
+    else:
+        from .labels import LabelMovieWriter
+
+        with LabelMovieWriter(labels_path) as w:
+            tracks = track_field(frames, seeds, pixel_size_um=px, settings=settings, on_labels=w.write)
+        movie = {"path": str(labels_path), "n_frames": w.n_frames, "shape": w.shape}
     return {
         "plate": job["plate"],
         "well": job["well"],
         "field": job["field"],
         "seeds": seeds,
         "tracks": tracks,
+        "labels": movie,
     }
+
+
+def labels_path_for(store, plate: str, well: str, field_: int) -> Path:
+    """Where :func:`track_plate` writes a field's label movie: ``STORE/labels/PLATE/WELL/fFFF.tif``."""
+    return store.root / "labels" / plate / well / f"f{int(field_):03d}.tif"
+
+
+def load_field_labels(store, plate: str, well: str, field_: int) -> tuple[pl.DataFrame, LabelMovie]:
+    """A tracked field's tracks (the tracks table's rows, :data:`FIELD_COLUMNS` and keys) and its lazy
+    label movie (pixel value = track_id = label_id)."""
+    rows = store.read("label_images", plate=plate).filter(
+        (pl.col("well") == well) & (pl.col("field") == int(field_))
+    )
+    if rows.height == 0:
+        raise TrackingError(
+            f"plate {plate}, well {well}, field {field_}: no label images in store {store.root}. Hint: "
+            "track it with this lnpstore version (`lnpstore track`; remove its tracks first if it was "
+            "tracked before label images were kept)"
+        )
+    tracks = (
+        store.read("tracks", plate=plate)
+        .filter((pl.col("well") == well) & (pl.col("field") == int(field_)))
+        .sort("track_id", "frame")
+    )
+    return tracks, LabelMovie(rows.get_column("path")[0])
 
 
 def _plate_info(store, plate: str) -> tuple[float, pl.DataFrame, set[str]]:
@@ -785,6 +1144,7 @@ def track_plate(
             "settings": s.to_dict(),
             "seeds": None if manual is None else seeds_for(manual, well, int(fld)),
             "frames": frames,
+            "labels_path": str(labels_path_for(store, plate, well, int(fld))),
         }
         jobs.append(job)
         per_well[well] = per_well.get(well, 0) + 1
@@ -825,7 +1185,7 @@ def track_plate(
 
 
 def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: TrackReport) -> None:
-    seed_parts, track_parts = [], []
+    seed_parts, track_parts, label_rows = [], [], []
     for r in sorted(results, key=lambda r: r["field"]):
         keys = {"plate": r["plate"], "well": r["well"], "field": r["field"]}
         report.fields_tracked += 1
@@ -841,6 +1201,17 @@ def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: 
                 }
             ).with_columns(**{k: pl.lit(v) for k, v in keys.items()}, source=pl.lit(source))
         )
+        if r.get("labels"):
+            m = r["labels"]
+            label_rows.append(
+                {
+                    **keys,
+                    "path": m["path"],
+                    "n_frames": m["n_frames"],
+                    "height_px": m["shape"][0],
+                    "width_px": m["shape"][1],
+                }
+            )
         t = r["tracks"].with_columns(**{k: pl.lit(v) for k, v in keys.items()})
         track_parts.append(t.with_columns(cell_uid=cell_uid_expr()))
         report.tracks += int(r["tracks"].get_column("track_id").n_unique())
@@ -848,5 +1219,14 @@ def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: 
     if track_parts:
         from . import schema as S
 
-        store.write("tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert")
-        store.write("seeds", pl.concat(seed_parts).select(S.table("seeds").column_names), mode="upsert")
+        with store.batch():
+            store.write(
+                "tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert"
+            )
+            store.write("seeds", pl.concat(seed_parts).select(S.table("seeds").column_names), mode="upsert")
+            if label_rows:
+                store.write(
+                    "label_images",
+                    pl.DataFrame(label_rows, schema=S.table("label_images").polars_schema),
+                    mode="upsert",
+                )

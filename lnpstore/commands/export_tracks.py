@@ -51,6 +51,7 @@ def _from_store(args: argparse.Namespace) -> tuple[Any, Any, float, float, dict]
 
 
 def cmd_export_tracks(args: argparse.Namespace) -> int:
+    from .. import stackio
     from ..ctc import read_ctc
     from ..export import export_tracks
     from ..store import MARKER
@@ -58,6 +59,13 @@ def cmd_export_tracks(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if (source / MARKER).exists():
         tracks, labels, px, interval, meta = _from_store(args)
+    elif stackio.is_result(source):
+        tracks, labels, run = stackio.read_result(source)
+        px = args.pixel_size_um or run.get("pixel_size_um") or 1.0
+        interval = args.frame_interval_min or run.get("frame_interval_min") or 1.0
+        if not (args.frame_interval_min or run.get("frame_interval_min")):
+            print("note: no frame interval recorded: times in minutes are frames", file=sys.stderr)
+        meta = {"source": str(source.resolve()), "track_stack": run.get("input")}
     else:
         if args.well or args.plate or args.field:
             print(
@@ -108,7 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         + ". The output is written atomically and replaced on a re-run.",
     )
     p.add_argument(
-        "source", metavar="STORE|DIR", help="a store folder, or a CTC folder (res_track.txt or TRA/)"
+        "source",
+        metavar="STORE|DIR",
+        help="a store folder, a `track-stack` output folder, or a CTC folder (res_track.txt or TRA/)",
     )
     p.add_argument("--format", required=True, choices=list(FORMAT_HELP), help="output format")
     p.add_argument("--out", required=True, help="output folder (ctc, geff) or file (napari .npz, csv)")

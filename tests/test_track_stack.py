@@ -1,0 +1,141 @@
+"""track_stack on synthetic stacks: a division with its parent link, lazy label movies, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from lnpstore.labels import LabelMovie
+from lnpstore.tracking import TrackingError, TrackSettings, track_stack
+
+PX_UM = 0.325  # scale 0.5: window 100 px, edge margin 48 px
+SHAPE = (200, 260)
+
+
+def disc_frame(discs: list[tuple[float, float, float]], seed: int) -> np.ndarray:
+    """A CS-like frame: flat discs (y, x, radius px), blurred, plus noise (uint16)."""
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    img = np.zeros(SHAPE, np.float32)
+    for cy, cx, r in discs:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = 1000.0
+    img = ndi.gaussian_filter(img, 2.0) + 100
+    return (img + np.random.default_rng(seed).normal(0, 20, SHAPE)).clip(0).astype(np.uint16)
+
+
+def dividing_stack(n_frames: int = 8, split_at: int = 4) -> np.ndarray:
+    """Cell A (left) divides at frame ``split_at`` into two daughters drifting apart; cell B stays whole."""
+    frames = []
+    for f in range(1, n_frames + 1):
+        b = (100.0, 190.0, 20.0)
+        if f < split_at:
+            discs = [(100.0, 90.0, 20.0), b]
+        else:
+            gap = 20.0 + 2.0 * (f - split_at)  # a background gap between the daughters
+            discs = [(100.0 - gap, 90.0, 14.0), (100.0 + gap, 90.0, 14.0), b]
+        frames.append(disc_frame(discs, seed=f))
+    return np.stack(frames)
+
+
+def test_division_starts_two_daughters_linked_to_the_parent(tmp_path):
+    stack = dividing_stack()
+    tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "labels.tif")
+    assert isinstance(labels, LabelMovie) and labels.shape == stack.shape
+    per_track = tracks.group_by("track_id").agg(
+        pl.col("frame").min().alias("begin"),
+        pl.col("frame").max().alias("end"),
+        pl.col("parent_track_id").first(),
+        pl.col("lineage_id").first(),
+        pl.col("stop_reason").last(),
+    )
+    parent = per_track.filter(pl.col("stop_reason") == "divided")
+    assert parent.height == 1, per_track
+    pid = int(parent["track_id"][0])
+    assert int(parent["end"][0]) == 3
+    daughters = per_track.filter(pl.col("parent_track_id") == pid)
+    assert daughters.height == 2
+    assert daughters["begin"].to_list() == [4, 4]
+    assert daughters["lineage_id"].to_list() == [pid, pid]
+    assert (daughters["end"] == 8).all()
+    # the other cell is one track over all frames, without parent
+    other = per_track.filter(pl.col("lineage_id") != pid)
+    assert other.height == 1 and other["begin"][0] == 1 and other["end"][0] == 8
+    # label images: each node's label sits under its centre, and labels match the table per frame
+    for f in (1, 4, 8):
+        lab = labels[f - 1]
+        nodes = tracks.filter(pl.col("frame") == f)
+        assert sorted(np.unique(lab[lab > 0]).tolist()) == sorted(nodes["label_id"].to_list())
+        for row in nodes.iter_rows(named=True):
+            assert lab[int(round(row["y_px"])), int(round(row["x_px"]))] == row["label_id"]
+
+
+def test_division_detection_can_be_switched_off():
+    tracks, labels = track_stack(
+        dividing_stack(), pixel_size_um=PX_UM, settings=TrackSettings(division_min_fraction=0.0)
+    )
+    assert tracks["parent_track_id"].null_count() == tracks.height
+    assert isinstance(labels, np.ndarray) and labels.dtype == np.uint16
+
+
+def test_seeds_from_a_label_image_and_from_centres():
+    stack = dividing_stack(n_frames=3)
+    first = np.zeros(SHAPE, np.int32)
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    first[(yy - 100) ** 2 + (xx - 90) ** 2 <= 100] = 7
+    first[(yy - 100) ** 2 + (xx - 190) ** 2 <= 100] = 9
+    a, _ = track_stack(stack, seeds=first, pixel_size_um=PX_UM)
+    b, _ = track_stack(stack, seeds=np.array([[100.0, 90.0], [100.0, 190.0]]), pixel_size_um=PX_UM)
+    assert a.select("track_id", "frame", "y_px").equals(b.select("track_id", "frame", "y_px"))
+
+
+def test_clear_errors_for_bad_stacks_and_seeds():
+    stack = dividing_stack(n_frames=3)
+    with pytest.raises(TrackingError, match="3-D"):
+        track_stack(stack[0], pixel_size_um=PX_UM)
+    with pytest.raises(TrackingError, match="frame 2 has shape"):
+        track_stack([stack[0], stack[1][:, :100]], pixel_size_um=PX_UM)
+    with pytest.raises(TrackingError, match="no cells to track"):
+        track_stack(np.full((3, *SHAPE), 100, np.uint16), pixel_size_um=PX_UM)
+    with pytest.raises(TrackingError, match="seed 2 .* outside every cell"):
+        track_stack(stack, seeds=np.array([[100.0, 90.0], [20.0, 20.0]]), pixel_size_um=PX_UM)
+    with pytest.raises(TrackingError, match="must hold integers"):
+        track_stack(stack, seeds=np.zeros(SHAPE, np.float32) + 0.5, pixel_size_um=PX_UM)
+    with pytest.raises(TrackingError, match="pixel_size_um"):
+        track_stack(stack, pixel_size_um=0)
+
+
+def test_an_empty_frame_ends_the_tracks_as_lost_with_labels_for_every_frame(tmp_path):
+    stack = dividing_stack(n_frames=5).copy()
+    stack[2] = 100  # frame 3: no cells at all
+    tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "l.tif")
+    assert len(labels) == 5 and not labels[2].any()
+    last = tracks.sort("frame").group_by("track_id").agg(pl.col("frame").last(), pl.col("stop_reason").last())
+    assert (last["frame"] == 2).all() and (last["stop_reason"] == "lost").all()
+    assert tifffile.imread(tmp_path / "l.tif", key=slice(None)).shape == (5, *SHAPE)  # one page per frame
+
+
+def test_cli_track_stack_export_and_score(tmp_path, capsys):
+    """track-stack on a folder of frames -> export-tracks ctc -> score-tracks against its own export."""
+    from lnpstore.cli import main
+    from lnpstore.ctc import write_ctc
+
+    stack = dividing_stack()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(stack):
+        tifffile.imwrite(frames / f"t{i:03d}.tif", f)
+    out = tmp_path / "out"
+    assert main(["track-stack", str(frames), "--out", str(out), "--pixel-size-um", str(PX_UM)]) == 0
+    assert "divided" in capsys.readouterr().out
+    assert main(["export-tracks", str(out), "--format", "ctc", "--out", str(tmp_path / "res")]) == 0
+    assert "tracks" in capsys.readouterr().out
+    # ground truth: the same movie's true labels written in the CTC GT layout
+    tracks = pl.read_parquet(out / "tracks.parquet")
+    write_ctc(tmp_path / "gt", tracks, LabelMovie(out / "labels.tif"), kind="GT")
+    assert main(["score-tracks", str(tmp_path / "res"), str(tmp_path / "gt"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["DET"] == scores["TRA"] == 1.0 and scores["division_f1"] == 1.0, scores
