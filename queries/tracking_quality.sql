@@ -8,6 +8,7 @@ SELECT
     count(*) FILTER (WHERE t.stop_reason = 'edge') AS stopped_edge,
     count(*) FILTER (WHERE t.stop_reason = 'lost') AS stopped_lost,
     count(*) FILTER (WHERE t.stop_reason = 'end') AS reached_end,
+    count(*) FILTER (WHERE t.stop_reason = 'divided') AS divided,
     avg(CAST(t.flag_jump OR t.flag_area OR t.flag_lost AS DOUBLE)) AS share_flagged,
     avg(t.displacement_px) AS mean_displacement_px
 FROM tracks AS t

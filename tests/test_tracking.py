@@ -205,7 +205,7 @@ def test_tracks_table_complete_and_excluded_well_skipped(tracked_store):
     seeds = store.read("seeds")
     # Every track starts at a seed; a seed whose region is lost in frame 1 (a cell cut by the image
     # edge) has no track.
-    keys = tracks.select("well", "field", "track_id").unique()
+    keys = tracks.filter(pl.col("parent_track_id").is_null()).select("well", "field", "track_id").unique()
     assert keys.join(seeds, on=["well", "field", "track_id"], how="anti").height == 0
     assert seeds.height >= keys.height
     assert (seeds["source"] == "auto").all()
@@ -221,6 +221,41 @@ def test_track_plate_is_resumable(tracked_store):
     again = track_plate(store, sim.settings.plate, show_progress=False)
     assert again.fields_tracked == 0 and again.fields_skipped == 2 and again.nodes == 0
     assert {f: f.stat().st_mtime_ns for f in store.files("tracks") + store.files("seeds")} == files
+
+
+@needs_sim
+def test_label_movies_match_the_tracks_and_export_from_the_store(tracked_store, tmp_path):
+    from lnpstore.cli import main
+    from lnpstore.ctc import read_ctc
+    from lnpstore.tracking import load_field_labels
+
+    store, _, report, _ = tracked_store
+    rows = store.read("label_images").sort("well")
+    assert rows["well"].to_list() == ["C03", "E03"] and (rows["n_frames"] == 12).all()
+    tracks, movie = load_field_labels(store, report.plate, "C03", 1)
+    assert len(movie) == 12
+    for f in (1, 6, 12):
+        lab = movie[f - 1]
+        nodes = tracks.filter(pl.col("frame") == f)
+        assert set(np.unique(lab[lab > 0]).tolist()) == set(nodes["label_id"].to_list())
+        # every node's label covers its area, except where a neighbour's region claimed a pixel first
+        counts = np.bincount(lab.ravel(), minlength=int(nodes["label_id"].max()) + 1)
+        got = counts[nodes["label_id"].to_numpy()]
+        assert (got >= 0.8 * nodes["area_px"].to_numpy()).all()
+    fates = store.query("track_fates", plate=report.plate)
+    assert (
+        fates.height
+        == tracks.select("well", "field", "track_id").n_unique()
+        + store.read("tracks").filter(pl.col("well") == "E03").select("track_id").n_unique()
+    )
+    assert set(fates["fate"].unique()) <= {"reached_end", "left_field", "lost", "divided", "missing_image"}
+    assert (fates["length_frames"] == fates["last_frame"] - fates["first_frame"] + 1).all()
+    out = tmp_path / "res"
+    assert (
+        main(["export-tracks", str(store.root), "--well", "C03", "--format", "ctc", "--out", str(out)]) == 0
+    )
+    back, _ = read_ctc(out)
+    assert back.get_column("track_id").n_unique() == tracks.get_column("track_id").n_unique()
 
 
 @needs_sim
