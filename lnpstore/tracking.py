@@ -120,6 +120,9 @@ class TrackSettings:
         marker (two cells claim one place); 0 disables.
     predicted_max_um: ``flag_jump`` when the centre lies farther than this from the motion-predicted one;
         0 disables.
+    edge_margin_um: a track stops ('edge') when its centre comes this close to the image's edge; None
+        (the default) is the study's 96 px at 0.1625 um/px (15.6 um), 0 follows cells to the edge (for
+        stacks scored against full ground truth, e.g. the Cell Tracking Challenge's).
     division_min_fraction: a division is detected when the cell's region falls apart into two parts
         (or its marker reaches one part and an unmarked part covers its previous region), each at least
         this fraction of the cell's previous area; the track ends ('divided') and two daughter tracks
@@ -147,6 +150,7 @@ class TrackSettings:
     core_taken_max: float = 0.2
     predicted_max_um: float = 5.0
     division_min_fraction: float = 0.25
+    edge_margin_um: float | None = None
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 
@@ -163,6 +167,8 @@ class TrackSettings:
                     raise TrackingError(
                         f"TrackSettings.{f.name} must be a {want.__name__}, got {type(v).__name__}"
                     )
+                continue
+            if f.name == "edge_margin_um" and v is None:
                 continue
             if f.name == "motion_damping" and not (isinstance(v, int | float) and 0 <= v <= 1):
                 raise TrackingError(f"TrackSettings.motion_damping must be in [0, 1], got {v!r}")
@@ -258,7 +264,9 @@ class _FieldTracker:
         self.px = float(pixel_size_um)
         geo = geometry_for(pixel_size_um)
         self.half = geo.track_window_px // 2
-        self.edge_px = geo.edge_margin_px
+        self.edge_px = (
+            geo.edge_margin_px if settings.edge_margin_um is None else settings.edge_margin_um / self.px
+        )
         self.sigma_px = settings.smoothing_sigma_um / self.px
         self.min_area_px = settings.min_area_um2 / self.px**2
         self.max_hole_px = settings.seeds.max_hole_um2 / self.px**2

@@ -65,7 +65,7 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
     frames = stackio.open_stack(args.input)
     first = frames[0]
     seeds = stackio.read_seeds(args.seeds, first.shape)
-    settings = TrackSettings.for_stain(args.stain)
+    settings = TrackSettings.for_stain(args.stain, edge_margin_um=args.edge_margin_um)
     if args.no_divisions:
         settings = replace(settings, division_min_fraction=0.0)
     out = Path(args.out)
@@ -130,4 +130,11 @@ def register_track_stack(sub: argparse._SubParsersAction) -> None:
         "intensity elevation, no hole filling (see TrackSettings.for_stain)",
     )
     p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
+    p.add_argument(
+        "--edge-margin-um",
+        type=float,
+        default=0.0,
+        help="stop a track when its centre comes this close to the image edge (default: 0, follow cells "
+        "to the edge; the study used 15.6 um)",
+    )
     p.set_defaults(func=cmd_track_stack)
