@@ -276,9 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         if k == "failures":
             continue
         bar_ = bars.get(k)
+        if bar_ is not None and isinstance(v, float) and np.isnan(v):
+            print(f"  {k:28s} n/a  (nothing to score: e.g. no failed track for the flags to catch)")
+            continue
         mark = "" if bar_ is None else ("  PASS" if v >= bar_ else "  FAIL") + f" (bar {bar_:.0%})"
         ok &= bar_ is None or v >= bar_
         print(f"  {k:28s} {v:.4f}{mark}" if isinstance(v, float) else f"  {k:28s} {v}")
+    tracks = store.read("tracks", plate=sim_settings.plate)
+    n_div = tracks.filter(pl.col("stop_reason") == "divided").height
+    true_div = sim_settings.to_dict().get("division_rate_per_h", 0) or 0
+    print(
+        f"  divisions detected           {n_div}"
+        + ("  (the plate has none: all false)" if not true_div else "")
+    )
     if res["failures"]:
         print(pl.DataFrame(res["failures"]))
     return 0 if ok else 1

@@ -123,6 +123,9 @@ class TrackSettings:
     edge_margin_um: a track stops ('edge') when its centre comes this close to the image's edge; None
         (the default) is the study's 96 px at 0.1625 um/px (15.6 um), 0 follows cells to the edge (for
         stacks scored against full ground truth, e.g. the Cell Tracking Challenge's).
+    report_new_cells: cells found after frame 1 (entering the field, or never seeded) become tracks of
+        their own from the frame they are found in, instead of silent competitors (the study follows only
+        frame-1 cells; a stack scored against full ground truth wants every cell).
     division_min_fraction: a division is detected when the cell's region falls apart into two parts
         (or its marker reaches one part and an unmarked part covers its previous region), each at least
         this fraction of the cell's previous area; the track ends ('divided') and two daughter tracks
@@ -151,6 +154,7 @@ class TrackSettings:
     predicted_max_um: float = 5.0
     division_min_fraction: float = 0.25
     edge_margin_um: float | None = None
+    report_new_cells: bool = False
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 
@@ -341,6 +345,13 @@ class _FieldTracker:
             known = np.array([self._predicted(t) for t in live])
             d = np.sqrt(((found[:, None, :] - known[None, :, :]) ** 2).sum(-1)).min(1)
             found = found[d >= self.s.new_peak_min_distance_um / self.px]
+        if self.s.report_new_cells:  # tracked and reported from the frame they were found in
+            new = []
+            for y, x in found:
+                new.append(_Track(self.next_id, float(y), float(x)))
+                self.next_id += 1
+            self.tracks += new
+            return new
         new = [_Track(0, float(y), float(x), report=False) for y, x in found]
         self.silent += new
         return new

@@ -139,3 +139,23 @@ def test_cli_track_stack_export_and_score(tmp_path, capsys):
     assert main(["score-tracks", str(tmp_path / "res"), str(tmp_path / "gt"), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["DET"] == scores["TRA"] == 1.0 and scores["division_f1"] == 1.0, scores
+
+
+def test_cells_appearing_later_are_tracks_only_when_asked():
+    """A cell that appears at frame 3 (e.g. entering the field): a silent competitor by default (the
+    study follows frame-1 cells), a reported track from frame 3 with ``report_new_cells``."""
+    frames = [
+        disc_frame([(100.0, 90.0, 20.0)] + ([(100.0, 190.0, 20.0)] if f >= 3 else []), seed=f)
+        for f in range(1, 7)
+    ]
+    stack = np.stack(frames)
+    s = TrackSettings(new_peak_every_frames=1)
+    default, _ = track_stack(stack, pixel_size_um=PX_UM, settings=s)
+    assert default["track_id"].unique().to_list() == [1]
+    tracks, labels = track_stack(
+        stack, pixel_size_um=PX_UM, settings=TrackSettings(new_peak_every_frames=1, report_new_cells=True)
+    )
+    new = tracks.filter(pl.col("track_id") == 2).sort("frame")
+    assert new["frame"].to_list() == [3, 4, 5, 6] and new["parent_track_id"].null_count() == 4
+    np.testing.assert_allclose(new.select("y_px", "x_px").to_numpy()[-1], [100.0, 190.0], atol=2.0)
+    assert (labels[2] == 2).any() and not (labels[1] == 2).any()

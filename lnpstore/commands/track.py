@@ -65,7 +65,9 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
     frames = stackio.open_stack(args.input)
     first = frames[0]
     seeds = stackio.read_seeds(args.seeds, first.shape)
-    settings = TrackSettings.for_stain(args.stain, edge_margin_um=args.edge_margin_um)
+    settings = TrackSettings.for_stain(
+        args.stain, edge_margin_um=args.edge_margin_um, report_new_cells=not args.frame1_cells_only
+    )
     if args.no_divisions:
         settings = replace(settings, division_min_fraction=0.0)
     out = Path(args.out)
@@ -130,6 +132,11 @@ def register_track_stack(sub: argparse._SubParsersAction) -> None:
         "intensity elevation, no hole filling (see TrackSettings.for_stain)",
     )
     p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
+    p.add_argument(
+        "--frame1-cells-only",
+        action="store_true",
+        help="track only the cells seeded in frame 1, as the study did (default: also cells that appear later)",
+    )
     p.add_argument(
         "--edge-margin-um",
         type=float,
