@@ -39,10 +39,20 @@ demo) runs on plates written by :func:`simulate_plate`. The full generative mode
   counts; Gaussian approximation, drawn from a per-field bank of normals at a random offset per image
   for speed), clipping to 16 bits.
 
+* **Divisions** (``division_rate_per_h``, default 0; ``HEPG2_DIVISION_RATE_PER_H`` = ln 2 / 48 h is
+  realistic): after an exponential waiting time a cell rounds up for ~40 min (smaller, circular, brighter
+  CS, no dim nucleus, nearly still), then becomes two daughters of about half its area, placed apart along
+  a random axis, that inherit its latents with noise (its expression fate exactly) and share its
+  particles. Daughters get new true ids; ``truth/lineage.parquet`` records the lineage.
+* **True labels** (``truth/labels/``): per field and frame the label image of the cells as drawn (each
+  pixel to the cell whose stain is above half there); read them with
+  :func:`lnpstore.truth.true_label_frames` and :func:`lnpstore.truth.true_tracks`.
+
 Determinism: every (well, field) draws from its own ``numpy.random.SeedSequence(seed).spawn`` stream
 (keyed by the well's and field's positions), so fields are independent and may be generated in any
-order or in parallel: the same settings give identical bytes. Images are rendered and written frame by
-frame; each cell is rendered only inside its bounding box.
+order or in parallel: the same settings give identical bytes. Divisions draw from a second stream per
+field, so a plate without divisions (rate 0) is exactly the plate written before divisions existed.
+Images are rendered and written frame by frame; each cell is rendered only inside its bounding box.
 """
 
 from __future__ import annotations
@@ -114,6 +124,25 @@ GFP_PLATEAU_MEDIAN = 120.0  # counts per px above autofluorescence, at eta + eps
 GFP_LEVEL_SLOPE = 0.6
 GFP_LEVEL_SD = 0.6
 GFP_RISE_FRAMES = 20.0
+
+# Cell division (see docs/simulator.md, "Divisions").
+#: HepG2 doubling time, h (roughly two days in culture).
+HEPG2_DOUBLING_H = 48.0
+#: The realistic HepG2 division rate, 1/h: ln 2 / 48 h = 0.0144 per h (~16 % of cells split in a 12 h film).
+#: Not yet the default: ``SimulationSettings.demo(division_rate_per_h=HEPG2_DIVISION_RATE_PER_H)``.
+HEPG2_DIVISION_RATE_PER_H = math.log(2.0) / HEPG2_DOUBLING_H
+MAX_DIVISION_RATE_PER_H = 1.0  # validation bound (a doubling every 42 min; for tests)
+MITOSIS_ROUNDING_MIN = 40.0  # a cell rounds up this long before it splits
+DAUGHTER_SPREAD_MIN = 30.0  # daughters stay rounded this long after the split, then spread
+MITOTIC_RADIUS = 0.72  # footprint radius of a fully rounded cell, fraction of its radius (~half the area)
+MITOTIC_CS_BOOST = 0.8  # CS of a fully rounded cell: +80 % (thicker)
+DAUGHTER_REFRACTORY_H = 12.0  # a daughter does not divide again for this long (plus its Exp waiting time)
+DAUGHTER_AREA_SD = 0.1  # lognormal sd of a daughter's area around half the parent's
+DAUGHTER_LATENT_SD = 0.1  # lognormal sd of a daughter's latents (uptake, CS level, ...) around the parent's
+DAUGHTER_GFP_SD = 0.15  # lognormal sd of a daughter's GFP plateau around the parent's (unequal partition)
+DAUGHTER_ONSET_SD_FRAMES = 1.0  # sd of a daughter's GFP onset around the parent's, frames
+MAX_POPULATION_GROWTH = 4.0  # a field's living cells stop dividing at this multiple of its founders
+_DIVISION_STREAM = 0x646976  # spawn-key word of the division stream ("div")
 
 _FAULT_RE = re.compile(
     r"^(?P<kind>[a-z_]+):(?P<well>[A-Pa-p]\d{2})(?::(?P<arg>[^:]+))?(?::(?P<arg2>[^:]+))?$"
@@ -206,7 +235,9 @@ class SimulationSettings:
         ``missing_frames:WELL[:FIRST-LAST]`` (files of those frames absent, all fields and channels;
         default frames 30-32), ``unreadable:WELL[:FRAME[:CHANNEL]]`` (that file of field 1 holds garbage
         bytes; default frame 10, channel CS), ``empty_field:WELL[:FIELD]`` (no cells; default field 1).
-    division_rate_per_h : reserved for cell division; must be 0 for now.
+    division_rate_per_h : cell divisions per cell and hour (0-1; default 0: none). A cell splits after an
+        exponential waiting time: it rounds up, then becomes two daughters of half its area that inherit its
+        latents with noise (``docs/simulator.md``). ``HEPG2_DIVISION_RATE_PER_H`` (ln 2 / 48 h) is realistic.
     workers : processes writing fields in parallel (None: up to 2, by the CPUs); does not change output.
     """
 
@@ -283,8 +314,14 @@ class SimulationSettings:
             fail(
                 "`compression='zstd'` needs the imagecodecs package. Hint: pip install imagecodecs, or use zlib"
             )
-        if self.division_rate_per_h != 0:
-            fail("`division_rate_per_h` is reserved; cell division is not simulated yet, leave it at 0")
+        rate = self.division_rate_per_h
+        if isinstance(rate, bool) or not (
+            isinstance(rate, int | float) and 0 <= rate <= MAX_DIVISION_RATE_PER_H
+        ):
+            fail(
+                f"`division_rate_per_h` must be 0-{MAX_DIVISION_RATE_PER_H} per h (0: no divisions; HepG2: "
+                f"HEPG2_DIVISION_RATE_PER_H = {HEPG2_DIVISION_RATE_PER_H:.4f}), got {rate!r}"
+            )
         if self.workers is not None and self.workers < 1:
             fail(f"`workers` must be >= 1 or None, got {self.workers}")
         for spec in self.fault_specs:
@@ -405,6 +442,13 @@ def _field_rng(seed: int, well: str, field_: int) -> np.random.Generator:
     return np.random.default_rng(ss)
 
 
+def _division_rng(seed: int, well: str, field_: int) -> np.random.Generator:
+    """The field's division stream: separate from the field's stream, which it leaves untouched."""
+    row, col = split_well(well)
+    key = (ord(row) - ord("A"), col, field_, _DIVISION_STREAM)
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))
+
+
 def _plate_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(9999,)))
 
@@ -491,6 +535,54 @@ class _FieldResult:
     field: int
     cells: dict[str, np.ndarray]
     tracks: dict[str, np.ndarray]
+    lineage: dict[str, np.ndarray]
+    label_tracks: dict[str, np.ndarray]
+
+
+#: Per-frame records of :class:`_Cells` (frames x cells): name, dtype, value before a cell is born.
+_RECORDS: tuple[tuple[str, Any, Any], ...] = (
+    ("track_y", np.float64, 0.0),  # centre, px
+    ("track_x", np.float64, 0.0),
+    ("track_area", np.float64, 0.0),  # analytic outline area, px^2
+    ("track_rf", np.float64, np.nan),  # mean radial position of the particles, cell radii
+    ("track_nlnp", np.int32, 0),  # particles inside
+    ("track_gfp", np.float64, 0.0),  # GFP level, counts per px
+    ("exists", np.bool_, False),  # born and not yet divided
+    ("label_area", np.int32, 0),  # px of the true label image the cell owns
+)
+
+
+class _Cells:
+    """One field's cells: per-cell arrays (axis 0: cell) and the per-frame records of ``_RECORDS``.
+
+    The arrays are attributes named as the keyword arguments; :meth:`add` appends cells (daughters) to
+    every array, their records before birth holding the fill values.
+    """
+
+    def __init__(self, n_frames: int, **per_cell: np.ndarray) -> None:
+        self._per_cell = tuple(per_cell)
+        self.__dict__.update(per_cell)
+        n = len(per_cell["radius_px"])
+        for name, dtype, fill in _RECORDS:
+            setattr(self, name, np.full((n_frames, n), fill, dtype))
+
+    def __getattr__(self, name: str) -> np.ndarray:  # the arrays set in __init__ (for type checkers)
+        raise AttributeError(name)
+
+    @property
+    def n(self) -> int:
+        """Cells so far (divided parents included)."""
+        return len(self.radius_px)
+
+    def add(self, **new: np.ndarray) -> None:
+        """Append cells: one value (row) per cell for every per-cell array."""
+        k = len(new["radius_px"])
+        for name in self._per_cell:
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.asarray(new[name], dtype=old.dtype)]))
+        for name, dtype, fill in _RECORDS:
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.full((old.shape[0], k), fill, dtype)], axis=1))
 
 
 def _simulate_field(
@@ -500,8 +592,9 @@ def _simulate_field(
     field_: int,
     plate_dir: str,
     reg_offset: tuple[int, int],
+    labels_path: str,
 ) -> _FieldResult:
-    """Render and write one field's movie frame by frame; return its truth."""
+    """Render and write one field's movie frame by frame (and its true label stack); return its truth."""
     s = settings.scale
     rng = _field_rng(settings.seed, well, field_)
     h, w = settings.height_px, settings.width_px
@@ -608,22 +701,124 @@ def _simulate_field(
     rim_w = 3.0 * s + 0.5
     bleach_k = -math.log(1 - CS_BLEACH_TOTAL) / 71.0
 
+    # -- divisions: their own stream, so a plate without them draws exactly what it always did -----
+    c = _Cells(
+        n_frames,
+        radius_um=radius_um,
+        radius_px=radius_px,
+        speed_sd_px=speed_sd_px,
+        pos=pos,
+        vel=vel,
+        shape_a=shape_a,
+        shape_b=shape_b,
+        nuc_off=nuc_off,
+        nuc_r=nuc_r,
+        cs_level=cs_level,
+        autofluor=autofluor,
+        propensity=propensity,
+        uptake_tau_frames=uptake_tau_frames,
+        perinuclear_rate=perinuclear_rate,
+        hb=hb,
+        z_rate=z_rate,
+        eta=eta,
+        eps=eps,
+        expressing=expressing,
+        gfp_onset=gfp_onset,
+        plateau=plateau,
+        parent=np.full(n, -1, np.int64),
+        birth=np.zeros(n, np.int64),
+        div_at=np.full(n, np.inf),
+        generation=np.zeros(n, np.int16),
+        alive=np.ones(n, bool),
+        gfp_sum_true=np.zeros(n),
+        gfp_sum_written=np.zeros(n),
+        own_window_mask=np.zeros(n),
+    )
+    dividing = settings.division_rate_per_h > 0 and n > 0
+    interval = settings.frame_interval_min
+    div_rng = _division_rng(settings.seed, well, field_)
+    mean_wait = 60.0 / (settings.division_rate_per_h * interval) if dividing else math.inf  # frames
+    refractory = DAUGHTER_REFRACTORY_H * 60.0 / interval  # frames
+    k_round = max(1, round(MITOSIS_ROUNDING_MIN / interval))
+    k_spread = max(1, round(DAUGHTER_SPREAD_MIN / interval))
+    max_alive = math.ceil(MAX_POPULATION_GROWTH * n)
+
+    def division_frames(start: float, k: int) -> np.ndarray:
+        """Frame indices (0-based) at which k cells split: ``start`` + Exp(rate); inf beyond the film."""
+        t = np.maximum(np.ceil(start + div_rng.exponential(mean_wait, k)), 1.0)
+        return np.where(t <= n_frames - 1, t, np.inf)
+
+    def inherit(value: float, sd: float) -> np.ndarray:
+        """Two daughters' values of a positive latent: the parent's times lognormal(0, sd) noise."""
+        return value * div_rng.lognormal(0.0, sd, 2)
+
+    def divide(p: int, ti: int) -> None:
+        """Replace cell ``p`` by two daughters born at frame index ``ti``; they share its particles."""
+        first = c.n
+        ang = div_rng.uniform(0, 2 * np.pi)
+        axis = np.array([math.sin(ang), math.cos(ang)])
+        side = np.array([1.0, -1.0])
+        r_um = c.radius_um[p] * math.sqrt(0.5) * div_rng.lognormal(0.0, DAUGHTER_AREA_SD / 2, 2)
+        r_px = r_um / px_um
+        sep = MITOTIC_RADIUS * r_px  # the rounded daughters touch at the parent's centre
+        tau = inherit(c.uptake_tau_frames[p], DAUGHTER_LATENT_SD)
+        hb_d = np.ceil(1.45 * r_px + 3 * s + 2).astype(int)
+        c.add(
+            radius_um=r_um,
+            radius_px=r_px,
+            speed_sd_px=inherit(c.speed_sd_px[p], DAUGHTER_LATENT_SD / 2),
+            pos=c.pos[p] + (side * sep)[:, None] * axis,
+            vel=0.3 * c.vel[p] + side[:, None] * axis * (0.3 * c.speed_sd_px[p]),
+            shape_a=div_rng.normal(0, 1, (2, 4)) * coef_sd,
+            shape_b=div_rng.normal(0, 1, (2, 4)) * coef_sd,
+            nuc_off=div_rng.normal(0, 0.08, (2, 2)) * r_px[:, None],
+            nuc_r=0.45 * r_px * div_rng.uniform(0.9, 1.1, 2),
+            cs_level=inherit(c.cs_level[p], DAUGHTER_LATENT_SD),
+            autofluor=inherit(c.autofluor[p], DAUGHTER_LATENT_SD),
+            propensity=inherit(c.propensity[p], DAUGHTER_LATENT_SD),
+            uptake_tau_frames=tau,
+            perinuclear_rate=inherit(c.perinuclear_rate[p], DAUGHTER_LATENT_SD),
+            hb=hb_d,
+            z_rate=-(np.log(tau) - np.log(8.0)) / 0.35,
+            eta=np.full(2, c.eta[p]),
+            eps=np.full(2, c.eps[p]),
+            expressing=np.full(2, c.expressing[p]),
+            gfp_onset=np.maximum(15.0, c.gfp_onset[p] + div_rng.normal(0.0, DAUGHTER_ONSET_SD_FRAMES, 2)),
+            plateau=c.plateau[p] * div_rng.lognormal(0.0, DAUGHTER_GFP_SD, 2),
+            parent=np.full(2, p),
+            birth=np.full(2, ti),
+            div_at=division_frames(ti + refractory, 2),
+            generation=np.full(2, c.generation[p] + 1),
+            alive=np.ones(2, bool),
+            gfp_sum_true=np.zeros(2),
+            gfp_sum_written=np.zeros(2),
+            own_window_mask=np.zeros(2),
+        )
+        c.alive[p] = False
+        for b in hb_d:
+            textures.append(_smooth_noise(div_rng, (2 * b + 1, 2 * b + 1), 3.0 * s))
+            angle_idx.append(_angle_index(int(b)))
+        mine = np.flatnonzero(p_cell == p)  # particles taken up or still to come: each to one daughter
+        p_cell[mine] = first + (div_rng.random(mine.size) < 0.5)
+
+    def mitotic(ti: int) -> np.ndarray:
+        """Per cell, 0..1: how far it is rounded up (before its split, or as a daughter just after)."""
+        pre = np.clip((ti - c.div_at + k_round + 1) / min(2, k_round), 0.0, 1.0)
+        post = np.where(c.parent >= 0, np.clip(1.0 - (ti - c.birth) / k_spread, 0.0, 1.0), 0.0)
+        return np.maximum(pre, post) * c.alive
+
+    if dividing:
+        c.div_at = division_frames(0.0, n)
+
     # -- time loop ------------------------------------------------------------------------------------
-    track_y = np.zeros((n_frames, n))
-    track_x = np.zeros((n_frames, n))
-    track_area = np.zeros((n_frames, n))
-    track_rf = np.full((n_frames, n), np.nan)
-    track_nlnp = np.zeros((n_frames, n), np.int32)
-    track_gfp = np.zeros((n_frames, n))
-    gfp_sum_true = np.zeros(n)
-    gfp_sum_written = np.zeros(n)
-    own_window_mask = np.zeros(n)
     half = geom.target_window_px // 2
     pdir = Path(plate_dir)
+    inner = (slice(pad, pad + h), slice(pad, pad + w))
 
     cs_l, gfp_l, bf_l = (np.zeros((ch, cw), np.float32) for _ in range(3))
     depth1, depth2 = np.zeros((ch, cw), np.float32), np.zeros((ch, cw), np.float32)
     owner = np.zeros((ch, cw), np.int32)
+    lab_on, lab_tmp = np.zeros((h, w), bool), np.zeros((h, w), bool)
 
     def noisy(signal: np.ndarray) -> np.ndarray:
         off = int(rng.integers(0, 2 * h * w))
@@ -638,167 +833,236 @@ def _simulate_field(
         np.clip(sd, 0, 65535, out=sd)
         return sd.astype(np.uint16)
 
-    for ti in range(n_frames):
-        frame = ti + 1
-        if ti > 0 and n:
-            xi = rng.normal(0, 1, (n, 2))
-            vel = rho_v * vel + math.sqrt(1 - rho_v**2) * speed_sd_px[:, None] * xi
-            pos = pos + vel
-            # soft repulsion, twice per frame: packed cells do not interpenetrate (centres stay >~ 0.8 (R_i + R_j))
-            for _ in range(2):
-                d = pos[:, None, :] - pos[None, :, :]
-                dist = np.hypot(d[..., 0], d[..., 1]) + np.eye(n)
-                overlap = np.clip(0.9 * (radius_px[:, None] + radius_px[None, :]) - dist, 0, None)
-                np.fill_diagonal(overlap, 0)
-                pos = pos + 0.3 * ((overlap / dist)[..., None] * d).sum(axis=1)
-            for k, (lo, hi) in enumerate(((box[0], box[2]), (box[1], box[3]))):
-                under, over = pos[:, k] < lo, pos[:, k] > hi
-                pos[under, k] = 2 * lo - pos[under, k]
-                pos[over, k] = 2 * hi - pos[over, k]
-                vel[under | over, k] *= -1
-            shape_a = rho_shape * shape_a + math.sqrt(1 - rho_shape**2) * coef_sd * rng.normal(0, 1, (n, 4))
-            shape_b = rho_shape * shape_b + math.sqrt(1 - rho_shape**2) * coef_sd * rng.normal(0, 1, (n, 4))
-            f_pos = f_pos + rng.normal(0, 1.5 * s, f_pos.shape)
-        track_y[ti], track_x[ti] = pos[:, 0], pos[:, 1]
-        track_area[ti] = np.pi * radius_px**2 * (1 + 0.5 * (shape_a**2 + shape_b**2).sum(axis=1))
-        g_now = gfp_level(ti, plateau, gfp_onset)
-        track_gfp[ti] = g_now
-        bleach = math.exp(-bleach_k * ti)
-        last = ti == n_frames - 1
-
-        for layer in (cs_l, gfp_l, bf_l):
-            layer.fill(0.0)
-        # the outline radius on N_ANGLES angles for every cell: (n, N_ANGLES + 1), periodic
-        prof = 1.0 + shape_a @ harm_cos + shape_b @ harm_sin
-        r_lut = (radius_px[:, None] * np.clip(prof, 0.6, 1.45)).astype(np.float32)
-        r_lut = np.concatenate([r_lut, r_lut[:, :1]], axis=1)
-        # Pass 1: each cell's signed depth inside its outline (px) in its box; per pixel the deepest
-        # cell (the owner) and the second-deepest depth. A pixel belongs to at most one cell: touching
-        # cells partition space like a packed monolayer (the boundary lies where the two depths are equal).
-        depth1.fill(-1e6)
-        depth2.fill(-1e6)
-        owner.fill(-1)
-        boxes = []
-        for i in range(n):
-            cy, cx = pos[i, 0] + pad, pos[i, 1] + pad
-            iy, ix, b = int(round(cy)), int(round(cx)), hb[i]
-            ya, yb, xa, xb = max(iy - b, 0), min(iy + b + 1, ch), max(ix - b, 0), min(ix + b + 1, cw)
-            if ya >= yb or xa >= xb:
-                boxes.append(None)
-                continue
-            loc = (slice(ya - iy + b, yb - iy + b), slice(xa - ix + b, xb - ix + b))
-            dyv = (np.arange(ya, yb, dtype=np.float32) - np.float32(cy))[:, None]
-            dxv = (np.arange(xa, xb, dtype=np.float32) - np.float32(cx))[None, :]
-            rho = np.sqrt(dyv * dyv + dxv * dxv)
-            sd_in = r_lut[i][angle_idx[i][loc]]
-            sd_in -= rho  # px inside the outline
-            d1, d2, ow = depth1[ya:yb, xa:xb], depth2[ya:yb, xa:xb], owner[ya:yb, xa:xb]
-            win = sd_in > d1
-            np.maximum(d2, np.where(win, d1, sd_in), out=d2)
-            d1[win] = sd_in[win]
-            ow[win] = i
-            boxes.append((ya, yb, xa, xb, loc, dyv, dxv, sd_in))
-        # Pass 2: render each cell on the pixels it owns, with its depth measured to the nearer of its
-        # outline and the boundary with the second-deepest cell ((d1 - d2) / 2), so the stain falls off
-        # towards every membrane and a thin dim seam separates touching cells.
-        for i in range(n):
-            if boxes[i] is None:
-                continue
-            ya, yb, xa, xb, loc, dyv, dxv, sd_in = boxes[i]
-            mine = owner[ya:yb, xa:xb] == i
-            eff = np.minimum(sd_in, 0.5 * (sd_in - depth2[ya:yb, xa:xb]))
-            mask = _clip01(eff * (1.0 / edge_w) + 0.5)
-            mask *= mine
-            thick = _clip01(eff * (1.0 / (0.25 * radius_px[i])))
-            dyn, dxn = dyv - np.float32(nuc_off[i, 0]), dxv - np.float32(nuc_off[i, 1])
-            nuc = _clip01((nuc_r[i] - np.sqrt(dyn * dyn + dxn * dxn)) * (1.0 / edge_w) + 0.5)
-            tex = textures[i][loc]
-            cs_cell = mask * np.float32(cs_level[i])
-            cs_cell *= 0.35 + 0.65 * thick
-            cs_cell *= 1.0 - 0.35 * nuc
-            cs_cell *= 1.0 + 0.25 * tex
-            cs_l[ya:yb, xa:xb] += cs_cell
-            gfp_cell = mask * (1.0 + 0.1 * tex)
-            if last:
-                wy0, wx0 = int(round(pos[i, 0])) - half + pad, int(round(pos[i, 1])) - half + pad
-                sy = slice(max(wy0, ya) - ya, max(min(wy0 + 2 * half, yb) - ya, 0))
-                sx = slice(max(wx0, xa) - xa, max(min(wx0 + 2 * half, xb) - xa, 0))
-                own_window_mask[i] = float(gfp_cell[sy, sx].sum())
-            gfp_cell *= np.float32(autofluor[i] + g_now[i])
-            gfp_l[ya:yb, xa:xb] += gfp_cell
-            u = sd_in * (1.0 / rim_w)
-            bump_in = np.maximum(1.0 - (u - 1.0) ** 2, 0.0)
-            bump_out = np.maximum(1.0 - (u + 1.0) ** 2, 0.0)
-            bf_cell = 200.0 * bump_out * bump_out - 260.0 * bump_in * bump_in
-            bf_cell += _clip01(sd_in * (1.0 / edge_w) + 0.5) * (-30.0 + 25.0 * tex)
-            bf_l[ya:yb, xa:xb] += bf_cell
-
-        # LNP particles: positions in image coordinates, splatted bilinearly, blurred by the PSF
-        ys_list, xs_list, amp_list = [], [], []
-        if n_p:
-            age = ti - p_t0
-            on = age >= 0
-            rf = p_rf_end[on] + (p_rf0[on] - p_rf_end[on]) * np.exp(-perinuclear_rate[p_cell[on]] * age[on])
-            ci = p_cell[on]
-            rr = rf * radius_px[ci]
-            ys_list.append(pos[ci, 0] + nuc_off[ci, 0] * 0.5 + rr * np.sin(p_angle[on]))
-            xs_list.append(pos[ci, 1] + nuc_off[ci, 1] * 0.5 + rr * np.cos(p_angle[on]))
-            amp_list.append(p_peak[on] * psf_area)
-            track_nlnp[ti] = np.bincount(ci, minlength=n)
-            sums = np.bincount(ci, weights=rf, minlength=n)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                track_rf[ti] = np.where(track_nlnp[ti] > 0, sums / np.maximum(track_nlnp[ti], 1), np.nan)
-        if n_free:
-            alive = f_end > ti
-            ys_list.append(f_pos[alive, 0])
-            xs_list.append(f_pos[alive, 1])
-            amp_list.append(f_peak[alive] * psf_area)
-        lnp = np.zeros(h * w)
-        if ys_list:
-            ys, xs, amp = np.concatenate(ys_list), np.concatenate(xs_list), np.concatenate(amp_list)
-            y0f, x0f = np.floor(ys), np.floor(xs)
-            fy, fx = ys - y0f, xs - x0f
-            y0i, x0i = y0f.astype(np.int64), x0f.astype(np.int64)
-            yy = np.concatenate([y0i, y0i, y0i + 1, y0i + 1])
-            xx = np.concatenate([x0i, x0i + 1, x0i, x0i + 1])
-            wgt = np.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]) * np.tile(
-                amp, 4
-            )
-            ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-            lnp = np.bincount(yy[ok] * w + xx[ok], weights=wgt[ok], minlength=h * w)
-        lnp_img = ndimage.gaussian_filter(lnp.reshape(h, w).astype(np.float32), psf_sigma_px, truncate=3.0)
-
-        inner = (slice(pad, pad + h), slice(pad, pad + w))
-        bf_view = (slice(pad - dy_reg, pad - dy_reg + h), slice(pad - dx_reg, pad - dx_reg + w))
-        signals = {
-            "GFP": (3.0 + gfp_l[inner]) * illum,
-            "LNP": (8.0 + lnp_img) * illum,
-            "CS": (20.0 + cs_l[inner]) * illum * bleach + 0.04 * lnp_img,
-            "BF": bf_bg + bf_l[bf_view],
-        }
-        images = {name: noisy(sig) for name, sig in signals.items()}
-        if last and n:
-            truth_img = signals["GFP"] + CAMERA_OFFSET
-            written = images["GFP"].astype(np.float64)
-            for i in range(n):
-                wy0, wx0 = int(round(pos[i, 0])) - half, int(round(pos[i, 1])) - half
-                sy, sx = (
-                    slice(max(wy0, 0), max(wy0 + 2 * half, 0)),
-                    slice(max(wx0, 0), max(wx0 + 2 * half, 0)),
-                )
-                gfp_sum_true[i] = float(truth_img[sy, sx].sum(dtype=np.float64))
-                gfp_sum_written[i] = float(written[sy, sx].sum())
-        if frame in missing:
-            continue
-        for name, img in images.items():
-            num = CHANNELS[name]
-            path = pdir / image_filename(settings.plate, well, frame, field_, num)
-            if (frame, num) in unreadable:
-                path.write_bytes(b"\x00GARBAGE" + rng.bytes(4096))
+    label_tw = tifffile.TiffWriter(labels_path)
+    try:
+        for ti in range(n_frames):
+            frame = ti + 1
+            if dividing and ti > 0:
+                for p in np.flatnonzero(c.alive & (c.div_at == ti)):
+                    if int(c.alive.sum()) >= max_alive:
+                        c.div_at[p] = np.inf  # the field is full: this cell no longer divides
+                        continue
+                    divide(int(p), ti)
+            n = c.n
+            mit = mitotic(ti) if dividing else None
+            m_idx = None if mit is None else np.flatnonzero(mit > 0)
+            if m_idx is not None and m_idx.size:
+                # rounded cells: a smaller, circular footprint, brighter CS, hardly moving
+                r_eff = c.radius_px.copy()
+                r_eff[m_idx] *= 1.0 - (1.0 - MITOTIC_RADIUS) * mit[m_idx]
+                cs_eff = c.cs_level.copy()
+                cs_eff[m_idx] *= 1.0 + MITOTIC_CS_BOOST * mit[m_idx]
             else:
-                tifffile.imwrite(path, img, compression=settings.compression, photometric="minisblack")
+                m_idx = None
+                r_eff, cs_eff = c.radius_px, c.cs_level
+            if ti > 0 and n:
+                xi = rng.normal(0, 1, (n, 2))
+                c.vel = rho_v * c.vel + math.sqrt(1 - rho_v**2) * c.speed_sd_px[:, None] * xi
+                if m_idx is not None:
+                    c.vel[m_idx] *= (1.0 - 0.8 * mit[m_idx])[:, None]
+                pos = c.pos + c.vel
+                # soft repulsion, twice per frame: packed cells do not interpenetrate (centres stay >~ 0.8 (R_i + R_j))
+                live = np.flatnonzero(c.alive) if dividing else None
+                q = pos if live is None else pos[live]
+                rq = r_eff if live is None else r_eff[live]
+                nq = len(q)
+                for _ in range(2):
+                    d = q[:, None, :] - q[None, :, :]
+                    dist = np.hypot(d[..., 0], d[..., 1]) + np.eye(nq)
+                    overlap = np.clip(0.9 * (rq[:, None] + rq[None, :]) - dist, 0, None)
+                    np.fill_diagonal(overlap, 0)
+                    q = q + 0.3 * ((overlap / dist)[..., None] * d).sum(axis=1)
+                if live is None:
+                    pos = q
+                else:
+                    pos[live] = q
+                for k, (lo, hi) in enumerate(((box[0], box[2]), (box[1], box[3]))):
+                    under, over = pos[:, k] < lo, pos[:, k] > hi
+                    pos[under, k] = 2 * lo - pos[under, k]
+                    pos[over, k] = 2 * hi - pos[over, k]
+                    c.vel[under | over, k] *= -1
+                c.pos = pos
+                c.shape_a = rho_shape * c.shape_a + math.sqrt(1 - rho_shape**2) * coef_sd * rng.normal(
+                    0, 1, (n, 4)
+                )
+                c.shape_b = rho_shape * c.shape_b + math.sqrt(1 - rho_shape**2) * coef_sd * rng.normal(
+                    0, 1, (n, 4)
+                )
+                f_pos = f_pos + rng.normal(0, 1.5 * s, f_pos.shape)
+            sh_a, sh_b = c.shape_a, c.shape_b
+            if m_idx is not None:
+                sh_a, sh_b = sh_a.copy(), sh_b.copy()
+                sh_a[m_idx] *= (1.0 - mit[m_idx])[:, None]
+                sh_b[m_idx] *= (1.0 - mit[m_idx])[:, None]
+            pos = c.pos
+            c.track_y[ti], c.track_x[ti] = pos[:, 0], pos[:, 1]
+            c.exists[ti] = c.alive
+            c.track_area[ti] = np.pi * r_eff**2 * (1 + 0.5 * (sh_a**2 + sh_b**2).sum(axis=1))
+            g_now = gfp_level(ti, c.plateau, c.gfp_onset)
+            c.track_gfp[ti] = g_now
+            bleach = math.exp(-bleach_k * ti)
+            last = ti == n_frames - 1
+            alive = c.alive.tolist()
+
+            for layer in (cs_l, gfp_l, bf_l):
+                layer.fill(0.0)
+            # the outline radius on N_ANGLES angles for every cell: (n, N_ANGLES + 1), periodic
+            prof = 1.0 + sh_a @ harm_cos + sh_b @ harm_sin
+            r_lut = (r_eff[:, None] * np.clip(prof, 0.6, 1.45)).astype(np.float32)
+            r_lut = np.concatenate([r_lut, r_lut[:, :1]], axis=1)
+            # Pass 1: each cell's signed depth inside its outline (px) in its box; per pixel the deepest
+            # cell (the owner) and the second-deepest depth. A pixel belongs to at most one cell: touching
+            # cells partition space like a packed monolayer (the boundary lies where the two depths are equal).
+            depth1.fill(-1e6)
+            depth2.fill(-1e6)
+            owner.fill(-1)
+            boxes = []
+            for i in range(n):
+                if not alive[i]:
+                    boxes.append(None)
+                    continue
+                cy, cx = pos[i, 0] + pad, pos[i, 1] + pad
+                iy, ix, b = int(round(cy)), int(round(cx)), c.hb[i]
+                ya, yb, xa, xb = max(iy - b, 0), min(iy + b + 1, ch), max(ix - b, 0), min(ix + b + 1, cw)
+                if ya >= yb or xa >= xb:
+                    boxes.append(None)
+                    continue
+                loc = (slice(ya - iy + b, yb - iy + b), slice(xa - ix + b, xb - ix + b))
+                dyv = (np.arange(ya, yb, dtype=np.float32) - np.float32(cy))[:, None]
+                dxv = (np.arange(xa, xb, dtype=np.float32) - np.float32(cx))[None, :]
+                rho = np.sqrt(dyv * dyv + dxv * dxv)
+                sd_in = r_lut[i][angle_idx[i][loc]]
+                sd_in -= rho  # px inside the outline
+                d1, d2, ow = depth1[ya:yb, xa:xb], depth2[ya:yb, xa:xb], owner[ya:yb, xa:xb]
+                win = sd_in > d1
+                np.maximum(d2, np.where(win, d1, sd_in), out=d2)
+                d1[win] = sd_in[win]
+                ow[win] = i
+                boxes.append((ya, yb, xa, xb, loc, dyv, dxv, sd_in))
+            # The true labels: a pixel is its owner's where the owner's stain is above half (the cell is
+            # deeper there than both its outline and the boundary with the second-deepest cell).
+            d1_in = depth1[inner]
+            np.greater(d1_in, depth2[inner], out=lab_on)
+            lab_on &= np.greater(d1_in, 0.0, out=lab_tmp)
+            lab = owner[inner].astype(np.uint8 if n < 255 else np.uint16 if n < 65535 else np.uint32)
+            lab += 1  # owner index + 1 (no owner: -1 wraps round to 0)
+            lab *= lab_on
+            c.label_area[ti] = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+            label_tw.write(lab, compression="zlib")
+            # Pass 2: render each cell on the pixels it owns, with its depth measured to the nearer of its
+            # outline and the boundary with the second-deepest cell ((d1 - d2) / 2), so the stain falls off
+            # towards every membrane and a thin dim seam separates touching cells.
+            for i in range(n):
+                if boxes[i] is None:
+                    continue
+                ya, yb, xa, xb, loc, dyv, dxv, sd_in = boxes[i]
+                mi = 0.0 if mit is None else float(mit[i])
+                mine = owner[ya:yb, xa:xb] == i
+                eff = np.minimum(sd_in, 0.5 * (sd_in - depth2[ya:yb, xa:xb]))
+                mask = _clip01(eff * (1.0 / edge_w) + 0.5)
+                mask *= mine
+                thick = _clip01(eff * (1.0 / (0.25 * r_eff[i])))
+                dyn, dxn = dyv - np.float32(c.nuc_off[i, 0]), dxv - np.float32(c.nuc_off[i, 1])
+                nuc = _clip01((c.nuc_r[i] - np.sqrt(dyn * dyn + dxn * dxn)) * (1.0 / edge_w) + 0.5)
+                if mi > 0:
+                    nuc *= 1.0 - mi  # condensed chromatin: no dim nucleus in a rounded cell
+                tex = textures[i][loc]
+                cs_cell = mask * np.float32(cs_eff[i])
+                cs_cell *= 0.35 + 0.65 * thick
+                cs_cell *= 1.0 - 0.35 * nuc
+                cs_cell *= 1.0 + 0.25 * tex
+                cs_l[ya:yb, xa:xb] += cs_cell
+                gfp_cell = mask * (1.0 + 0.1 * tex)
+                if last:
+                    wy0, wx0 = int(round(pos[i, 0])) - half + pad, int(round(pos[i, 1])) - half + pad
+                    sy = slice(max(wy0, ya) - ya, max(min(wy0 + 2 * half, yb) - ya, 0))
+                    sx = slice(max(wx0, xa) - xa, max(min(wx0 + 2 * half, xb) - xa, 0))
+                    c.own_window_mask[i] = float(gfp_cell[sy, sx].sum())
+                gfp_cell *= np.float32(c.autofluor[i] + g_now[i])
+                gfp_l[ya:yb, xa:xb] += gfp_cell
+                u = sd_in * (1.0 / rim_w)
+                bump_in = np.maximum(1.0 - (u - 1.0) ** 2, 0.0)
+                bump_out = np.maximum(1.0 - (u + 1.0) ** 2, 0.0)
+                halo = 200.0 * (1.0 + mi) if mi > 0 else 200.0  # a rounded cell is phase-bright
+                bf_cell = halo * bump_out * bump_out - 260.0 * bump_in * bump_in
+                bf_cell += _clip01(sd_in * (1.0 / edge_w) + 0.5) * (-30.0 + 25.0 * tex)
+                bf_l[ya:yb, xa:xb] += bf_cell
+
+            # LNP particles: positions in image coordinates, splatted bilinearly, blurred by the PSF
+            ys_list, xs_list, amp_list = [], [], []
+            if n_p:
+                age = ti - p_t0
+                on = age >= 0
+                ci = p_cell[on]
+                rf = p_rf_end[on] + (p_rf0[on] - p_rf_end[on]) * np.exp(-c.perinuclear_rate[ci] * age[on])
+                rr = rf * r_eff[ci]
+                ys_list.append(pos[ci, 0] + c.nuc_off[ci, 0] * 0.5 + rr * np.sin(p_angle[on]))
+                xs_list.append(pos[ci, 1] + c.nuc_off[ci, 1] * 0.5 + rr * np.cos(p_angle[on]))
+                amp_list.append(p_peak[on] * psf_area)
+                c.track_nlnp[ti] = np.bincount(ci, minlength=n)
+                sums = np.bincount(ci, weights=rf, minlength=n)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    c.track_rf[ti] = np.where(
+                        c.track_nlnp[ti] > 0, sums / np.maximum(c.track_nlnp[ti], 1), np.nan
+                    )
+            if n_free:
+                alive_f = f_end > ti
+                ys_list.append(f_pos[alive_f, 0])
+                xs_list.append(f_pos[alive_f, 1])
+                amp_list.append(f_peak[alive_f] * psf_area)
+            lnp = np.zeros(h * w)
+            if ys_list:
+                ys, xs, amp = np.concatenate(ys_list), np.concatenate(xs_list), np.concatenate(amp_list)
+                y0f, x0f = np.floor(ys), np.floor(xs)
+                fy, fx = ys - y0f, xs - x0f
+                y0i, x0i = y0f.astype(np.int64), x0f.astype(np.int64)
+                yy = np.concatenate([y0i, y0i, y0i + 1, y0i + 1])
+                xx = np.concatenate([x0i, x0i + 1, x0i, x0i + 1])
+                wgt = np.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]) * np.tile(
+                    amp, 4
+                )
+                ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                lnp = np.bincount(yy[ok] * w + xx[ok], weights=wgt[ok], minlength=h * w)
+            lnp_img = ndimage.gaussian_filter(
+                lnp.reshape(h, w).astype(np.float32), psf_sigma_px, truncate=3.0
+            )
+
+            bf_view = (slice(pad - dy_reg, pad - dy_reg + h), slice(pad - dx_reg, pad - dx_reg + w))
+            signals = {
+                "GFP": (3.0 + gfp_l[inner]) * illum,
+                "LNP": (8.0 + lnp_img) * illum,
+                "CS": (20.0 + cs_l[inner]) * illum * bleach + 0.04 * lnp_img,
+                "BF": bf_bg + bf_l[bf_view],
+            }
+            images = {name: noisy(sig) for name, sig in signals.items()}
+            if last and n:
+                truth_img = signals["GFP"] + CAMERA_OFFSET
+                written = images["GFP"].astype(np.float64)
+                for i in range(n):
+                    if not alive[i]:
+                        continue
+                    wy0, wx0 = int(round(pos[i, 0])) - half, int(round(pos[i, 1])) - half
+                    sy, sx = (
+                        slice(max(wy0, 0), max(wy0 + 2 * half, 0)),
+                        slice(max(wx0, 0), max(wx0 + 2 * half, 0)),
+                    )
+                    c.gfp_sum_true[i] = float(truth_img[sy, sx].sum(dtype=np.float64))
+                    c.gfp_sum_written[i] = float(written[sy, sx].sum())
+            if frame in missing:
+                continue
+            for name, img in images.items():
+                num = CHANNELS[name]
+                path = pdir / image_filename(settings.plate, well, frame, field_, num)
+                if (frame, num) in unreadable:
+                    path.write_bytes(b"\x00GARBAGE" + rng.bytes(4096))
+                else:
+                    tifffile.imwrite(path, img, compression=settings.compression, photometric="minisblack")
+    finally:
+        label_tw.close()
 
     # -- oracle -----------------------------------------------------------------------------------
+    n = c.n
+    eta, z_rate, gfp_sum_true = c.eta, c.z_rate, c.gfp_sum_true
     oracle_prob = np.where(is_control, 0.0, ndtr(eta)) if n else np.zeros(0)
     oracle_log = np.log(np.maximum(gfp_sum_true, 1.0))
     if n and not is_control:
@@ -813,55 +1077,93 @@ def _simulate_field(
         )
         onset = np.maximum(15.0, 18.0 + mc.gamma(2.0, 4.0, (k, n)) - 3.0 * z_rate)
         g72 = gfp_level(n_frames - 1, plat, onset)
-        base = gfp_sum_true - track_gfp[-1] * own_window_mask
-        oracle_log = np.log(np.maximum(base[None, :] + g72 * own_window_mask[None, :], 1.0)).mean(axis=0)
+        base = gfp_sum_true - c.track_gfp[-1] * c.own_window_mask
+        oracle_log = np.log(np.maximum(base[None, :] + g72 * c.own_window_mask[None, :], 1.0)).mean(axis=0)
 
     # -- truth rows: cells whose centre is in the image at some frame --------------------------------
-    in_image = (track_y >= 0) & (track_y < h) & (track_x >= 0) & (track_x < w)
+    exists = c.exists  # (frames, cells): the cell is alive (born, not yet divided)
+    track_y, track_x = c.track_y, c.track_x
+    in_image = (track_y >= 0) & (track_y < h) & (track_x >= 0) & (track_x < w) & exists
     keep = in_image.any(axis=0)
     m = geom.edge_margin_px
-    in_bounds = (track_y >= m) & (track_y < h - m) & (track_x >= m) & (track_x < w - m)
+    in_bounds = (track_y >= m) & (track_y < h - m) & (track_x >= m) & (track_x < w - m) & exists
     idx = np.flatnonzero(keep)
     true_id = np.arange(1, idx.size + 1, dtype=np.int32)
+    first_ti = np.argmax(exists, axis=0)
+    last_ti = n_frames - 1 - np.argmax(exists[::-1], axis=0)
+    at_end = exists[-1]  # cells that divided earlier have no last-frame outcome (NaN)
     cells = {
         "true_id": true_id,
         "in_image_first": in_image[0, idx],
         "in_image_last": in_image[-1, idx],
         "in_bounds_last": in_bounds[-1, idx],
-        "radius_um": radius_um[idx],
-        "speed_sd_px": speed_sd_px[idx],
-        "uptake_propensity": propensity[idx],
-        "uptake_tau_frames": uptake_tau_frames[idx],
-        "perinuclear_rate_per_frame": perinuclear_rate[idx],
-        "n_lnp_particles": n_particles[idx].astype(np.int32),
-        "n_lnp_by_frame20": track_nlnp[min(19, n_frames - 1), idx],
-        "cs_level": cs_level[idx],
-        "autofluorescence": autofluor[idx],
+        "radius_um": c.radius_um[idx],
+        "speed_sd_px": c.speed_sd_px[idx],
+        "uptake_propensity": c.propensity[idx],
+        "uptake_tau_frames": c.uptake_tau_frames[idx],
+        "perinuclear_rate_per_frame": c.perinuclear_rate[idx],
+        "n_lnp_particles": c.track_nlnp[last_ti[idx], idx].astype(np.int32),
+        "n_lnp_by_frame20": c.track_nlnp[min(19, n_frames - 1), idx],
+        "cs_level": c.cs_level[idx],
+        "autofluorescence": c.autofluor[idx],
         "eta": eta[idx],
-        "competence_noise": eps[idx],
-        "gfp_onset_frame": gfp_onset[idx] + 1.0,
-        "gfp_plateau": plateau[idx],
-        "gfp_level_last": track_gfp[-1, idx],
-        "gfp_sum_true": gfp_sum_true[idx],
-        "gfp_sum_written": gfp_sum_written[idx],
-        "expressing": expressing[idx],
+        "competence_noise": c.eps[idx],
+        "gfp_onset_frame": c.gfp_onset[idx] + 1.0,
+        "gfp_plateau": c.plateau[idx],
+        "gfp_level_last": np.where(at_end, c.track_gfp[-1], np.nan)[idx],
+        "gfp_sum_true": np.where(at_end, gfp_sum_true, np.nan)[idx],
+        "gfp_sum_written": np.where(at_end, c.gfp_sum_written, np.nan)[idx],
+        "expressing": c.expressing[idx],
         "oracle_prob": oracle_prob[idx],
-        "oracle_log_gfp": oracle_log[idx],
+        "oracle_log_gfp": np.where(at_end, oracle_log, np.nan)[idx],
     }
+    rows = exists[:, idx].ravel()
     frames = np.repeat(np.arange(1, n_frames + 1, dtype=np.int16), idx.size)
     tracks = {
-        "true_id": np.tile(true_id, n_frames),
-        "frame": frames,
-        "y_px": track_y[:, idx].ravel(),
-        "x_px": track_x[:, idx].ravel(),
-        "area_px": track_area[:, idx].ravel(),
-        "in_image": in_image[:, idx].ravel(),
-        "in_bounds": in_bounds[:, idx].ravel(),
-        "n_lnp": track_nlnp[:, idx].ravel(),
-        "lnp_radial_frac": track_rf[:, idx].ravel(),
-        "gfp_level": track_gfp[:, idx].ravel(),
+        "true_id": np.tile(true_id, n_frames)[rows],
+        "frame": frames[rows],
+        "y_px": track_y[:, idx].ravel()[rows],
+        "x_px": track_x[:, idx].ravel()[rows],
+        "area_px": c.track_area[:, idx].ravel()[rows],
+        "in_image": in_image[:, idx].ravel()[rows],
+        "in_bounds": in_bounds[:, idx].ravel()[rows],
+        "n_lnp": c.track_nlnp[:, idx].ravel()[rows],
+        "lnp_radial_frac": c.track_rf[:, idx].ravel()[rows],
+        "gfp_level": c.track_gfp[:, idx].ravel()[rows],
     }
-    return _FieldResult(well, field_, cells, tracks)
+
+    # -- lineage and labels: also the cells only partly visible (centre never in the image) ------------
+    edge = np.flatnonzero((c.label_area > 0).any(axis=0) & ~keep)
+    ids = np.zeros(n, np.int32)
+    ids[idx] = true_id
+    ids[edge] = np.arange(idx.size + 1, idx.size + edge.size + 1, dtype=np.int32)
+    labelled = np.concatenate([idx, edge]).astype(np.int64)
+    parent_id = np.where(c.parent >= 0, ids[np.maximum(c.parent, 0)], 0)  # 0: none, or never seen
+    root = ids.copy()
+    for i in np.sort(labelled):  # parents precede their daughters in simulation order
+        if parent_id[i]:
+            root[i] = root[c.parent[i]]
+    lineage = {
+        "true_id": ids[labelled],
+        "parent_id": parent_id[labelled].astype(np.int32),
+        "lineage_id": root[labelled],
+        "generation": c.generation[labelled],
+        "first_frame": (first_ti[labelled] + 1).astype(np.int16),
+        "last_frame": (last_ti[labelled] + 1).astype(np.int16),
+        "divides": ~exists[-1, labelled],
+        "in_cells": keep[labelled],
+        "mask_value": (labelled + 1).astype(np.int32),
+    }
+    la = c.label_area[:, labelled]
+    fr, col = np.nonzero(la)
+    label_tracks = {
+        "true_id": ids[labelled][col],
+        "frame": (fr + 1).astype(np.int16),
+        "label_area_px": la[fr, col].astype(np.int32),
+        "y_px": track_y[fr, labelled[col]],
+        "x_px": track_x[fr, labelled[col]],
+    }
+    return _FieldResult(well, field_, cells, tracks, lineage, label_tracks)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -933,6 +1235,38 @@ class _NoBar:
         """Nothing to show."""
 
 
+#: Subfolder of ``truth/`` holding one true label stack per field (see :func:`label_stack_name`).
+LABELS_DIR = "labels"
+
+
+def label_stack_name(well: str, field_: int) -> str:
+    """Path of a field's true label stack inside ``truth/``: ``labels/{well}_F{field:03d}.tif``."""
+    return f"{LABELS_DIR}/{well}_F{field_:03d}.tif"
+
+
+def _lineage_frame(settings: SimulationSettings, results: list[_FieldResult], which: str) -> pl.DataFrame:
+    """The ``lineage`` or ``label_tracks`` truth of every field as one DataFrame (ids Int32, frames Int16)."""
+    parts = []
+    for r in results:
+        df = pl.DataFrame(getattr(r, which)).with_columns(
+            pl.lit(settings.plate, pl.String).alias("plate"),
+            pl.lit(r.well, pl.String).alias("well"),
+            pl.lit(r.field, pl.Int16).alias("field"),
+        )
+        parts.append(df.select("plate", "well", "field", *getattr(r, which)))
+    out = pl.concat(parts).with_columns(
+        pl.col("true_id").cast(pl.Int32), pl.col("^.*_frame$|^frame$").cast(pl.Int16)
+    )
+    if which == "lineage":
+        out = out.with_columns(
+            pl.when(pl.col("parent_id") > 0).then(pl.col("parent_id")).cast(pl.Int32).alias("parent_id"),
+            pl.col("lineage_id").cast(pl.Int32),
+            pl.col("generation").cast(pl.Int16),
+            pl.col("mask_value").cast(pl.Int32),
+        )
+    return out
+
+
 def _run_field(args: tuple) -> _FieldResult:
     return _simulate_field(*args)
 
@@ -958,9 +1292,10 @@ def simulate_plate(
     truth_dir = out / "truth"
     plate_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
+    (truth_dir / LABELS_DIR).mkdir(exist_ok=True)
     reg = registration_offset_px(settings)
     units = [
-        (settings, well, dose, f, str(plate_dir), reg)
+        (settings, well, dose, f, str(plate_dir), reg, str(truth_dir / label_stack_name(well, f)))
         for well, dose in settings.wells.items()
         for f in range(1, settings.n_fields + 1)
     ]
@@ -1021,6 +1356,8 @@ def simulate_plate(
     )
     cells_df.write_parquet(truth_dir / "cells.parquet")
     tracks_df.write_parquet(truth_dir / "tracks.parquet")
+    _lineage_frame(settings, results, "lineage").write_parquet(truth_dir / "lineage.parquet")
+    _lineage_frame(settings, results, "label_tracks").write_parquet(truth_dir / "label_tracks.parquet")
     dy, dx = reg
     (truth_dir / "registration.json").write_text(
         json.dumps(
@@ -1062,7 +1399,12 @@ def simulate_plate(
 
 
 def load_truth(truth_dir: str | os.PathLike) -> dict[str, pl.DataFrame]:
-    """The truth of a simulated plate: ``cells``, ``tracks`` and ``registration`` (one row) as DataFrames."""
+    """The truth of a simulated plate as DataFrames: ``cells``, ``tracks``, ``registration`` (one row),
+    ``lineage`` (one row per true cell: parent, lineage, first and last frame) and ``label_tracks`` (one
+    row per cell and frame in the true label images; absent in truth folders written before 2026-12).
+
+    The label images themselves: :func:`lnpstore.truth.true_label_frames`.
+    """
     d = Path(truth_dir)
     if not (d / "cells.parquet").exists():
         raise FileNotFoundError(
@@ -1070,8 +1412,25 @@ def load_truth(truth_dir: str | os.PathLike) -> dict[str, pl.DataFrame]:
         )
     reg = json.loads((d / "registration.json").read_text())
     reg.pop("convention", None)
-    return {
+    out = {
         "cells": pl.read_parquet(d / "cells.parquet"),
         "tracks": pl.read_parquet(d / "tracks.parquet"),
         "registration": pl.DataFrame({k: [v] for k, v in reg.items()}),
     }
+    if (d / "lineage.parquet").exists():
+        out["lineage"] = pl.read_parquet(d / "lineage.parquet")
+        out["label_tracks"] = pl.read_parquet(d / "label_tracks.parquet")
+    else:  # written before divisions: every cell a founder that lives through the film
+        out["lineage"] = (
+            out["tracks"]
+            .group_by("plate", "well", "field", "true_id", maintain_order=True)
+            .agg(pl.col("frame").min().alias("first_frame"), pl.col("frame").max().alias("last_frame"))
+            .with_columns(
+                pl.lit(None, pl.Int32).alias("parent_id"),
+                pl.col("true_id").alias("lineage_id"),
+                pl.lit(0, pl.Int16).alias("generation"),
+                pl.lit(False).alias("divides"),
+                pl.lit(True).alias("in_cells"),
+            )
+        )
+    return out

@@ -13,9 +13,15 @@ import tifffile
 from skimage.filters import sobel
 from skimage.registration import phase_cross_correlation
 
-from lnpstore import cvmeta
+from lnpstore import cvmeta, simulator
 from lnpstore.layout import CHANNELS, image_filename, parse_image_name
-from lnpstore.simulator import SimulatedPlate, SimulationSettings, load_truth, simulate_plate
+from lnpstore.simulator import (
+    HEPG2_DIVISION_RATE_PER_H,
+    SimulatedPlate,
+    SimulationSettings,
+    load_truth,
+    simulate_plate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,17 @@ def _img(plate: SimulatedPlate, well: str, frame: int, channel: str, field: int 
 
 def _short(seed: int = 0, **kw) -> SimulationSettings:
     return SimulationSettings.tiny(seed=seed, n_frames=kw.pop("n_frames", 4), workers=1, **kw)
+
+
+#: A division rate far above HepG2's, so that a 2 h film of the tiny plate holds many divisions.
+FAST_DIVISION_PER_H = 0.5
+
+
+@pytest.fixture(scope="module")
+def dividing(tmp_path_factory: pytest.TempPathFactory) -> SimulatedPlate:
+    """The tiny plate over 12 frames with fast divisions (~60 % of the cells split)."""
+    s = _short(n_frames=12, division_rate_per_h=FAST_DIVISION_PER_H)
+    return simulate_plate(tmp_path_factory.mktemp("dividing"), s, show_progress=False)
 
 
 # -- files and metadata -------------------------------------------------------------------------------
@@ -193,8 +210,14 @@ def test_settings_validation_errors() -> None:
         SimulationSettings(faults=("broken:C03",))
     with pytest.raises(ValueError, match="not on the plate"):
         SimulationSettings(faults=("unreadable:H12",))
-    with pytest.raises(ValueError, match="reserved"):
-        SimulationSettings(division_rate_per_h=0.1)
+    for bad in (-0.01, 2.0, float("nan")):
+        with pytest.raises(ValueError, match="division_rate_per_h"):
+            SimulationSettings(division_rate_per_h=bad)
+    assert HEPG2_DIVISION_RATE_PER_H == pytest.approx(np.log(2) / 48)
+    assert SimulationSettings.demo().division_rate_per_h == 0.0  # not the default yet
+    assert SimulationSettings.tiny().division_rate_per_h == 0.0
+    hep = SimulationSettings.demo(division_rate_per_h=HEPG2_DIVISION_RATE_PER_H)
+    assert hep.division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
     with pytest.raises(ValueError, match="scale"):
         SimulationSettings(scale=0)
     demo = SimulationSettings.demo()
@@ -231,3 +254,152 @@ def test_cli_simulate(tmp_path: Path) -> None:
     img = tifffile.imread(tmp_path / "LNP_Tiny01" / image_filename("LNP_Tiny01", "C03", 3, 1, 9))
     assert img.shape == (160, 200)
     assert main(["simulate", str(tmp_path), "--preset", "tiny", "--fault", "nonsense"]) == 2
+
+
+# -- divisions ---------------------------------------------------------------------------------------------
+def test_divisions_happen_and_the_lineage_is_consistent(dividing: SimulatedPlate) -> None:
+    truth = load_truth(dividing.truth_dir)
+    lin, tracks = truth["lineage"], truth["tracks"]
+    key = ["well", "field"]
+    parents = lin.filter(pl.col("divides"))
+    assert parents.height >= 6
+    daughters = lin.filter(pl.col("parent_id").is_not_null()).join(
+        lin.select(
+            *key,
+            pl.col("true_id").alias("parent_id"),
+            pl.col("last_frame").alias("p_last"),
+            pl.col("divides").alias("p_divides"),
+            pl.col("generation").alias("p_generation"),
+            pl.col("lineage_id").alias("p_lineage"),
+        ),
+        on=[*key, "parent_id"],
+    )
+    assert daughters.height >= 10
+    assert daughters["p_divides"].all()
+    assert (daughters["first_frame"] == daughters["p_last"] + 1).all()  # born the frame after
+    assert (daughters["generation"] == daughters["p_generation"] + 1).all()
+    assert (daughters["lineage_id"] == daughters["p_lineage"]).all()
+    per_parent = daughters.group_by(*key, "parent_id").agg(pl.len().alias("n"), pl.col("mask_value"))
+    assert per_parent["n"].max() == 2
+    for pair in per_parent.filter(pl.col("n") == 2)["mask_value"].to_list():
+        assert abs(pair[0] - pair[1]) == 1  # born together
+    # two daughters per parent; only at the edge may one of them never show in the image
+    last_in_bounds = tracks.join(parents.select(*key, "true_id", "last_frame"), on=[*key, "true_id"]).filter(
+        (pl.col("frame") == pl.col("last_frame")) & pl.col("in_bounds")
+    )
+    inside = per_parent.join(
+        last_in_bounds.select(*key, pl.col("true_id").alias("parent_id")), on=[*key, "parent_id"]
+    )
+    assert inside.height >= 6 and (inside["n"] == 2).all()
+    # a cell that divides lives until its last frame (in tracks.parquet too), then has no outcome
+    span = tracks.group_by(*key, "true_id").agg(
+        pl.col("frame").min().alias("t0"), pl.col("frame").max().alias("t1"), pl.len().alias("n")
+    )
+    both = span.join(lin.filter("in_cells"), on=[*key, "true_id"])
+    assert both.height == span.height
+    assert (both["t0"] == both["first_frame"]).all() and (both["t1"] == both["last_frame"]).all()
+    assert (both["n"] == both["t1"] - both["t0"] + 1).all()
+    cells = truth["cells"].join(lin, on=[*key, "true_id"])
+    assert cells.filter(pl.col("divides"))["gfp_sum_true"].is_nan().all()
+    assert not cells.filter(~pl.col("divides"))["gfp_sum_true"].is_nan().any()
+    # founders are the first ids; generation 0 has no parent
+    assert lin.filter(pl.col("generation") == 0)["parent_id"].is_null().all()
+
+
+def test_daughters_inherit_the_parents_latents_with_noise(dividing: SimulatedPlate) -> None:
+    truth = load_truth(dividing.truth_dir)
+    key = ["well", "field"]
+    cells = truth["cells"].join(truth["lineage"].select(*key, "true_id", "parent_id"), on=[*key, "true_id"])
+    latents = ["uptake_propensity", "uptake_tau_frames", "perinuclear_rate_per_frame", "cs_level"]
+    pairs = cells.filter(pl.col("parent_id").is_not_null()).join(
+        cells.select(
+            *key, pl.col("true_id").alias("parent_id"), pl.all().exclude(*key, "true_id", "parent_id")
+        ).rename(lambda c: c if c in (*key, "parent_id") else f"p_{c}"),
+        on=[*key, "parent_id"],
+    )
+    assert pairs.height >= 8
+    for col in latents:
+        log_ratio = np.log(pairs[col].to_numpy() / pairs[f"p_{col}"].to_numpy())
+        assert np.abs(log_ratio).max() < 0.5, col  # lognormal sd 0.1: within 5 sd
+        assert np.abs(log_ratio).max() > 0, col  # with noise, not copies
+    assert (pairs["expressing"] == pairs["p_expressing"]).all()  # the fate is the parent's
+    assert np.allclose(pairs["eta"], pairs["p_eta"]) and np.allclose(
+        pairs["oracle_prob"], pairs["p_oracle_prob"]
+    )
+    area_ratio = (pairs["radius_um"] / pairs["p_radius_um"]).to_numpy() ** 2
+    assert 0.35 < area_ratio.min() and area_ratio.max() < 0.7  # about half the area each
+    # the particles are shared: the two daughters hold about what the parent had
+    sums = pairs.group_by(*key, "parent_id").agg(
+        pl.col("n_lnp_particles").sum(), pl.col("p_n_lnp_particles").first(), pl.len().alias("n")
+    )
+    two = sums.filter(pl.col("n") == 2)
+    assert (two["n_lnp_particles"] >= two["p_n_lnp_particles"]).all()
+
+
+def test_a_dividing_cell_rounds_up_brightens_then_splits(dividing: SimulatedPlate) -> None:
+    from lnpstore.truth import true_label_frames
+
+    truth = load_truth(dividing.truth_dir)
+    tracks = truth["tracks"]
+    checked = 0
+    for well in ("C03", "E03", "G03"):
+        lin = truth["lineage"].filter((pl.col("well") == well) & pl.col("divides") & pl.col("in_cells"))
+        labels = list(true_label_frames(dividing.truth_dir, well))
+        for tid, last in lin.filter(pl.col("last_frame") >= 6).select("true_id", "last_frame").iter_rows():
+            tr = tracks.filter((pl.col("well") == well) & (pl.col("true_id") == tid)).sort("frame")
+            area = dict(zip(tr["frame"], tr["area_px"], strict=True))
+            assert area[last] < 0.65 * area[last - 5]  # rounded: ~half the footprint
+            before, now = labels[last - 6] == tid, labels[last - 1] == tid
+            if before.sum() < 500 or now.sum() < 300:
+                continue  # mostly outside the image
+            cs_before = _img(dividing, well, last - 5, "CS")[before].mean()
+            cs_now = _img(dividing, well, last, "CS")[now].mean()
+            assert cs_now > 1.2 * cs_before, (well, tid)
+            checked += 1
+    assert checked >= 2
+
+
+def test_division_plate_is_deterministic_per_seed_and_field(tmp_path: Path) -> None:
+    kw = dict(n_frames=6, division_rate_per_h=FAST_DIVISION_PER_H)
+    a = simulate_plate(tmp_path / "a", _short(3, **kw), show_progress=False)
+    b = simulate_plate(tmp_path / "b", _short(3, **kw), show_progress=False)
+    c = simulate_plate(tmp_path / "c", _short(4, **kw), show_progress=False)
+    d = simulate_plate(tmp_path / "d", _short(3, rows=("E",), doses_ng=(31.6,), **kw), show_progress=False)
+    name = image_filename(a.settings.plate, "E03", 6, 1, CHANNELS["CS"])
+    assert (a.plate_dir / name).read_bytes() == (b.plate_dir / name).read_bytes()
+    assert (a.plate_dir / name).read_bytes() != (c.plate_dir / name).read_bytes()
+    assert (a.plate_dir / name).read_bytes() == (d.plate_dir / name).read_bytes()
+    for which in ("lineage", "tracks", "label_tracks"):
+        assert load_truth(a.truth_dir)[which].equals(load_truth(b.truth_dir)[which]), which
+    lab = "labels/E03_F001.tif"
+    assert (a.truth_dir / lab).read_bytes() == (d.truth_dir / lab).read_bytes()
+    assert load_truth(a.truth_dir)["lineage"]["divides"].sum() > 0
+
+
+def test_rate_zero_never_touches_the_division_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate 0 draws nothing from the division stream: plates keep the bytes they had before divisions."""
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"the division stream was used ({name}) at rate 0")
+
+    monkeypatch.setattr(simulator, "_division_rng", lambda *a: Untouchable())
+    plate = simulate_plate(tmp_path / "zero", _short(5), show_progress=False)
+    assert load_truth(plate.truth_dir)["lineage"]["parent_id"].is_null().all()
+    with pytest.raises(AssertionError, match="division stream was used"):
+        simulate_plate(tmp_path / "fast", _short(5, division_rate_per_h=0.1), show_progress=False)
+
+
+def test_divisions_that_do_not_happen_change_no_byte(tmp_path: Path) -> None:
+    """A rate so low that no cell divides in the film draws its stream but writes the rate-0 plate."""
+    zero = simulate_plate(tmp_path / "zero", _short(6, n_frames=5), show_progress=False)
+    rare = simulate_plate(
+        tmp_path / "rare", _short(6, n_frames=5, division_rate_per_h=1e-9), show_progress=False
+    )
+    assert not load_truth(rare.truth_dir)["lineage"]["divides"].any()
+    names = sorted(p.name for p in zero.plate_dir.iterdir())
+    assert len(names) == 3 * 5 * 4 + 2
+    for name in names:
+        assert (zero.plate_dir / name).read_bytes() == (rare.plate_dir / name).read_bytes(), name
+    for name in ("cells.parquet", "tracks.parquet", "lineage.parquet", "label_tracks.parquet"):
+        assert (zero.truth_dir / name).read_bytes() == (rare.truth_dir / name).read_bytes(), name
