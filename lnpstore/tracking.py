@@ -51,6 +51,8 @@ from .seeding import SeedSettings, fill_small_holes, foreground_threshold, seeds
 from .spots import SpotSettings, count_spots
 
 NODE_ID_STRIDE = 100_000  # node_id = track_id * NODE_ID_STRIDE + frame, unique within a field
+ROUND_UP_FRAMES = 6  # a division is looked for within this many frames of a mitotic round-up
+ROUND_UP_AREA = 0.75  # round-up: area at most this fraction of the median area before it
 
 #: Columns of :func:`track_field`'s result (the tracks table without plate, well, field, cell_uid).
 FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -125,7 +127,9 @@ class TrackSettings:
         stacks scored against full ground truth, e.g. the Cell Tracking Challenge's).
     report_new_cells: cells found after frame 1 (entering the field, or never seeded) become tracks of
         their own from the frame they are found in, instead of silent competitors (the study follows only
-        frame-1 cells; a stack scored against full ground truth wants every cell).
+        frame-1 cells; a stack scored against full ground truth wants every cell). With it, a foreground
+        blob that no track covers and that holds at least ``leftover_min_area_um2`` also becomes a track
+        (mostly cells cut by the image's edge; 0 disables).
     division_min_fraction: a division is detected when the cell's region falls apart into two parts
         (or its marker reaches one part and an unmarked part covers its previous region), each at least
         this fraction of the cell's previous area; the track ends ('divided') and two daughter tracks
@@ -155,6 +159,7 @@ class TrackSettings:
     division_min_fraction: float = 0.25
     edge_margin_um: float | None = None
     report_new_cells: bool = False
+    leftover_min_area_um2: float = 5.0
     seeds: SeedSettings = field(default_factory=SeedSettings)
     spots: SpotSettings = field(default_factory=SpotSettings)
 
@@ -273,6 +278,8 @@ class _FieldTracker:
         )
         self.sigma_px = settings.smoothing_sigma_um / self.px
         self.min_area_px = settings.min_area_um2 / self.px**2
+        if settings.report_new_cells and settings.leftover_min_area_um2 > 0:  # small cells stay tracked
+            self.min_area_px = min(self.min_area_px, settings.leftover_min_area_um2 / self.px**2)
         self.max_hole_px = settings.seeds.max_hole_um2 / self.px**2
         self.marker_r = max(1, int(round(settings.marker_radius_um / self.px)))
         yy, xx = np.mgrid[-self.marker_r : self.marker_r + 1, -self.marker_r : self.marker_r + 1]
@@ -319,7 +326,38 @@ class _FieldTracker:
         for i, t in enumerate(live):
             self._segment(t, frame, images, cs, smoothed, fg, live, cores, i)
         self.silent = [t for t in self.silent if t.alive]
+        if self.s.report_new_cells and self.s.leftover_min_area_um2 > 0:
+            self._leftover_cells(frame, fg, images, cs)
         return self.label_frame
+
+    def _leftover_cells(self, frame: int, fg: np.ndarray, images: Mapping[str, np.ndarray], cs) -> None:
+        """New tracks for foreground blobs that no track's region touches in this frame and that hold at
+        least ``leftover_min_area_um2`` (cells the seeding detector misses: mostly cells cut by the image
+        edge, too thin for a distance-transform peak)."""
+        from scipy import ndimage as ndi
+
+        lab, n = ndi.label(fg)
+        if n == 0:
+            return
+        taken = np.zeros(n + 1, bool)
+        taken[np.unique(lab[self.label_frame > 0])] = True
+        for t in self.tracks + self.silent:  # silent competitors' regions are cells too
+            if t.alive and not t.report and t.mask is not None:
+                sub = lab[t.mask_y0 : t.mask_y0 + t.mask.shape[0], t.mask_x0 : t.mask_x0 + t.mask.shape[1]]
+                taken[np.unique(sub[t.mask[: sub.shape[0], : sub.shape[1]]])] = True
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        min_px = self.s.leftover_min_area_um2 / self.px**2
+        for j, sl in enumerate(ndi.find_objects(lab), start=1):
+            if sl is None or taken[j] or sizes[j] < min_px:
+                continue
+            crop = lab[sl] == j
+            y0, x0 = sl[0].start, sl[1].start
+            rows, cols = np.nonzero(crop)
+            d = _Track(self.next_id, float(rows.mean()) + y0, float(cols.mean()) + x0)
+            self.next_id += 1
+            d.rows.append(self._node(d, frame, crop, crop, (y0, x0), (y0, x0), images, cs))
+            self._moved(d, crop, y0, x0)
+            self.tracks.append(d)
 
     def _new_cells(self, fg: np.ndarray, live: list[_Track], frame: int) -> list[_Track]:
         """Cells of this frame (the seeding detector on its foreground) far from every known cell's
@@ -645,6 +683,10 @@ class _FieldTracker:
             if sizes[order[1]] >= min_part and not np.isin(fg_parts[a], fg_parts[b]).any():
                 return [a, b]
             return None
+        if self._rounded_up(t):
+            two = self._two_blobs(region, min_part)
+            if two is not None:
+                return two
         if t.mask is None or np.count_nonzero(region) > (1 - frac) * float(t.area or 0.0):
             return None
         prev = np.zeros(win.shape, bool)
@@ -661,6 +703,53 @@ class _FieldTracker:
         if not len(ok):
             return None
         return [region, comp == ok[np.argmax(on_prev[ok])]]
+
+    def _rounded_up(self, t: _Track) -> bool:
+        """Whether ``t`` went through a mitotic round-up just before this frame: in its last
+        ``ROUND_UP_FRAMES`` frames its area fell to at most ``ROUND_UP_AREA`` of its median before.
+        Cells round up before they divide; without this test an irregular cell with a waist would be
+        taken for two daughters."""
+        a = t.areas
+        k = ROUND_UP_FRAMES
+        if len(a) < k + 3:
+            return False
+        before = float(np.median(a[-(k + 10) : -k]))
+        return min(a[-k:]) <= ROUND_UP_AREA * before
+
+    def _two_blobs(self, region: np.ndarray, min_part: float) -> list[np.ndarray] | None:
+        """``region`` split in two at its two deepest distance-transform peaks when it is two blobs with
+        a waist (its solidity below ``seeds.merge_solidity``), each part at least ``min_part`` px."""
+        from scipy import ndimage as ndi
+        from skimage.feature import peak_local_max
+        from skimage.measure import regionprops
+        from skimage.segmentation import watershed
+
+        rows, cols = np.nonzero(region)
+        y0, x0 = int(rows.min()), int(cols.min())
+        sub = region[y0 : rows.max() + 1, x0 : cols.max() + 1]
+        if regionprops(sub.astype(np.uint8))[0].solidity >= self.s.seeds.merge_solidity:
+            return None
+        dist = ndi.gaussian_filter(ndi.distance_transform_edt(np.pad(sub, 1))[1:-1, 1:-1], 1.0)
+        peaks = peak_local_max(
+            dist,
+            min_distance=max(1, int(round(self.s.seeds.min_cell_distance_um / self.px))),
+            threshold_abs=self.s.seeds.min_radius_um / self.px,
+            num_peaks=2,
+            exclude_border=False,
+        )
+        if len(peaks) < 2:
+            return None
+        markers = np.zeros(sub.shape, np.int32)
+        markers[peaks[:, 0], peaks[:, 1]] = (1, 2)
+        ws = watershed(-dist, markers, mask=sub)
+        parts = []
+        for k in (1, 2):
+            m = np.zeros(region.shape, bool)
+            m[y0 : y0 + sub.shape[0], x0 : x0 + sub.shape[1]] = ws == k
+            if np.count_nonzero(m) < min_part:
+                return None
+            parts.append(m)
+        return parts
 
     def _divide(
         self,
