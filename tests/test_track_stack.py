@@ -159,3 +159,38 @@ def test_cells_appearing_later_are_tracks_only_when_asked():
     assert new["frame"].to_list() == [3, 4, 5, 6] and new["parent_track_id"].null_count() == 4
     np.testing.assert_allclose(new.select("y_px", "x_px").to_numpy()[-1], [100.0, 190.0], atol=2.0)
     assert (labels[2] == 2).any() and not (labels[1] == 2).any()
+
+
+def test_division_of_touching_daughters_after_a_round_up():
+    """As in HepG2 films (and the simulator): the cell rounds up (smaller, brighter) for a few frames,
+    then two daughters appear touching each other, and only later drift apart. The division is found at
+    the frame the daughters appear (the rounded cell's region becomes two blobs with a waist)."""
+    frames = []
+    for f in range(1, 21):
+        discs = [(100.0, 190.0, 20.0)]
+        if f <= 10:
+            discs.append((100.0, 90.0, 20.0))
+        elif f <= 14:
+            discs.append((100.0, 90.0, 14.0))  # rounded up: half the footprint
+        else:
+            half = 12.0 + 3.0 * max(0, f - 16)  # touching (overlapping) at frames 15-16, then apart
+            discs += [(100.0, 90.0 - half, 13.0), (100.0, 90.0 + half, 13.0)]
+        frames.append(disc_frame(discs, seed=f))
+    tracks, _ = track_stack(np.stack(frames), pixel_size_um=PX_UM)
+    ends = tracks.group_by("track_id").agg(
+        pl.col("frame").min().alias("begin"),
+        pl.col("frame").max().alias("end"),
+        pl.col("parent_track_id").first(),
+    )
+    parent = tracks.filter(pl.col("stop_reason") == "divided")
+    assert parent.height == 1 and parent["frame"][0] == 14, ends
+    kids = ends.filter(pl.col("parent_track_id") == parent["track_id"][0])
+    assert kids["begin"].to_list() == [15, 15] and (kids["end"] == 20).all()
+
+
+def test_a_cell_with_a_waist_but_no_round_up_does_not_divide():
+    """A peanut-shaped cell (two overlapping lobes) for 20 frames: two distance peaks and a waist, but it
+    never rounded up, so it stays one track (checked: the waist test alone would split it)."""
+    frames = [disc_frame([(100.0, 78.0, 16.0), (100.0, 102.0, 16.0)], seed=f) for f in range(1, 21)]
+    tracks, _ = track_stack(np.stack(frames), pixel_size_um=PX_UM)
+    assert tracks["track_id"].unique().to_list() == [1] and tracks.height == 20
