@@ -68,3 +68,35 @@ def test_fast_drops_expensive_calculators_and_cache_roundtrip(tmp_path):
     assert a.equals(b) and c1.misses == 1
     with pytest.raises(ValueError, match="fc_parameters must be"):
         fc_settings("slow")
+
+
+def test_dask_distributor_matches_local_extraction():
+    """extract(..., dask_address=...) runs on a real Dask scheduler and gives the local features."""
+    import time
+
+    import pandas as pd
+    from distributed import LocalCluster
+
+    X = np.random.default_rng(3).normal(size=(12, 8, 2)).astype(np.float32)
+    local = tg.extract(X, ["a", "b"], default_fc_parameters=SMALL_FC)
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        remote = tg.extract(
+            X, ["a", "b"], default_fc_parameters=SMALL_FC, dask_address=cluster.scheduler_address
+        )
+        sched = cluster.scheduler
+        ran = sum(p.all_durations.get("compute", 0.0) for p in sched.task_prefixes.values())
+        assert ran > 0  # the chunks were computed by the cluster's worker, not locally
+        deadline = time.monotonic() + 10
+        while set(sched.clients) - {"fire-and-forget"} and time.monotonic() < deadline:
+            time.sleep(0.05)  # the scheduler drops a closed client asynchronously
+        assert set(sched.clients) <= {"fire-and-forget"}  # the distributor closed its client
+    assert cluster.status.name == "closed"
+    pd.testing.assert_frame_equal(remote, local)
+    assert local.shape == (12, 6) and np.isfinite(local.to_numpy()).all()
