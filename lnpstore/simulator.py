@@ -39,8 +39,8 @@ demo) runs on plates written by :func:`simulate_plate`. The full generative mode
   counts; Gaussian approximation, drawn from a per-field bank of normals at a random offset per image
   for speed), clipping to 16 bits.
 
-* **Divisions** (``division_rate_per_h``, default 0; ``HEPG2_DIVISION_RATE_PER_H`` = ln 2 / 48 h is
-  realistic): after an exponential waiting time a cell rounds up for ~40 min (smaller, circular, brighter
+* **Divisions** (``division_rate_per_h``, default ``HEPG2_DIVISION_RATE_PER_H`` = ln 2 / 48 h, realistic
+  for HepG2; 0 turns them off): after an exponential waiting time a cell rounds up for ~40 min (smaller, circular, brighter
   CS, no dim nucleus, nearly still), then becomes two daughters of about half its area, placed apart along
   a random axis, that inherit its latents with noise (its expression fate exactly) and share its
   particles. Daughters get new true ids; ``truth/lineage.parquet`` records the lineage.
@@ -129,7 +129,7 @@ GFP_RISE_FRAMES = 20.0
 #: HepG2 doubling time, h (roughly two days in culture).
 HEPG2_DOUBLING_H = 48.0
 #: The realistic HepG2 division rate, 1/h: ln 2 / 48 h = 0.0144 per h (~16 % of cells split in a 12 h film).
-#: Not yet the default: ``SimulationSettings.demo(division_rate_per_h=HEPG2_DIVISION_RATE_PER_H)``.
+#: The default of ``SimulationSettings.division_rate_per_h`` (0 turns divisions off).
 HEPG2_DIVISION_RATE_PER_H = math.log(2.0) / HEPG2_DOUBLING_H
 MAX_DIVISION_RATE_PER_H = 1.0  # validation bound (a doubling every 42 min; for tests)
 MITOSIS_ROUNDING_MIN = 40.0  # a cell rounds up this long before it splits
@@ -235,8 +235,8 @@ class SimulationSettings:
         ``missing_frames:WELL[:FIRST-LAST]`` (files of those frames absent, all fields and channels;
         default frames 30-32), ``unreadable:WELL[:FRAME[:CHANNEL]]`` (that file of field 1 holds garbage
         bytes; default frame 10, channel CS), ``empty_field:WELL[:FIELD]`` (no cells; default field 1).
-    division_rate_per_h : cell divisions per cell and hour (0-1; default 0: none). A cell splits after an
-        exponential waiting time: it rounds up, then becomes two daughters of half its area that inherit its
+    division_rate_per_h : cell divisions per cell and hour (0-1; default HepG2's, ln 2 / 48 h; 0: none). A
+        cell splits after an exponential waiting time: it rounds up, then becomes two daughters of half its area that inherit its
         latents with noise (``docs/simulator.md``). ``HEPG2_DIVISION_RATE_PER_H`` (ln 2 / 48 h) is realistic.
     workers : processes writing fields in parallel (None: up to 2, by the CPUs); does not change output.
     """
@@ -256,7 +256,7 @@ class SimulationSettings:
     control_lnp: bool = True
     compression: str | None = None
     faults: tuple[str, ...] = ()
-    division_rate_per_h: float = 0.0
+    division_rate_per_h: float = HEPG2_DIVISION_RATE_PER_H
     workers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -109,7 +109,11 @@ def test_truth_files_and_columns(tiny: SimulatedPlate) -> None:
         assert col in cells.columns, col
     for col in ("well", "field", "true_id", "frame", "y_px", "x_px", "area_px", "in_bounds"):
         assert col in tracks.columns, col
-    assert tracks.height == cells.height * 72
+    # every cell has one row per frame of its life: 72 for a cell that does not divide (or is a daughter
+    # born on frame 1 -- none are), the frames up to its division or from its birth otherwise
+    life = truth["lineage"].join(cells.select("well", "field", "true_id"), on=["well", "field", "true_id"])
+    assert tracks.height == int((life["last_frame"] - life["first_frame"] + 1).sum())
+    assert (life.filter(~pl.col("divides") & pl.col("parent_id").is_null())["last_frame"] == 72).all()
     assert cells.select(pl.col("oracle_prob").is_between(0, 1).all()).item()
     settings = SimulationSettings.load(tiny.truth_dir / "settings.json")
     assert settings == tiny.settings
@@ -214,8 +218,9 @@ def test_settings_validation_errors() -> None:
         with pytest.raises(ValueError, match="division_rate_per_h"):
             SimulationSettings(division_rate_per_h=bad)
     assert HEPG2_DIVISION_RATE_PER_H == pytest.approx(np.log(2) / 48)
-    assert SimulationSettings.demo().division_rate_per_h == 0.0  # not the default yet
-    assert SimulationSettings.tiny().division_rate_per_h == 0.0
+    assert SimulationSettings().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H  # the default
+    assert SimulationSettings.demo().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
+    assert SimulationSettings.tiny().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
     hep = SimulationSettings.demo(division_rate_per_h=HEPG2_DIVISION_RATE_PER_H)
     assert hep.division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
     with pytest.raises(ValueError, match="scale"):
@@ -384,7 +389,7 @@ def test_rate_zero_never_touches_the_division_stream(tmp_path: Path, monkeypatch
             raise AssertionError(f"the division stream was used ({name}) at rate 0")
 
     monkeypatch.setattr(simulator, "_division_rng", lambda *a: Untouchable())
-    plate = simulate_plate(tmp_path / "zero", _short(5), show_progress=False)
+    plate = simulate_plate(tmp_path / "zero", _short(5, division_rate_per_h=0.0), show_progress=False)
     assert load_truth(plate.truth_dir)["lineage"]["parent_id"].is_null().all()
     with pytest.raises(AssertionError, match="division stream was used"):
         simulate_plate(tmp_path / "fast", _short(5, division_rate_per_h=0.1), show_progress=False)
@@ -392,7 +397,7 @@ def test_rate_zero_never_touches_the_division_stream(tmp_path: Path, monkeypatch
 
 def test_divisions_that_do_not_happen_change_no_byte(tmp_path: Path) -> None:
     """A rate so low that no cell divides in the film draws its stream but writes the rate-0 plate."""
-    zero = simulate_plate(tmp_path / "zero", _short(6, n_frames=5), show_progress=False)
+    zero = simulate_plate(tmp_path / "zero", _short(6, n_frames=5, division_rate_per_h=0.0), show_progress=False)
     rare = simulate_plate(
         tmp_path / "rare", _short(6, n_frames=5, division_rate_per_h=1e-9), show_progress=False
     )
