@@ -63,10 +63,12 @@ class CropSettings:
 
     t_in: input frames 1..t_in are cropped.
     bf_margin_px: extra border (px) cut around the BF window before the sub-pixel shift.
+    division_rule: "exclude" or "follow" (see :func:`read_tracks`); must match the cells table's.
     """
 
     t_in: int = 20
     bf_margin_px: int = 4
+    division_rule: str = "exclude"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -257,12 +259,79 @@ def plate_info(store: Store, plate: str) -> dict[str, Any]:
     return plates.row(0, named=True)
 
 
-def read_tracks(store: Store, plate: str) -> pl.DataFrame:
-    """The plate's ``tracks``; a clear error when there are none."""
+DIVISION_RULES = ("exclude", "follow")
+
+
+def follow_divisions(tracks: pl.DataFrame) -> pl.DataFrame:
+    """``tracks`` with each divided cell continued by one daughter: the daughter whose first region
+    overlaps the mother's last one most (``iou_prev``; ties: the lower track_id) takes the mother's
+    track_id and cell_uid, and so on down the lineage. The other daughter keeps its own track.
+
+    Why this daughter: it sits where the mother was, so the crops of frames before and after the
+    division show the same place, and the target window at the last frame is centred near it.
+    """
+    from .schema import cell_uid_expr
+
+    keys = ["plate", "well", "field"]
+    first = (
+        tracks.filter(pl.col("parent_track_id").is_not_null())
+        .sort("frame")
+        .group_by([*keys, "track_id"])
+        .agg(pl.col("parent_track_id").first(), pl.col("iou_prev").first().fill_null(0.0))
+        .sort([*keys, "parent_track_id", "iou_prev", "track_id"], descending=[False] * 4 + [True, False])
+        .group_by([*keys, "parent_track_id"], maintain_order=True)
+        .first()
+    )
+    if first.height == 0:
+        return tracks
+    heir = {
+        (p, w, f, int(t)): int(par)
+        for p, w, f, t, par in first.select(*keys, "track_id", "parent_track_id").iter_rows()
+    }
+    root: dict[tuple, int] = {}
+    for k in heir:
+        r = k
+        while r in heir:
+            r = (*r[:3], heir[r])
+        root[k] = r[3]
+    mapping = pl.DataFrame(
+        [(*k, v) for k, v in root.items()],
+        schema={
+            "plate": pl.String,
+            "well": pl.String,
+            "field": pl.Int16,
+            "track_id": pl.Int32,
+            "_root": pl.Int32,
+        },
+        orient="row",
+    )
+    out = tracks.join(mapping, on=[*keys, "track_id"], how="left")
+    moved = pl.col("_root").is_not_null()
+    return (
+        out.with_columns(
+            track_id=pl.when(moved).then(pl.col("_root")).otherwise(pl.col("track_id")),
+            # the mother's last node is no longer an end: its path goes on in the daughter
+            stop_reason=pl.when(pl.col("stop_reason") == "divided")
+            .then(None)
+            .otherwise(pl.col("stop_reason")),
+        )
+        .drop("_root")
+        .with_columns(cell_uid=cell_uid_expr())
+    )
+
+
+def read_tracks(store: Store, plate: str, division_rule: str = "exclude") -> pl.DataFrame:
+    """The plate's ``tracks``; a clear error when there are none.
+
+    ``division_rule``: "exclude" (as stored: a cell that divides ends at the division, so it is not
+    complete and has no crops or target) or "follow" (:func:`follow_divisions`: one daughter carries
+    the cell on, and its outcome at the last frame is the cell's)."""
+    if division_rule not in DIVISION_RULES:
+        raise CropError(f"division_rule must be one of {DIVISION_RULES}, got {division_rule!r}")
     tracks = store.read("tracks", plate=plate)
     if tracks.height == 0:
         raise CropError(f"plate {plate!r} has no tracks. Hint: run `lnpstore track` for it first")
-    return tracks
+    return follow_divisions(tracks) if division_rule == "follow" else tracks
 
 
 def crop_plate(
@@ -288,7 +357,7 @@ def crop_plate(
         )
     size = geometry_for(float(info["pixel_size_um"])).crop_px
     shift = plate_registration(store, plate)
-    tracks = read_tracks(store, plate)
+    tracks = read_tracks(store, plate, settings.division_rule)
     cells = cell_completeness(tracks, n_frames).filter(pl.col("complete"))
     excluded = store.read("wells", plate=plate).filter(pl.col("excluded")).get_column("well").to_list()
     cells = cells.filter(~pl.col("well").is_in(excluded))

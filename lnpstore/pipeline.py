@@ -41,6 +41,7 @@ class RunConfig:
     sim_preset: str = "demo"  # simulator preset when no plate is given
     sim_overrides: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs for SimulationSettings
     t_in_frames: int = 20
+    division_rule: str = "exclude"  # a cell that divides: "exclude" it, or "follow" one daughter
     n_augs: int = 2
     n_folds: int = 5
     cnn_epochs: int = 50
@@ -174,13 +175,26 @@ def run_study(
 
     with Executor(address=cfg.dask_address) as ex:
         stage("track", lambda: track_plate(store, plate, executor=ex, show_progress=show_progress))
-        from .crops import crop_plate
+        from .crops import CropSettings, crop_plate
         from .registration import register_plate
         from .targets import build_cells
 
         stage("register", lambda: register_plate(store, plate))
-        stage("cells", lambda: build_cells(store, plate, t_in=cfg.t_in_frames, seed=cfg.seed))
-        stage("crop", lambda: crop_plate(store, plate, t_in=cfg.t_in_frames, executor=ex))
+        stage(
+            "cells",
+            lambda: build_cells(
+                store, plate, t_in=cfg.t_in_frames, seed=cfg.seed, division_rule=cfg.division_rule
+            ),
+        )
+        stage(
+            "crop",
+            lambda: crop_plate(
+                store,
+                plate,
+                executor=ex,
+                settings=CropSettings(t_in=cfg.t_in_frames, division_rule=cfg.division_rule),
+            ),
+        )
 
     # -- arrays -> models -> tables -----------------------------------------------------------
     from .models.cnn import train_cnn

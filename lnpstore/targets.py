@@ -238,8 +238,13 @@ def build_cells(
     test_fraction: float = 0.2,
     n_folds: int = 5,
     executor: Any | None = None,
+    division_rule: str = "exclude",
 ) -> pl.DataFrame:
     """Write table ``cells`` for ``plate``: completeness, gfp_sum, label, gfp_log_centered, split, fold.
+
+    ``division_rule`` (see :func:`lnpstore.crops.read_tracks`): a cell that divides before the last
+    frame is excluded ("exclude", the default), or carried on by one daughter ("follow"); crop with the
+    same rule.
 
     ``t_in`` is checked against the plate's frames (cells must be complete past it anyway). The split is
     recomputed (and the plate's ``cells`` partitions replaced) on every call: it depends only on the
@@ -252,7 +257,7 @@ def build_cells(
     if not 1 <= t_in <= n_frames:
         raise TargetError(f"plate {plate!r}: t_in must be in 1..{n_frames}, got {t_in}")
     size = geometry_for(float(info["pixel_size_um"])).target_window_px
-    tracks = read_tracks(store, plate)
+    tracks = read_tracks(store, plate, division_rule)
     wells = store.read("wells", plate=plate).select("well", "dose_ng", "is_control", "excluded")
     cells = cell_completeness(tracks, n_frames).join(wells, on="well", how="left")
     unknown = cells.filter(pl.col("excluded").is_null())["well"].unique().to_list()

@@ -268,3 +268,32 @@ def test_crop_plate_errors(tmp_path: Path, synthetic_store: Store):
         crop_plate(empty, "P1")
     with pytest.raises(CropError, match="t_in must be in 1..6"):
         crop_plate(synthetic_store, "P1", t_in=50)
+
+
+def test_follow_divisions_continues_a_cell_in_the_daughter_that_stays():
+    from lnpstore.crops import cell_completeness, follow_divisions
+
+    def node(tid, frame, parent=None, iou=None, stop=None):
+        return {
+            "plate": "P", "well": "C03", "field": 1, "track_id": tid, "frame": frame,
+            "parent_track_id": parent, "iou_prev": iou, "in_bounds": True, "stop_reason": stop,
+            "y_px": 0.0, "x_px": 0.0, "cell_uid": "x",
+        }  # fmt: skip
+
+    rows = [node(1, f, stop="divided" if f == 3 else None) for f in (1, 2, 3)]
+    rows += [node(2, 4, 1, 0.2), node(2, 5), node(2, 6, stop="end")]  # moved away from the mother
+    rows += [node(3, 4, 1, 0.6), node(3, 5, stop="divided")]  # stays; divides again
+    rows += [node(4, 6, 3, 0.1, stop="end"), node(5, 6, 3, 0.5, stop="end")]
+    rows += [node(9, f, stop="end" if f == 6 else None) for f in range(1, 7)]  # never divides
+    schema = {"field": pl.Int16, "track_id": pl.Int32, "frame": pl.Int16, "parent_track_id": pl.Int32}
+    tracks = pl.DataFrame(rows).with_columns(*(pl.col(c).cast(t) for c, t in schema.items()))
+    out = follow_divisions(tracks)
+    one = out.filter(pl.col("track_id") == 1).sort("frame")
+    assert one["frame"].to_list() == [1, 2, 3, 4, 5, 6]  # mother, daughter 3, granddaughter 5
+    assert one["stop_reason"].to_list()[-1] == "end" and one["stop_reason"].null_count() == 5
+    assert sorted(out["track_id"].unique().to_list()) == [1, 2, 4, 9]
+    assert one["cell_uid"].unique().to_list() == ["P|C03|F001|00001"]
+    done = cell_completeness(out, 6).sort("track_id")
+    assert done.filter(pl.col("complete"))["track_id"].to_list() == [1, 9]
+    # the stored tracks (rule "exclude"): only the cell that never divided is complete
+    assert cell_completeness(tracks, 6).filter(pl.col("complete"))["track_id"].to_list() == [9]

@@ -19,7 +19,7 @@ def _plates(store, plate: str | None) -> list[str]:
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
-    from ..crops import crop_plate
+    from ..crops import CropSettings, crop_plate
     from ..registration import register_plate
     from ..store import Store
     from ..targets import build_cells
@@ -32,10 +32,19 @@ def cmd_crop(args: argparse.Namespace) -> int:
             f"{plate}: BF offset (dy, dx) = ({reg['dy_px'][0]:.2f}, {reg['dx_px'][0]:.2f}) px, "
             f"{n_bad} of {reg.height} fields disagree"
         )
-        cells = build_cells(store, plate, t_in=args.frames, seed=args.seed, split_by=args.split_by)
+        cells = build_cells(
+            store,
+            plate,
+            t_in=args.frames,
+            seed=args.seed,
+            split_by=args.split_by,
+            division_rule=args.division_rule,
+        )
         counts = dict(cells.group_by("split").len().sort("split").iter_rows())
         print(f"{plate}: cells by split {counts}")
-        n = crop_plate(store, plate, t_in=args.frames)
+        n = crop_plate(
+            store, plate, settings=CropSettings(t_in=args.frames, division_rule=args.division_rule)
+        )
         print(f"{plate}: {n} crops written (wells already cropped are skipped)")
     return 0
 
@@ -61,6 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["cell", "well"],
         default="cell",
         help="test part: random cells, or whole wells (default: %(default)s)",
+    )
+    p.add_argument(
+        "--division-rule",
+        choices=["exclude", "follow"],
+        default="exclude",
+        help="a cell that divides before the last frame: exclude it (default), or follow the daughter "
+        "that stays where it was (its outcome is the cell's)",
     )
     p.set_defaults(func=cmd_crop)
 

@@ -20,6 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         weights=args.weights,
         dask_address=args.dask,
+        overrides={"division_rule": args.division_rule} if args.division_rule else None,
     )
     total = sum(t.seconds for t in result.timings)
     print(f"\ndone in {total / 60:.1f} min. Report: {result.report_html}\nSummary: {result.report_md}")
@@ -45,4 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "random (a fixed-seed random base, reported loudly) or a path to a weights file",
     )
     p.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address (default: local)")
+    p.add_argument(
+        "--division-rule",
+        choices=["exclude", "follow"],
+        default=None,
+        help="a cell that divides before the last frame: exclude it (default), or follow one daughter",
+    )
     p.set_defaults(func=cmd_run)
