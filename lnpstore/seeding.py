@@ -123,7 +123,6 @@ def auto_seeds(
     -------
     (N, 2) float64 ndarray of (y_px, x_px) centroids, sorted by y then x.
     """
-    from scipy import ndimage as ndi
 
     s = settings or SeedSettings()
     img = np.asarray(cs_image)
@@ -131,12 +130,21 @@ def auto_seeds(
         raise SeedError(f"auto_seeds needs a 2-D CS image, got shape {img.shape}")
     if not pixel_size_um > 0:
         raise SeedError(f"pixel_size_um must be positive, got {pixel_size_um}")
-    smoothed = ndi.gaussian_filter(img.astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
-    fg = fill_small_holes(
+    return seeds_from_foreground(
+        foreground_mask(img, pixel_size_um, s), pixel_size_um=pixel_size_um, settings=s
+    )
+
+
+def foreground_mask(image: np.ndarray, pixel_size_um: float, settings: SeedSettings) -> np.ndarray:
+    """Cell pixels of a CS image: Gaussian smoothing, the global threshold, small holes filled (bool)."""
+    from scipy import ndimage as ndi
+
+    s = settings
+    smoothed = ndi.gaussian_filter(np.asarray(image).astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
+    return fill_small_holes(
         smoothed > foreground_threshold(smoothed, s.threshold_factor, method=s.threshold_method),
         s.max_hole_um2 / pixel_size_um**2,
     )
-    return seeds_from_foreground(fg, pixel_size_um=pixel_size_um, settings=s)
 
 
 def seeds_from_foreground(

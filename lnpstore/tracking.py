@@ -1007,7 +1007,7 @@ def _resolve_seeds(seeds, first: np.ndarray, pixel_size_um: float, s: TrackSetti
     A seed that lies on no foreground pixel of frame 1 is an error naming it."""
     from scipy import ndimage as ndi
 
-    from .seeding import fill_small_holes, foreground_threshold
+    from .seeding import foreground_mask
 
     if seeds is None:
         return None
@@ -1026,11 +1026,7 @@ def _resolve_seeds(seeds, first: np.ndarray, pixel_size_um: float, s: TrackSetti
         )
     arr = arr.astype(np.float64)
     h, w = first.shape
-    sm = ndi.gaussian_filter(first.astype(np.float32), s.smoothing_sigma_um / pixel_size_um)
-    fg = fill_small_holes(
-        sm > foreground_threshold(sm, s.seeds.threshold_factor, method=s.seeds.threshold_method),
-        s.seeds.max_hole_um2 / pixel_size_um**2,
-    )
+    fg = foreground_mask(first, pixel_size_um, s.seeds)
     for i, (y, x) in enumerate(arr):
         iy, ix = int(round(y)), int(round(x))
         if not (0 <= iy < h and 0 <= ix < w):
