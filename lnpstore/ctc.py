@@ -79,8 +79,45 @@ def _fail(problems: list[str], head: str, hint: str) -> None:
     raise TrackExportError(f"{head}: {len(problems)} problem(s)\n{lines}{more}\nHint: {hint}")
 
 
+def without_gaps(tracks: pl.DataFrame) -> pl.DataFrame:
+    """``tracks`` without its ``gap_filled`` nodes (they bridge a frame without a region, so they have no
+    label pixels), a track with such a gap split CTC-style: the part after the gap becomes a new track
+    (next free id) whose parent is the part before it; daughters of the track hang from its last part.
+    Tracks without a ``gap_filled`` column, or without gaps, come back unchanged."""
+    if "gap_filled" not in tracks.columns or not tracks.get_column("gap_filled").fill_null(False).any():
+        return tracks
+    df = tracks.filter(~pl.col("gap_filled").fill_null(False)).sort("track_id", "frame")
+    df = df.with_columns(
+        (pl.col("frame").diff().over("track_id").fill_null(1) > 1).cum_sum().over("track_id").alias("_part")
+    )
+    parts = df.select("track_id", "_part").unique().sort("track_id", "_part")
+    next_id = int(tracks.get_column("track_id").max()) + 1
+    new_id: dict[tuple[int, int], int] = {}
+    last_part: dict[int, int] = {}
+    for tid, part in parts.iter_rows():
+        new_id[(tid, part)] = tid if part == 0 else next_id + len([k for k in new_id if k[1] > 0])
+        last_part[tid] = max(last_part.get(tid, 0), part)
+    ids = pl.DataFrame(
+        [(t, p, v, (t if p == 1 else new_id[(t, p - 1)]) if p else None) for (t, p), v in new_id.items()],
+        schema={"track_id": pl.Int32, "_part": pl.UInt32, "_new": pl.Int32, "_gap_parent": pl.Int32},
+        orient="row",
+    )
+    last = {t: new_id[(t, p)] for t, p in last_part.items()}
+    out = df.with_columns(pl.col("track_id").cast(pl.Int32), pl.col("_part").cast(pl.UInt32)).join(
+        ids, on=["track_id", "_part"], how="left"
+    )
+    return out.with_columns(
+        parent_track_id=pl.when(pl.col("_gap_parent").is_not_null())
+        .then(pl.col("_gap_parent"))
+        .otherwise(pl.col("parent_track_id").replace(last)),
+        track_id=pl.col("_new"),
+    ).drop("_part", "_new", "_gap_parent")
+
+
 def check_tracks(tracks: pl.DataFrame) -> pl.DataFrame:
     """Check ``tracks`` against the tracks contract; return it cast and sorted by track, frame.
+
+    Nodes flagged ``gap_filled`` (if the column exists) are first taken out by :func:`without_gaps`.
 
     Rules: the columns of :data:`TRACK_COLUMNS` exist; ids are positive (``track_id``, ``label_id``)
     and frames are 1-based; one node per track and frame and one per label and frame; a track covers
@@ -89,6 +126,7 @@ def check_tracks(tracks: pl.DataFrame) -> pl.DataFrame:
     """
     if not isinstance(tracks, pl.DataFrame):
         raise TrackExportError(f"tracks must be a polars DataFrame, got {type(tracks).__name__}")
+    tracks = without_gaps(tracks)
     missing = [c for c in TRACK_COLUMNS if c not in tracks.columns]
     if missing:
         raise TrackExportError(

@@ -34,7 +34,7 @@ from enum import StrEnum
 
 import polars as pl
 
-SCHEMA_VERSION = "1.1"  # 1.1: tracks.link_cost_px, the label_images table (additive)
+SCHEMA_VERSION = "1.1"  # 1.1: tracks.link_cost_px and gap_filled, the label_images table (additive)
 
 EMBEDDING_DIM = 32
 BLOCK3_CHANNELS = 256
@@ -293,6 +293,12 @@ _table(
                 "px",
                 M,
                 "distance of the centre from the motion-predicted one (null on a track's first node)",
+            ),
+            Column(
+                "gap_filled",
+                pl.Boolean,
+                role=Role.FLAG,
+                description="a node bridging a frame without a region (centre motion-predicted, no label)",
             ),
             Column(
                 "in_bounds", pl.Boolean, role=Role.FLAG, description="centre >= edge margin from every edge"

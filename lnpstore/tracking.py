@@ -76,6 +76,7 @@ FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "area_ratio": pl.Float64,
     "iou_prev": pl.Float64,
     "link_cost_px": pl.Float64,
+    "gap_filled": pl.Boolean,
     "in_bounds": pl.Boolean,
     "flag_jump": pl.Boolean,
     "flag_area": pl.Boolean,
@@ -125,6 +126,9 @@ class TrackSettings:
     edge_margin_um: a track stops ('edge') when its centre comes this close to the image's edge; None
         (the default) is the study's 96 px at 0.1625 um/px (15.6 um), 0 follows cells to the edge (for
         stacks scored against full ground truth, e.g. the Cell Tracking Challenge's).
+    max_gap_frames: a cell whose region is lost for up to this many frames in a row is bridged by
+        ``gap_filled`` nodes at its motion-predicted centre (no region, no label pixels) and goes on when
+        its region is found again; a longer loss stops it ('lost', the bridging nodes dropped). 0: no gaps.
     report_new_cells: cells found after frame 1 (entering the field, or never seeded) become tracks of
         their own from the frame they are found in, instead of silent competitors (the study follows only
         frame-1 cells; a stack scored against full ground truth wants every cell). With it, a foreground
@@ -158,6 +162,7 @@ class TrackSettings:
     predicted_max_um: float = 5.0
     division_min_fraction: float = 0.25
     edge_margin_um: float | None = None
+    max_gap_frames: int = 1
     report_new_cells: bool = False
     leftover_min_area_um2: float = 5.0
     seeds: SeedSettings = field(default_factory=SeedSettings)
@@ -242,6 +247,7 @@ class _Track:
     areas: list[float] = field(default_factory=list)
     parent_track_id: int | None = None
     lineage_id: int = 0  # the founder's track_id (set from track_id when 0)
+    gap: int = 0  # frames in a row bridged without a region (gap_filled nodes)
 
     def __post_init__(self) -> None:
         if not self.lineage_id:
@@ -496,7 +502,7 @@ class _FieldTracker:
         if not own.any():
             near = self._own_marker(win, np.array([t.y - y0, t.x - x0]))
             if near is None:
-                self._stop(t, "lost")
+                self._lose(t, frame, cs.shape)
                 return
             self._paint_mask(own, self.marker_disc, near[0] - self.marker_r, near[1] - self.marker_r, True)
         n_own = int(np.count_nonzero(own))
@@ -521,8 +527,9 @@ class _FieldTracker:
         region = lab == 1
         area = float(np.count_nonzero(region))
         if area < self.min_area_px:
-            self._stop(t, "lost")
+            self._lose(t, frame, cs.shape)
             return
+        t.gap = 0
         rows, cols = np.nonzero(region)
         ry0, rx0 = int(rows.min()), int(cols.min())
         crop = region[ry0 : rows.max() + 1, rx0 : cols.max() + 1]
@@ -654,6 +661,7 @@ class _FieldTracker:
             "area_ratio": links.get("area_ratio"),
             "iou_prev": links.get("iou_prev"),
             "link_cost_px": links.get("link_cost_px"),
+            "gap_filled": False,
             "in_bounds": in_bounds,
             "flag_jump": bool(links.get("flag_jump", False)),
             "flag_area": bool(links.get("flag_area", False)),
@@ -837,9 +845,42 @@ class _FieldTracker:
         target[ty0:ty1, tx0:tx1][sub] = value
         return True
 
+    def _lose(self, t: _Track, frame: int, shape: tuple[int, int]) -> None:
+        """No region for ``t`` in this frame: bridge the gap with a node at the motion-predicted centre
+        (``gap_filled``, no region or label pixels; at most ``max_gap_frames`` in a row, the cell's last
+        region stays its marker), or stop it ('lost') when the gap is longer or it has no node yet."""
+        if not (t.report and t.rows and t.gap < self.s.max_gap_frames):
+            self._stop(t, "lost")
+            return
+        t.gap += 1
+        py, px_ = self._predicted(t)
+        e = self.edge_px
+        in_bounds = bool(e <= py <= shape[0] - 1 - e and e <= px_ <= shape[1] - 1 - e)
+        node = {c: None for c in FIELD_COLUMNS}
+        node.update(
+            track_id=t.track_id,
+            frame=frame,
+            node_id=t.track_id * NODE_ID_STRIDE + frame,
+            parent_track_id=t.parent_track_id,
+            lineage_id=t.lineage_id,
+            y_px=py,
+            x_px=px_,
+            displacement_px=math.hypot(py - t.y, px_ - t.x),
+            in_bounds=in_bounds,
+            gap_filled=True,
+            flag_jump=False,
+            flag_area=False,
+            flag_lost=True,
+        )
+        t.rows.append(node)
+        t.y, t.x = py, px_
+
     def _stop(self, t: _Track, reason: str) -> None:
         t.alive = False
         t.mask = None
+        if reason == "lost":  # a gap that never closed: its bridging nodes are not kept
+            while t.rows and t.rows[-1].get("gap_filled"):
+                t.rows.pop()
         if t.rows and t.report:
             t.rows[-1]["stop_reason"] = reason
             t.rows[-1]["flag_lost"] = reason == "lost"

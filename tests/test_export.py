@@ -4,7 +4,6 @@ napari's tracks-layer arguments, a CSV reader); the CLI exports a CTC folder in 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 import numpy as np
 import polars as pl
@@ -176,17 +175,14 @@ def test_cli_exports_a_ctc_folder_in_every_format(tmp_path, data, capsys):
         _cli(["export-tracks", str(tmp_path), "--format", "csv", "--out", str(tmp_path / "x.csv")])
 
 
-@pytest.mark.skipif(
-    hasattr(importlib.import_module("lnpstore.tracking"), "load_field_labels"),
-    reason="the tracker stores label images now",
-)
-def test_cli_store_without_label_images_says_so(tmp_path):
+def test_store_field_without_label_images_says_so(tmp_path):
     from lnpstore import Store
+    from lnpstore.tracking import TrackingError, load_field_labels
 
     store = Store.create(tmp_path / "store")
-    with pytest.raises(
-        LnpstoreError, match=r"label images are not stored for store .*re-run `lnpstore track`"
-    ):
+    with pytest.raises(TrackingError, match=r"no label images in store .*`lnpstore track`"):
+        load_field_labels(store, "P1", "C03", 1)
+    with pytest.raises(LnpstoreError, match="holds no plates"):
         _cli(
             [
                 "export-tracks",

@@ -108,14 +108,23 @@ def test_clear_errors_for_bad_stacks_and_seeds():
         track_stack(stack, pixel_size_um=0)
 
 
-def test_an_empty_frame_ends_the_tracks_as_lost_with_labels_for_every_frame(tmp_path):
-    stack = dividing_stack(n_frames=5).copy()
+def test_an_empty_frame_is_bridged_and_two_end_the_tracks_as_lost(tmp_path):
+    stack = dividing_stack(n_frames=6, split_at=99).copy()  # two cells, no division
     stack[2] = 100  # frame 3: no cells at all
     tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "l.tif")
-    assert len(labels) == 5 and not labels[2].any()
+    assert len(labels) == 6 and not labels[2].any()
+    gap = tracks.filter(pl.col("frame") == 3)
+    assert gap.height == 2 and gap["gap_filled"].all() and gap["label_id"].null_count() == 2
+    assert (tracks.group_by("track_id").agg(pl.col("frame").max())["frame"] == 6).all()
+    assert tracks.filter(pl.col("frame") != 3)["gap_filled"].not_().all()
+    assert tifffile.imread(tmp_path / "l.tif", key=slice(None)).shape == (6, *SHAPE)  # one page per frame
+    stack[3] = 100  # frames 3 and 4 empty: longer than max_gap_frames (1)
+    tracks, _ = track_stack(stack, pixel_size_um=PX_UM)
     last = tracks.sort("frame").group_by("track_id").agg(pl.col("frame").last(), pl.col("stop_reason").last())
     assert (last["frame"] == 2).all() and (last["stop_reason"] == "lost").all()
-    assert tifffile.imread(tmp_path / "l.tif", key=slice(None)).shape == (5, *SHAPE)  # one page per frame
+    assert not tracks["gap_filled"].any()  # the bridging node of a gap that never closed is dropped
+    none, _ = track_stack(stack, pixel_size_um=PX_UM, settings=TrackSettings(max_gap_frames=0))
+    assert none["frame"].max() == 2
 
 
 def test_cli_track_stack_export_and_score(tmp_path, capsys):
@@ -194,3 +203,24 @@ def test_a_cell_with_a_waist_but_no_round_up_does_not_divide():
     frames = [disc_frame([(100.0, 78.0, 16.0), (100.0, 102.0, 16.0)], seed=f) for f in range(1, 21)]
     tracks, _ = track_stack(np.stack(frames), pixel_size_um=PX_UM)
     assert tracks["track_id"].unique().to_list() == [1] and tracks.height == 20
+
+
+def test_a_bridged_gap_is_exported_as_parent_and_daughter(tmp_path):
+    """CTC masks have no pixels for a gap-filled node, so the track is split there, CTC-style."""
+    from lnpstore.ctc import read_ctc, write_ctc
+
+    stack = dividing_stack(n_frames=6, split_at=99).copy()
+    stack[2] = 100
+    tracks, labels = track_stack(stack, pixel_size_um=PX_UM)
+    write_ctc(tmp_path / "res", tracks, labels, kind="RES")
+    back, _ = read_ctc(tmp_path / "res")
+    per = back.group_by("track_id").agg(
+        pl.col("frame").min(), pl.col("frame").max().alias("end"), pl.col("parent_track_id").first()
+    )
+    assert per.height == 4
+    after = per.filter(pl.col("parent_track_id").is_not_null()).sort("parent_track_id")
+    assert (
+        after["parent_track_id"].to_list() == [1, 2]
+        and (after["frame"] == 4).all()
+        and (after["end"] == 6).all()
+    )

@@ -21,16 +21,9 @@ def _from_store(args: argparse.Namespace) -> tuple[Any, Any, float, float, dict]
 
     from ..errors import LnpstoreError
     from ..store import Store
+    from ..tracking import load_field_labels
 
     store = Store.open(args.source)
-    try:
-        from ..tracking import load_field_labels
-    except ImportError:
-        raise LnpstoreError(
-            f"label images are not stored for store {store.root} (this lnpstore's tracker does not keep "
-            "them yet). Hint: re-run `lnpstore track` with an lnpstore that stores label images, or export "
-            "a CTC folder (lnpstore export-tracks DIR ...)"
-        ) from None
     plates = store.read("plates")
     if plates.height == 0:
         raise LnpstoreError(f"store {store.root} holds no plates; run `lnpstore ingest` and `lnpstore track`")
