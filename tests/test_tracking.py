@@ -83,7 +83,12 @@ def test_lost_region_and_jump_flags():
     n = 6
     a = [(120.0, 160.0)] * n
     frames = list(movie([a]))
-    frames[3] = {"CS": np.full((240, 320), 100, np.uint16)}  # the cell vanishes at frame 4
+    frames[3] = {"CS": np.full((240, 320), 100, np.uint16)}  # the cell vanishes at frame 4 ...
+    df = track_field(iter(frames), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
+    assert df.height == 6  # ... for one frame: bridged (max_gap_frames=1), flagged
+    assert df.get_column("gap_filled").to_list() == [False, False, False, True, False, False]
+    assert df.get_column("flag_lost").to_list() == [False, False, False, True, False, False]
+    frames[4] = frames[3]  # ... for two frames: lost at its last frame with a region
     df = track_field(iter(frames), np.array([a[0]]), pixel_size_um=PX_UM).sort("frame")
     assert df.height == 3
     assert df.get_column("stop_reason").to_list()[-1] == "lost"
