@@ -224,3 +224,34 @@ def test_a_bridged_gap_is_exported_as_parent_and_daughter(tmp_path):
         and (after["frame"] == 4).all()
         and (after["end"] == 6).all()
     )
+
+
+def test_stack_inputs_from_disk_and_their_errors(tmp_path):
+    from lnpstore.stackio import StackError, open_stack, read_seeds
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StackError, match="holds no .tif frames"):
+        open_stack(empty)
+    with pytest.raises(StackError, match="does not exist"):
+        open_stack(tmp_path / "nope.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((3, 20, 20, 3), np.uint16))
+    with pytest.raises(StackError, match=r"must be T x Y x X \(one channel\)"):
+        open_stack(tmp_path / "rgb.tif")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (0, 1, 2, 10):  # natural order: t10 comes after t2
+        tifffile.imwrite(frames / f"t{i}.tif", np.full((8, 8), i, np.uint16))
+    seq = open_stack(frames)
+    assert [int(f[0, 0]) for f in seq] == [0, 1, 2, 10]
+    tifffile.imwrite(frames / "t11.tif", np.zeros((2, 8, 8), np.uint16))
+    with pytest.raises(StackError, match=r"t11.tif has shape \(2, 8, 8\)"):
+        list(open_stack(frames))
+    (tmp_path / "s.csv").write_text("y,x\n1,2\n")
+    with pytest.raises(StackError, match=r"lacks column\(s\) \['x_px', 'y_px'\]"):
+        read_seeds(str(tmp_path / "s.csv"), (8, 8))
+    (tmp_path / "s.csv").write_text("y_px,x_px\n1.5,2\n")
+    np.testing.assert_allclose(read_seeds(str(tmp_path / "s.csv"), (8, 8)), [[1.5, 2.0]])
+    tifffile.imwrite(tmp_path / "lab.tif", np.zeros((4, 4), np.uint16))
+    with pytest.raises(StackError, match="has shape"):
+        read_seeds(str(tmp_path / "lab.tif"), (8, 8))
