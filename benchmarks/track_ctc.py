@@ -38,6 +38,8 @@ def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
     from laptrack import LapTrack
     from skimage.measure import regionprops
 
+    from lnpstore.lineage import roots
+
     rows = []
     for f, lab in enumerate(movie):
         for r in regionprops(np.asarray(lab)):
@@ -73,12 +75,7 @@ def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
         .alias("parent_track_id")
     )
     # lineage = the root track's id (the CTC contract: one root per lineage)
-    root = {}
-    for t in out.get_column("track_id").unique().to_list():
-        r = t
-        while r in parent:
-            r = parent[r]
-        root[t] = r
+    root = roots({t: parent.get(t) for t in out.get_column("track_id").unique().to_list()})
     return out.with_columns(
         pl.col("track_id").replace_strict(root, return_dtype=pl.Int32).alias("lineage_id")
     )

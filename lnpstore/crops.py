@@ -270,6 +270,7 @@ def follow_divisions(tracks: pl.DataFrame) -> pl.DataFrame:
     Why this daughter: it sits where the mother was, so the crops of frames before and after the
     division show the same place, and the target window at the last frame is centred near it.
     """
+    from .lineage import roots
     from .schema import cell_uid_expr
 
     keys = ["plate", "well", "field"]
@@ -288,12 +289,8 @@ def follow_divisions(tracks: pl.DataFrame) -> pl.DataFrame:
         (p, w, f, int(t)): int(par)
         for p, w, f, t, par in first.select(*keys, "track_id", "parent_track_id").iter_rows()
     }
-    root: dict[tuple, int] = {}
-    for k in heir:
-        r = k
-        while r in heir:
-            r = (*r[:3], heir[r])
-        root[k] = r[3]
+    top = roots({k: (*k[:3], v) for k, v in heir.items()})
+    root = {k: r[3] for k, r in top.items()}
     mapping = pl.DataFrame(
         [(*k, v) for k, v in root.items()],
         schema={

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 from scipy.spatial import cKDTree
 
+from .lineage import roots
 from .store import Store
 
 #: Columns of :func:`true_tracks`, with their dtypes (the tracks contract of ``lnpstore.ctc``, plus two).
@@ -202,14 +203,7 @@ def true_tracks(truth_dir: str | os.PathLike, well: str, field: int = 1) -> pl.D
         else:
             p = mother.get(t)
             parent[t] = seg_id[(p, n_seg[p] - 1)] if p in n_seg else None
-    root: dict[int, int] = {}
-    for tid in parent:
-        chain = [tid]
-        while parent[chain[-1]] is not None and chain[-1] not in root:
-            chain.append(parent[chain[-1]])  # type: ignore[arg-type]
-        r = root.get(chain[-1], chain[-1])
-        for c in chain:
-            root[c] = r
+    root = roots(parent)
     keys = pl.DataFrame(
         {
             "true_id": [t for t, _ in seg_id],

@@ -297,3 +297,11 @@ def test_follow_divisions_continues_a_cell_in_the_daughter_that_stays():
     assert done.filter(pl.col("complete"))["track_id"].to_list() == [1, 9]
     # the stored tracks (rule "exclude"): only the cell that never divided is complete
     assert cell_completeness(tracks, 6).filter(pl.col("complete"))["track_id"].to_list() == [9]
+
+
+def test_lineage_roots():
+    from lnpstore.lineage import roots
+
+    assert roots({1: None, 2: 1, 3: 1, 4: 3, 7: 99}) == {1: 1, 2: 1, 3: 1, 4: 1, 7: 99}
+    with pytest.raises(ValueError, match="cycle"):
+        roots({1: 2, 2: 1})

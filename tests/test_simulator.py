@@ -397,7 +397,9 @@ def test_rate_zero_never_touches_the_division_stream(tmp_path: Path, monkeypatch
 
 def test_divisions_that_do_not_happen_change_no_byte(tmp_path: Path) -> None:
     """A rate so low that no cell divides in the film draws its stream but writes the rate-0 plate."""
-    zero = simulate_plate(tmp_path / "zero", _short(6, n_frames=5, division_rate_per_h=0.0), show_progress=False)
+    zero = simulate_plate(
+        tmp_path / "zero", _short(6, n_frames=5, division_rate_per_h=0.0), show_progress=False
+    )
     rare = simulate_plate(
         tmp_path / "rare", _short(6, n_frames=5, division_rate_per_h=1e-9), show_progress=False
     )
