@@ -1,6 +1,6 @@
 """Our tracker next to laptrack, scored like the Cell Tracking Challenge on a simulated plate with divisions.
 
-    python benchmarks/track_ctc.py                         # demo plate (scale 0.5), HepG2 division rate
+    python benchmarks/track_ctc.py                         # demo plate (scale 0.5), HepG2 division rate, 5 fields
     python benchmarks/track_ctc.py --fields 4 --division-rate 0.05 --seed 1
 
 For each of the first ``--fields`` fields (one per well, in well order), in one run:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=["demo", "tiny", "default"], default="demo")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fields", type=int, default=3, help="fields scored (one per well, in well order)")
+    ap.add_argument("--fields", type=int, default=5, help="fields scored (one per well, in well order)")
     ap.add_argument("--division-rate", type=float, default=None, help="per h (default: HepG2, ln 2 / 48 h)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/lnpstore-track-ctc"))
     args = ap.parse_args(argv)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     import tifffile
 
-    settings = TrackSettings(edge_margin_um=0.0, report_new_cells=True)
+    settings = TrackSettings(edge_margin_um=0.0, report_new_cells=True, new_peak_every_frames=1)
     wells = list(sim_settings.wells)[: args.fields]
     rows = []
     for well in wells:

@@ -148,12 +148,13 @@ def foreground_mask(image: np.ndarray, pixel_size_um: float, settings: SeedSetti
 
 
 def seeds_from_foreground(
-    fg: np.ndarray, *, pixel_size_um: float, settings: SeedSettings | None = None
-) -> np.ndarray:
+    fg: np.ndarray, *, pixel_size_um: float, settings: SeedSettings | None = None, with_regions: bool = False
+):
     """Cell centres in a foreground mask (distance-transform peaks, watershed, region centroids).
 
     The second half of :func:`auto_seeds`; the tracker runs it on every frame's foreground to find
-    cells that were never seeded. Returns (N, 2) float64 (y_px, x_px), sorted by y then x.
+    cells that were never seeded. Returns (N, 2) float64 (y_px, x_px), sorted by y then x; with
+    ``with_regions`` also the list of their regions as (bool mask cut to its bounding box, row, column).
     """
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
@@ -162,7 +163,7 @@ def seeds_from_foreground(
 
     s = settings or SeedSettings()
     if not fg.any():
-        return np.zeros((0, 2))
+        return (np.zeros((0, 2)), []) if with_regions else np.zeros((0, 2))
     dist = ndi.distance_transform_edt(fg).astype(np.float32)
     dist = ndi.gaussian_filter(dist, 1.0)  # breaks plateau ties between equal maxima
     blobs, _ = ndi.label(fg)
@@ -174,16 +175,20 @@ def seeds_from_foreground(
         exclude_border=False,
     )
     if len(peaks) == 0:
-        return np.zeros((0, 2))
+        return (np.zeros((0, 2)), []) if with_regions else np.zeros((0, 2))
     markers = np.zeros(fg.shape, np.int32)
     markers[peaks[:, 0], peaks[:, 1]] = np.arange(1, len(peaks) + 1)
     regions = watershed(-dist, markers, mask=fg)
     if s.merge_solidity > 0:
         regions = merge_convex_pairs(regions, s.merge_solidity)
     min_area_px = s.min_area_um2 / pixel_size_um**2
-    cents = [r.centroid for r in regionprops(regions) if r.area >= min_area_px]
-    out = np.array(cents, dtype=np.float64).reshape(-1, 2)
-    return out[np.lexsort((out[:, 1], out[:, 0]))]
+    kept = [r for r in regionprops(regions) if r.area >= min_area_px]
+    out = np.array([r.centroid for r in kept], dtype=np.float64).reshape(-1, 2)
+    order = np.lexsort((out[:, 1], out[:, 0]))
+    if not with_regions:
+        return out[order]
+    masks = [(kept[i].image, kept[i].bbox[0], kept[i].bbox[1]) for i in order]
+    return out[order], masks
 
 
 def _touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:

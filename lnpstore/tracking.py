@@ -374,25 +374,34 @@ class _FieldTracker:
         2 + k, ...); on the frames between, only on the foreground blobs the known cells do not explain
         (see :meth:`_unexplained`), which is where a cell can have appeared."""
         k = max(1, int(self.s.new_peak_every_frames))
+        oy = ox = 0
         if k > 1 and (frame - 2) % k:
             part = self._unexplained(fg, live)
             if part is None:
                 return []
             sub, oy, ox = part
-            found = seeds_from_foreground(sub, pixel_size_um=self.px, settings=self.s.seeds)
-            found = found + (oy, ox) if len(found) else found
         else:
-            found = seeds_from_foreground(fg, pixel_size_um=self.px, settings=self.s.seeds)
+            sub = fg
+        found, regions = seeds_from_foreground(
+            sub, pixel_size_um=self.px, settings=self.s.seeds, with_regions=True
+        )
         if not len(found):
             return []
+        found = found + (oy, ox)
         if live:
             known = np.array([self._predicted(t) for t in live])
             d = np.sqrt(((found[:, None, :] - known[None, :, :]) ** 2).sum(-1)).min(1)
-            found = found[d >= self.s.new_peak_min_distance_um / self.px]
+            keep = d >= self.s.new_peak_min_distance_um / self.px
+            found, regions = found[keep], [r for r, k_ in zip(regions, keep, strict=True) if k_]
         if self.s.report_new_cells:  # tracked and reported from the frame they were found in
             new = []
-            for y, x in found:
-                new.append(_Track(self.next_id, float(y), float(x)))
+            for (y, x), (mask, ry, rx) in zip(found, regions, strict=True):
+                # its detector region is its marker's source, as a tracked cell's previous region is
+                # (a small disc at the centroid of a cell entering at the image's edge lost the flood to
+                # the neighbours' deep cores)
+                t = _Track(self.next_id, float(y), float(x), mask=mask, mask_y0=ry + oy, mask_x0=rx + ox)
+                t.area = float(mask.sum())
+                new.append(t)
                 self.next_id += 1
             self.tracks += new
             return new

@@ -65,8 +65,12 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
     frames = stackio.open_stack(args.input)
     first = frames[0]
     seeds = stackio.read_seeds(args.seeds, first.shape)
+    # any stack: follow every cell, to the edge, looking for new ones on every frame
     settings = TrackSettings.for_stain(
-        args.stain, edge_margin_um=args.edge_margin_um, report_new_cells=not args.frame1_cells_only
+        args.stain,
+        edge_margin_um=args.edge_margin_um,
+        report_new_cells=not args.frame1_cells_only,
+        new_peak_every_frames=1,
     )
     if args.no_divisions:
         settings = replace(settings, division_min_fraction=0.0)
