@@ -9,7 +9,7 @@ For each of the first ``--fields`` fields (one per well, in well order), in one 
   cell, also cells that enter later; followed to the image edge; divisions on);
 * laptrack: ``laptrack.LapTrack`` linking *the same per-frame segmentation* (our label images' regions,
   by centroid; splitting on for divisions, no gap closing, cutoffs from the motion scale below);
-* ground truth: the simulator's true label images and lineage, in the CTC layout.
+* ground truth: the simulator's true label images and lineage, in the CTC layout (``truth/ctc/``).
 
 Both results are written as CTC folders and scored with ``lnpstore.scoring.score_tracks`` (traccuracy:
 DET, TRA, LNK, division F1). Bars (issue #8): our TRA >= laptrack's, and >= 0.95. Prints one row per field
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from lnpstore.scoring import score_tracks
     from lnpstore.simulator import HEPG2_DIVISION_RATE_PER_H, SimulationSettings, simulate_plate
     from lnpstore.tracking import TrackSettings, track_stack
-    from lnpstore.truth import true_label_frames, true_tracks
+    from lnpstore.truth import true_tracks
 
     rate = HEPG2_DIVISION_RATE_PER_H if args.division_rate is None else args.division_rate
     extra = {"scale": 0.5} if args.preset == "default" else {}
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             frames, pixel_size_um=px, settings=settings, labels_out=out / "labels.tif"
         )
         t_ours = time.perf_counter() - t1
+        gt_dir = truth_dir / "ctc" / f"{well}_F{fld:03d}"  # written by the simulator
         gt = true_tracks(truth_dir, well, fld)
-        write_ctc(out / "gt", gt, true_label_frames(truth_dir, well, fld), kind="GT")
         write_ctc(out / "ours", tracks, movie, kind="RES")
         t2 = time.perf_counter()
         lap = laptrack_on_labels(LabelMovie(out / "labels.tif"), pixel_size_um=px)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         write_ctc(out / "laptrack", lap, LabelMovie(out / "labels.tif"), kind="RES")
         n_div_true = gt.filter(pl.col("parent_track_id").is_not_null()).select("parent_track_id").n_unique()
         for name, res, secs in (("ours", out / "ours", t_ours), ("laptrack", out / "laptrack", t_lap)):
-            sc = score_tracks(res, out / "gt")
+            sc = score_tracks(res, gt_dir)
             rows.append(
                 {
                     "well": well,

@@ -1281,8 +1281,11 @@ def simulate_plate(
     settings: SimulationSettings = SimulationSettings(),  # noqa: B008 - frozen, so a safe default
     *,
     show_progress: bool = True,
+    ctc_ground_truth: bool = True,
 ) -> SimulatedPlate:
-    """Write a simulated plate: ``out_dir/<plate>/`` (TIFFs, mlf, mrf), ``plate_map.csv`` and ``truth/``.
+    """Write a simulated plate: ``out_dir/<plate>/`` (TIFFs, mlf, mrf), ``plate_map.csv`` and ``truth/``
+    (with ``ctc_ground_truth``, also each field's truth in the Cell Tracking Challenge layout under
+    ``truth/ctc/``, see :func:`lnpstore.truth.write_ctc_ground_truth`).
 
     Existing files of the same names are overwritten. Fields are written by ``settings.workers``
     processes (default up to 2); the output does not depend on the number of workers.
@@ -1393,6 +1396,10 @@ def simulate_plate(
             indent=2,
         )
     )
+    if ctc_ground_truth:
+        from .truth import write_ctc_ground_truth
+
+        write_ctc_ground_truth(truth_dir)
     return SimulatedPlate(
         plate_dir=plate_dir, plate_map=out / "plate_map.csv", truth_dir=truth_dir, settings=settings
     )

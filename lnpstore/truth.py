@@ -228,3 +228,23 @@ def true_tracks(truth_dir: str | os.PathLike, well: str, field: int = 1) -> pl.D
         .select(pl.col(c).cast(t) for c, t in TRUE_TRACK_COLUMNS.items())
         .sort("track_id", "frame")
     )
+
+
+def write_ctc_ground_truth(
+    truth_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """Write every field's ground truth in the Cell Tracking Challenge layout: ``OUT/{well}_F{field:03d}/
+    TRA/man_track.txt`` and ``TRA/man_trackNNN.tif`` (OUT: ``truth_dir/ctc``). The masks are the true
+    cells' full masks (the CTC's TRA markers may be any part of a cell; full masks make matching strict).
+    Score a result against one with ``lnpstore score-tracks RESULT OUT/C03_F001``."""
+    from .ctc import write_ctc
+
+    d = Path(truth_dir)
+    out = Path(out_dir) if out_dir is not None else d / "ctc"
+    lineage = pl.read_parquet(d / "lineage.parquet")
+    written = []
+    for well, fld in lineage.select("well", "field").unique().sort("well", "field").iter_rows():
+        target = out / f"{well}_F{int(fld):03d}"
+        write_ctc(target, true_tracks(d, well, int(fld)), true_label_frames(d, well, int(fld)), kind="GT")
+        written.append(target)
+    return written

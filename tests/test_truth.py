@@ -177,3 +177,22 @@ def test_true_labels_give_clear_errors(tmp_path: Path) -> None:
     pl.DataFrame({"true_id": [1]}).write_parquet(tmp_path / "old" / "cells.parquet")
     with pytest.raises(FileNotFoundError, match="simulate"):
         next(true_label_frames(tmp_path / "old", "C03", 1))
+
+
+def test_the_simulator_writes_its_truth_in_the_ctc_layout(dividing: SimulatedPlate) -> None:
+    """truth/ctc/{well}_F001/TRA: valid by the CTC's rules, with the divisions as parent links, and a
+    perfect score against itself."""
+    from lnpstore.ctc import read_ctc, validate_ctc
+    from lnpstore.scoring import score_tracks
+
+    gt_dirs = sorted((dividing.truth_dir / "ctc").iterdir())
+    assert [p.name for p in gt_dirs] == [f"{w}_F001" for w in sorted(dividing.settings.wells)]
+    validate_ctc(gt_dirs[0])
+    tracks, _ = read_ctc(gt_dirs[0])
+    truth = true_tracks(dividing.truth_dir, gt_dirs[0].name[:3], 1)
+    assert tracks.get_column("track_id").n_unique() == truth.get_column("track_id").n_unique()
+    assert (
+        tracks["parent_track_id"].drop_nulls().n_unique() == truth["parent_track_id"].drop_nulls().n_unique()
+    )
+    scores = score_tracks(gt_dirs[0], gt_dirs[0])
+    assert scores["DET"] == scores["TRA"] == 1.0
