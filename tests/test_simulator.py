@@ -258,7 +258,16 @@ def test_cli_simulate(tmp_path: Path) -> None:
     assert rc == 0
     img = tifffile.imread(tmp_path / "LNP_Tiny01" / image_filename("LNP_Tiny01", "C03", 3, 1, 9))
     assert img.shape == (160, 200)
+    assert SimulationSettings.load(tmp_path / "truth" / "settings.json").division_rate_per_h > 0  # HepG2's
     assert main(["simulate", str(tmp_path), "--preset", "tiny", "--fault", "nonsense"]) == 2
+    rc = main(
+        ["simulate", str(tmp_path / "z"), "--preset", "tiny", "--frames", "2", "--division-rate-per-h", "0"]
+    )
+    assert (
+        rc == 0
+        and SimulationSettings.load(tmp_path / "z" / "truth" / "settings.json").division_rate_per_h == 0
+    )
+    assert main(["simulate", str(tmp_path / "bad"), "--preset", "tiny", "--division-rate-per-h", "7"]) == 2
 
 
 # -- divisions ---------------------------------------------------------------------------------------------

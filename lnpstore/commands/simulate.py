@@ -40,6 +40,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         overrides["control_lnp"] = False
     if args.plate is not None:
         overrides["plate"] = args.plate
+    if args.division_rate_per_h is not None:
+        overrides["division_rate_per_h"] = args.division_rate_per_h
     if args.workers is not None:
         overrides["workers"] = args.workers
     try:
@@ -89,4 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-control-lnp", action="store_true", help="control wells get no LNPs at all")
     p.add_argument("--workers", type=int, help="processes writing fields (default: up to 2)")
+    p.add_argument(
+        "--division-rate-per-h",
+        type=float,
+        help="cell divisions per cell and hour (default: HepG2's, ln 2 / 48 h = 0.0144; 0: none)",
+    )
     p.set_defaults(func=cmd_simulate)
