@@ -297,7 +297,14 @@ class Store:
         if not files:
             lf = pl.LazyFrame(schema=t.polars_schema)
         else:
-            lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+            # Files written under an older minor schema version lack the columns added since: they read
+            # as nulls (schema versions only add columns within a major version).
+            lf = pl.scan_parquet(
+                [str(f) for f in files],
+                hive_partitioning=False,
+                schema=t.polars_schema,
+                missing_columns="insert",
+            )
         for k, v in filters.items():
             if k not in t.column_names:
                 raise SchemaError(f"table `{name}` has no column `{k}` to filter on")

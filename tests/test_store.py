@@ -223,3 +223,20 @@ def test_catalog_and_files_readable_without_lnpstore(store: Store) -> None:
         con.close()
     lf = pl.scan_parquet(str(store.root / "tables" / "images" / "**" / "*.parquet"), hive_partitioning=False)
     assert lf.group_by("plate").len().sort("plate").collect().rows() == [("P 2/#x", 3), ("P1", 3)]
+
+
+def test_files_of_an_older_minor_schema_read_with_the_new_columns_as_nulls(store: Store) -> None:
+    """Schema 1.1 added columns (e.g. tracks.link_cost_px); a store written under 1.0 must still read,
+    in polars and in DuckDB, with those columns null, next to files written since."""
+    store.write("images", _images("P1"))
+    store.write("images", _images("P2"))
+    old = next(f for f in store.files("images") if "P1" in str(f))
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(["stage_y_um"]), old)  # as an older lnpstore wrote it
+    got = store.read("images").sort("plate", "frame")
+    assert got.columns == S.table("images").column_names
+    assert got.filter(pl.col("plate") == "P1")["stage_y_um"].null_count() == 3
+    assert got.filter(pl.col("plate") == "P2")["stage_y_um"].to_list() == [2.0, 2.0, 2.0]
+    store.refresh_catalog()
+    n_null = store.sql("SELECT count(*) AS n FROM images WHERE stage_y_um IS NULL")["n"][0]
+    assert n_null == 3
