@@ -25,8 +25,9 @@ import polars as pl
 
 
 def field_jobs(store, plate: str) -> list[dict]:
-    """One ``track_field_job`` job per (well, field) of the plate, automatic seeds, default settings."""
-    from lnpstore.tracking import TRACK_CHANNELS, TrackSettings
+    """One ``track_field_job`` job per (well, field) of the plate, automatic seeds, default settings,
+    writing its label movie where ``lnpstore track`` does (so the figures include that I/O)."""
+    from lnpstore.tracking import TRACK_CHANNELS, TrackSettings, labels_path_for
 
     px = float(store.read("plates", plate=plate)["pixel_size_um"][0])
     images = store.read("images", plate=plate).filter(pl.col("status") == "ok")
@@ -44,6 +45,7 @@ def field_jobs(store, plate: str) -> list[dict]:
                 "settings": TrackSettings().to_dict(),
                 "seeds": None,
                 "frames": frames,
+                "labels_path": str(labels_path_for(store, plate, well, int(fld))),
             }
         )
     return jobs
