@@ -21,20 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-
-
-def _median_s(fn, reps: int) -> float:
-    """Median seconds of ``fn()`` (which must block) after one warm-up call."""
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def main() -> None:
@@ -50,6 +41,9 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
     import optax
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from extract import _time as _median_s  # median of reps after a warm-up, as the CPU benchmark
     from lnpstore.models import cnn as C
     from lnpstore.models.augment import N_AUGS
     from lnpstore.models.extractor import Preprocessing, flax_params, make_feature_fn, run_batches

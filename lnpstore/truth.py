@@ -12,18 +12,13 @@ import numpy as np
 import polars as pl
 from scipy.spatial import cKDTree
 
+from .ctc import TRACK_COLUMNS
 from .lineage import roots
 from .store import Store
 
 #: Columns of :func:`true_tracks`, with their dtypes (the tracks contract of ``lnpstore.ctc``, plus two).
 TRUE_TRACK_COLUMNS: dict[str, type[pl.DataType]] = {
-    "track_id": pl.Int32,
-    "frame": pl.Int16,
-    "parent_track_id": pl.Int32,
-    "lineage_id": pl.Int32,
-    "label_id": pl.Int32,
-    "y_px": pl.Float64,
-    "x_px": pl.Float64,
+    **TRACK_COLUMNS,
     "true_id": pl.Int32,
     "label_area_px": pl.Int32,
 }
