@@ -36,6 +36,7 @@ marker lying on a neighbour's marker) and ``flag_lost``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -49,6 +50,8 @@ from .geometry import geometry_for
 from .labels import LabelMovie
 from .seeding import SeedSettings, fill_small_holes, foreground_threshold, seeds_from_foreground
 from .spots import SpotSettings, count_spots
+
+log = logging.getLogger(__name__)
 
 NODE_ID_STRIDE = 100_000  # node_id = track_id * NODE_ID_STRIDE + frame, unique within a field
 ROUND_UP_FRAMES = 6  # a division is looked for within this many frames of a mitotic round-up
@@ -326,6 +329,13 @@ class _FieldTracker:
             smoothed, self.s.seeds.threshold_factor, method=self.s.seeds.threshold_method
         )
         fg = fill_small_holes(smoothed > self.thr, self.max_hole_px)
+        if not fg.any() or fg.all():
+            log.warning(
+                "frame %d: the CS image has no cell pixels (an empty, saturated or flat image?): its cells "
+                "are bridged for up to %d frame(s), then stop as 'lost'",
+                frame,
+                int(self.s.max_gap_frames),
+            )
         if frame > 1 and self.s.new_peak_min_distance_um > 0:
             live += self._new_cells(fg, live, frame)
         cores = [self._core(t) for t in live]  # every live cell's marker from the previous frame

@@ -108,10 +108,12 @@ def test_clear_errors_for_bad_stacks_and_seeds():
         track_stack(stack, pixel_size_um=0)
 
 
-def test_an_empty_frame_is_bridged_and_two_end_the_tracks_as_lost(tmp_path):
+def test_an_empty_frame_is_bridged_and_two_end_the_tracks_as_lost(tmp_path, caplog):
     stack = dividing_stack(n_frames=6, split_at=99).copy()  # two cells, no division
     stack[2] = 100  # frame 3: no cells at all
-    tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "l.tif")
+    with caplog.at_level("WARNING", logger="lnpstore.tracking"):
+        tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "l.tif")
+    assert "frame 3: the CS image has no cell pixels" in caplog.text
     assert len(labels) == 6 and not labels[2].any()
     gap = tracks.filter(pl.col("frame") == 3)
     assert gap.height == 2 and gap["gap_filled"].all() and gap["label_id"].null_count() == 2
