@@ -701,15 +701,15 @@ class _FieldTracker:
 
         frac = self.s.division_min_fraction
         min_part = max(self.min_area_px, frac * float(t.area or 0.0))
-        fg_parts, _ = ndi.label(win)  # daughters must lie on separate foreground blobs (a gap between)
         comp, n = ndi.label(region)
         if n >= 2:
             sizes = np.bincount(comp.ravel())[1:]
             order = np.argsort(sizes)[::-1]
             a, b = comp == order[0] + 1, comp == order[1] + 1
-            if sizes[order[1]] >= min_part and not np.isin(fg_parts[a], fg_parts[b]).any():
-                return [a, b]
-            return None
+            if sizes[order[1]] < min_part:
+                return None
+            fg_parts, _ = ndi.label(win)  # daughters must lie on separate foreground blobs (a gap between)
+            return None if np.isin(fg_parts[a], fg_parts[b]).any() else [a, b]
         if self._rounded_up(t):
             two = self._two_blobs(region, min_part)
             if two is not None:
@@ -718,6 +718,7 @@ class _FieldTracker:
             return None
         prev = np.zeros(win.shape, bool)
         self._paint_mask(prev, t.mask, t.mask_y0 - y0, t.mask_x0 - x0, True)
+        fg_parts, _ = ndi.label(win)
         free = win & ((lab == 0) | (lab == 2)) & ~np.isin(fg_parts, fg_parts[region])
         comp, n = ndi.label(free)
         if n == 0:
