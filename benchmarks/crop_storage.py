@@ -27,9 +27,9 @@ import numpy as np
 import polars as pl
 from scipy import ndimage as ndi
 
-from lnpstore.crops import decode_crops, encode_crop
-from lnpstore.schema import cell_uid
-from lnpstore.store import Store
+from lnpstore.store.core import Store
+from lnpstore.store.schema import cell_uid
+from lnpstore.study.crops import decode_crops, encode_crop
 
 
 def synthetic_crops(n_wells: int, n_cells: int, n_frames: int, size_px: int, seed: int = 0) -> pl.DataFrame:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import tifffile
 
-from lnpstore.ingest import ingest_plate
-from lnpstore.layout import parse_image_name
-from lnpstore.simulator import SimulationSettings, simulate_plate
-from lnpstore.store import Store
+from lnpstore.instrument.ingest import ingest_plate
+from lnpstore.instrument.layout import parse_image_name
+from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+from lnpstore.store.core import Store
 
 
 def plain_read_s(files: list[Path]) -> float:

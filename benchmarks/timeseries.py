@@ -327,7 +327,7 @@ COMPARE: tuple[tuple[str, bool], ...] = (
 
 def has_embeddings(store_dir: Path) -> bool:
     """Whether ``store_dir`` is a store with CNN models and their embeddings."""
-    from lnpstore.store import MARKER, Store
+    from lnpstore.store.core import MARKER, Store
 
     if not (store_dir / MARKER).exists():
         return False
@@ -346,7 +346,7 @@ def simulated_store(directory: str | Path, *, weights: str, seed: int) -> Path:
     if has_embeddings(store_dir):
         print(f"reusing {store_dir} (delete {root} to simulate afresh)", flush=True)
         return store_dir
-    from lnpstore.pipeline import run_study
+    from lnpstore.study.pipeline import run_study
 
     print(f"lnpstore run --preset demo {root} (weights {weights}, seed {seed}) ...", flush=True)
     t0 = time.perf_counter()
@@ -568,7 +568,7 @@ def compare_settings(a, panels_by_mode: dict[str, dict]) -> dict:
 
 def main_store(a) -> dict:
     """The benchmark on a store's embeddings (``--store`` / ``--simulated``)."""
-    from lnpstore.store import Store
+    from lnpstore.store.core import Store
 
     skip = set(a.skip.split(","))
     store_dir = Path(a.store) if a.store else simulated_store(a.simulated, weights=a.weights, seed=a.seed)

@@ -41,7 +41,7 @@ def simulation_key(sim_settings) -> str:
     import hashlib
     import json
 
-    import lnpstore.simulator as simulator
+    import lnpstore.simulate.simulator as simulator
     from lnpstore._version import __version__
 
     settings = {k: v for k, v in sim_settings.to_dict().items() if k != "workers"}
@@ -95,7 +95,7 @@ def match(a: np.ndarray, b: np.ndarray, tol_px: float) -> list[tuple[int, int]]:
 
 def evaluate(store, truth_tracks: pl.DataFrame, plate: str, *, pixel_size_um: float) -> dict:
     """Seed precision/recall, complete-track accuracy and flag recall for one plate (see module doc)."""
-    from lnpstore.geometry import geometry_for
+    from lnpstore.instrument.geometry import geometry_for
 
     tol = TOL_UM / pixel_size_um
     geo = geometry_for(pixel_size_um)
@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("LNPSTORE_QUIET", "1")
 
-    from lnpstore.execution import Executor
-    from lnpstore.ingest import ingest_plate
-    from lnpstore.simulator import SimulationSettings, load_truth, simulate_plate
-    from lnpstore.store import Store
-    from lnpstore.tracking import track_plate
+    from lnpstore.instrument.ingest import ingest_plate
+    from lnpstore.runtime.execution import Executor
+    from lnpstore.simulate.simulator import SimulationSettings, load_truth, simulate_plate
+    from lnpstore.store.core import Store
+    from lnpstore.tracking.tracker import track_plate
 
     # the issue's "default simulated plate" is scored at scale 0.5
     extra = {"scale": 0.5} if args.preset == "default" else {}

@@ -38,7 +38,7 @@ def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
     from laptrack import LapTrack
     from skimage.measure import regionprops
 
-    from lnpstore.lineage import roots
+    from lnpstore.tracking.lineage import roots
 
     rows = []
     for f, lab in enumerate(movie):
@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from track_accuracy import cached_plate_dir, cached_plate_is_valid
 
-    from lnpstore.ctc import write_ctc
-    from lnpstore.labels import LabelMovie
-    from lnpstore.scoring import score_tracks
-    from lnpstore.simulator import HEPG2_DIVISION_RATE_PER_H, SimulationSettings, simulate_plate
-    from lnpstore.tracking import TrackSettings, track_stack
-    from lnpstore.truth import true_tracks
+    from lnpstore.interop.ctc import write_ctc
+    from lnpstore.interop.scoring import score_tracks
+    from lnpstore.simulate.simulator import HEPG2_DIVISION_RATE_PER_H, SimulationSettings, simulate_plate
+    from lnpstore.simulate.truth import true_tracks
+    from lnpstore.tracking.labels import LabelMovie
+    from lnpstore.tracking.tracker import TrackSettings, track_stack
 
     rate = HEPG2_DIVISION_RATE_PER_H if args.division_rate is None else args.division_rate
     extra = {"scale": 0.5} if args.preset == "default" else {}

@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import polars as pl
+from lnpstore.models import provenance as P
 
-from lnpstore.errors import LnpstoreError
-
-from . import provenance as P
+from lnpstore.store.atomic import atomic_write_bytes
+from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def train_head(
     ``train``: (M (N, A, C), Q (N, A, C), y (N,), w (N,)); ``val``: (M (V, C), Q (V, C), y, w) on one
     augmentation. Returns the best epoch's variables.
     """
-    from lnpstore.progress import progress
+    from lnpstore.runtime.progress import progress
 
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(seed)
@@ -295,8 +295,8 @@ def make_study_train_step(
     ``finetune_block3``: then block 3's convs are trained too (``tx`` must then be built over
     ``{"base": ..., "head": ...}``; not run by default -- worth it only on a GPU).
     """
-    from .augment import random_dihedral
-    from .extractor import preprocess, vgg_module
+    from lnpstore.models.augment import random_dihedral
+    from lnpstore.models.extractor import preprocess, vgg_module
 
     base = vgg_module()
     head = HeadFromMaps(cfg)
@@ -410,7 +410,7 @@ def train_cnn(
     xid = extractor_id or _single_extractor(store)
     cfg = config or CNNConfig(mode=mode, epochs=epochs, extractor_id=xid)
     cfg = replace(cfg, mode=mode, extractor_id=xid, epochs=epochs if config is None else cfg.epochs)
-    from .extractor import read_extractor
+    from lnpstore.models.extractor import read_extractor
 
     weights_info = read_extractor(store, xid).get("weights_info", {})
     data_version = store.data_version("features", "cells")
@@ -510,7 +510,7 @@ def _train_fold(
 
     mdir = store.artifacts_dir("models")
     wpath = mdir / f"{mid}.msgpack"
-    P.atomic_write(wpath, serialization.to_bytes(res.variables))
+    atomic_write_bytes(serialization.to_bytes(res.variables), wpath)
     P.plot_curves(res.train_curve, res.val_curve, res.best_epoch, mdir / f"{mid}_curves.png", title=mid)
     store.write(
         "models",

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from lnpstore.errors import LnpstoreError
+from lnpstore.store.errors import LnpstoreError
 
 if TYPE_CHECKING:
-    from lnpstore.store import Store
+    from lnpstore.store.core import Store
 
 log = logging.getLogger(__name__)
 

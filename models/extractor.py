@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from lnpstore.models.augment import N_AUGS
+from lnpstore.models.weights import LAYERS, Params, WeightsInfo, load_vgg16_blocks
 
-from lnpstore.errors import LnpstoreError
-from lnpstore.layout import CROP_CHANNELS
-
-from .augment import N_AUGS
-from .weights import LAYERS, Params, WeightsInfo, load_vgg16_blocks
+from lnpstore.instrument.layout import CROP_CHANNELS
+from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +146,7 @@ def make_feature_fn(pre: Preprocessing, *, n_augs: int = N_AUGS, dtype: Any = No
     """A jitted ``fn(flax_params, raw (B, 3, S, S) uint16) -> (mean, mean_sq)``, each (B, n_augs, 256) float32."""
     import jax
     import jax.numpy as jnp
-
-    from .augment import all_dihedral
+    from lnpstore.models.augment import all_dihedral
 
     model = vgg_module(dtype)
 
@@ -300,7 +298,7 @@ def extract_features(
     extractor's description (weights info, preprocessing, slots) is written to
     ``artifacts/extractors/<extractor_id>.json``.
     """
-    from lnpstore.progress import bar
+    from lnpstore.runtime.progress import bar
 
     if not 1 <= n_augs <= N_AUGS:
         raise ValueError(f"n_augs must be 1..8, not {n_augs}")

@@ -665,7 +665,7 @@ class LSTMModel:
         """Weights as flax msgpack at ``path``; config and scaler as JSON at ``path + '.json'``."""
         from flax import serialization
 
-        from lnpstore.store import atomic_write_bytes
+        from lnpstore.store.atomic import atomic_write_bytes
 
         path = Path(path)
         atomic_write_bytes(serialization.to_bytes(self.params), path)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lnpstore import schema as S
 from lnpstore._version import __version__
+from lnpstore.store import schema as S
+from lnpstore.store.atomic import atomic_path
 
 
 def model_id(kind: str, mode: str, fold: int, checkpoint: int | None, payload: Any) -> str:
@@ -28,14 +27,6 @@ def versions() -> dict[str, str]:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` atomically (the store's own scheme); returns ``path``."""
-    from lnpstore.store import atomic_write_bytes
-
-    atomic_write_bytes(data, path)
-    return path
 
 
 def plot_curves(
@@ -58,12 +49,9 @@ def plot_curves(
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path

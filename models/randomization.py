@@ -24,11 +24,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-
-from .evaluation import KINDS, METRIC_OF_MODE, binarize, ensemble_predictions, rmse, weighted_f1_from_counts
+from lnpstore.models.evaluation import (
+    KINDS,
+    METRIC_OF_MODE,
+    binarize,
+    ensemble_predictions,
+    rmse,
+    weighted_f1_from_counts,
+)
 
 if TYPE_CHECKING:
-    from lnpstore.store import Store
+    from lnpstore.store.core import Store
 
 log = logging.getLogger(__name__)
 

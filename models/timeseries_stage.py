@@ -22,12 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from lnpstore.models.panel import Panel, panels_from_sequences
 
-from lnpstore import schema as S
 from lnpstore._version import __version__
-from lnpstore.errors import LnpstoreError
-
-from .panel import Panel, panels_from_sequences
+from lnpstore.store import schema as S
+from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def _fit(
     """Fit one model; returns (model, trials, extra config)."""
     tr, va = p["train"], p["val"]
     if kind == "lstm":
-        from .lstm import lstm_search
+        from lnpstore.models.lstm import lstm_search
 
         model, trials = lstm_search(
             tr.X,
@@ -113,7 +112,7 @@ def _fit(
             )
         )
         return model, trials, extra
-    from .tsgbm import TsfreshXGB
+    from lnpstore.models.tsgbm import TsfreshXGB
 
     model = TsfreshXGB(
         settings.mode,
@@ -167,7 +166,7 @@ def run_timeseries(
     8 augmentations into one sequence (train, val and test; predictions then carry ``aug = -1``).
     ``lstm_search_config`` is a :class:`lnpstore.models.lstm.SearchConfig` (default: the paper's).
     """
-    from lnpstore.progress import bar
+    from lnpstore.runtime.progress import bar
 
     if kind not in KINDS:
         raise LnpstoreError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -190,8 +189,8 @@ def run_timeseries(
     data_version = store.data_version("embeddings", "cells")
     t_pad = None
     if kind == "lstm":
-        from .jaxcache import enable
-        from .lstm import SearchConfig
+        from lnpstore.models.jaxcache import enable
+        from lnpstore.models.lstm import SearchConfig
 
         enable()  # compiled programs are reused by later runs (persistent cache)
         # one compiled program for every checkpoint: sequences padded (masked) to the longest

@@ -114,9 +114,10 @@ class FeatureCache:
         self._mem[key] = df
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f".tmp-{key}.parquet"
-            df.to_parquet(tmp)
-            tmp.replace(self.directory / f"{key}.parquet")
+            from lnpstore.store.atomic import atomic_path
+
+            with atomic_path(self.directory / f"{key}.parquet") as tmp:
+                df.to_parquet(tmp)
 
 
 def extract(

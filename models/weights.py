@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -34,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lnpstore.errors import LnpstoreError, WeightsNotFoundError
+from lnpstore.store.atomic import atomic_path
+from lnpstore.store.errors import LnpstoreError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -328,14 +328,8 @@ def random_params(seed: int = RANDOM_SEED) -> Params:
 
 def save_npz(params: Params, dest: Path) -> Path:
     """Write params atomically as the package's ``.npz``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=dest.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dest, keep_suffix=True) as tmp:
         np.savez(tmp, **{k: params[k] for k in expected_shapes()})
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return dest
 
 
@@ -412,10 +406,7 @@ def download_keras_weights(
     """
     d = Path(dest) if dest is not None else cache_dir()
     target = d / KERAS_FILENAME if (d.is_dir() or not d.suffix) else d
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-download-", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         log.info("downloading %s -> %s", url, target)
         with urllib.request.urlopen(url) as resp, open(tmp, "wb") as out:  # noqa: S310 - fixed/explicit URL
             for chunk in iter(lambda: resp.read(1 << 20), b""):
@@ -424,7 +415,4 @@ def download_keras_weights(
             got = file_hash(Path(tmp), "md5")
             if got != md5:
                 raise LnpstoreError(f"download from {url}: md5 {got}, expected {md5}; file discarded")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target

@@ -34,7 +34,7 @@ def make_store(root, *, n_per_fold: int = 8, n_test: int = 10, frames: int = 6, 
     Embedding element 31 holds the CNN's fold + 1 (to check that a fold reads its own CNN); element 30
     holds the frame number; rows are written in shuffled frame order.
     """
-    from lnpstore.store import Store
+    from lnpstore.store.core import Store
 
     rng = np.random.default_rng(seed)
     store = Store.create(root)

@@ -1,0 +1,56 @@
+"""The ``ingest`` subcommand: index and validate a plate folder into a store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lnpstore.instrument.ingest import ingest_plate
+    from lnpstore.runtime.progress import quiet
+    from lnpstore.store.core import Store
+
+    store = Store.create(args.store, exist_ok=True)
+    # the summary lists the warnings; keep the log from printing them a second time
+    ingest_log = logging.getLogger("lnpstore.instrument.ingest")
+    level = ingest_log.level
+    ingest_log.setLevel(logging.ERROR)
+    try:
+        report = ingest_plate(
+            store,
+            args.plate_dir,
+            plate_map=args.plate_map,
+            pixel_size_um=args.pixel_size_um,
+            expected_frames=args.expected_frames,
+            z_plane=args.z_plane,
+            show_progress=not quiet(),
+        )
+    finally:
+        ingest_log.setLevel(level)
+    print(report.summary())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="index and validate a plate folder (TIFFs + MeasurementData.mlf) into a store",
+        description="Index every image of a CV7000/CV8000 plate folder, flag missing, unreadable and "
+        "wrong-size images, exclude wells with missing frames, and write the plates, wells and images "
+        "tables. Re-running on an unchanged plate changes nothing.",
+    )
+    p.add_argument("plate_dir", metavar="PLATE_DIR", help="folder with the plate's TIFF files")
+    p.add_argument("--store", required=True, help="store folder (created when it does not exist)")
+    p.add_argument("--plate-map", metavar="FILE", help="CSV or Parquet with well,dose_ng[,is_control]")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        metavar="X",
+        help="pixel size in um (required without MeasurementDetail.mrf)",
+    )
+    p.add_argument(
+        "--expected-frames", type=int, metavar="N", help="time points per well (default: last seen)"
+    )
+    p.add_argument("--z-plane", type=int, metavar="K", help="z index to ingest from a z-stack")
+    p.set_defaults(func=cmd_ingest)

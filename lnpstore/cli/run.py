@@ -1,0 +1,55 @@
+"""``lnpstore run``: the whole study in one command."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lnpstore.study.pipeline import run_study
+
+    if (args.plate is None) != (args.plate_map is None):
+        from lnpstore.store.errors import LnpstoreError
+
+        raise LnpstoreError("--plate and --plate-map go together: give both, or neither to simulate a plate")
+    result = run_study(
+        args.store,
+        preset=args.preset,
+        plate_dir=args.plate,
+        plate_map=args.plate_map,
+        seed=args.seed,
+        weights=args.weights,
+        dask_address=args.dask,
+        overrides={"division_rule": args.division_rule} if args.division_rule else None,
+    )
+    total = sum(t.seconds for t in result.timings)
+    print(f"\ndone in {total / 60:.1f} min. Report: {result.report_html}\nSummary: {result.report_md}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="the whole study: (simulate,) ingest, track, crop, embed, CNN, LSTM, tsfresh, evaluate, report",
+        description="Run the whole study. Without --plate it simulates the default plate of the preset. "
+        "Every stage skips work already done, so an interrupted run resumes when re-run.",
+    )
+    p.add_argument("store", nargs="?", default="lnpstore-run", help="run folder (default: %(default)s)")
+    p.add_argument("--preset", choices=["demo", "paper"], default="demo", help="demo (default) or paper")
+    p.add_argument("--plate", help="a plate folder as the instrument wrote it (with --plate-map)")
+    p.add_argument("--plate-map", help="CSV/Parquet with well, dose_ng, is_control")
+    p.add_argument("--seed", type=int, default=None, help="seed for every random choice (default 0)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="imagenet (default; found in the Keras/torch caches, $LNPSTORE_VGG16_WEIGHTS or ../shared), "
+        "random (a fixed-seed random base, reported loudly) or a path to a weights file",
+    )
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address (default: local)")
+    p.add_argument(
+        "--division-rule",
+        choices=["exclude", "follow"],
+        default=None,
+        help="a cell that divides before the last frame: exclude it (default), or follow one daughter",
+    )
+    p.set_defaults(func=cmd_run)

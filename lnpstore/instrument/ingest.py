@@ -1,0 +1,689 @@
+"""Ingest a plate folder: index and validate every image, and write the plates, wells and images tables.
+
+The index comes from the image file names (:func:`lnpstore.layout.parse_image_name`) and, where present,
+from ``MeasurementData.mlf`` (time stamps, stage positions, and the list of images the instrument
+wrote) and ``MeasurementDetail.mrf`` (pixel size, image size per channel). The expected grid is every
+well x field x frame x channel seen on the plate, frames ``1..max`` (or ``1..expected_frames``); each
+cell of the grid gets one row in ``images`` with a status:
+
+===============  ====================================================================================
+status           meaning
+===============  ====================================================================================
+ok               the file is there, its TIFF header reads, its size is the expected one
+missing          no file (listed in MeasurementData.mlf but not on disk, or a gap in the grid)
+unreadable       the TIFF header cannot be read, or the file is shorter than its header says
+wrong_size       the image is not a 2-D image of the channel's expected height x width
+unknown_channel  a readable image of an instrument channel this assay does not use
+===============  ====================================================================================
+
+Only headers are read (shape, dtype, strip offsets), never pixels, so ingest runs at file-system speed.
+A well with a missing, unreadable or wrong-size image is ``excluded`` with its reason (the study drops
+such wells); nothing about a damaged plate raises, and everything is reported in :class:`IngestReport`.
+
+Everything is validated before anything is written, so bad input (a plate map that disagrees with the
+images, two plates in one folder, an unknown pixel size) leaves the store as it was. Re-ingesting an
+unchanged plate writes nothing and keeps its ``data_version``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import tifffile
+
+from lnpstore._version import __version__
+from lnpstore.instrument.cvmeta import (
+    MLF_NAME,
+    MRF_NAME,
+    MeasurementDetail,
+    MeasurementRecord,
+    read_measurement_data,
+    read_measurement_detail,
+)
+from lnpstore.instrument.layout import (
+    CHANNEL_BY_NUMBER,
+    CHANNELS,
+    ImageName,
+    image_filename,
+    parse_image_name,
+    split_well,
+)
+from lnpstore.instrument.platemap import PlateMapSource, check_plate_map_wells, read_plate_map
+from lnpstore.runtime.progress import bar
+from lnpstore.store import schema as S
+from lnpstore.store.core import Store, validate
+from lnpstore.store.errors import IngestError
+
+log = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = ("ok", "missing", "unreadable", "wrong_size", "unknown_channel")
+#: Statuses that make a well unusable (the study excluded wells with missing frames).
+EXCLUDING_STATUSES: tuple[str, ...] = ("missing", "unreadable", "wrong_size")
+
+GridKey = tuple[str, int, int, int]  # well, field, frame, channel number
+
+
+@dataclass(frozen=True)
+class TiffHeader:
+    """What the TIFF header of one file says; ``error`` is set when it cannot be read."""
+
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    error: str | None = None
+
+
+def read_tiff_header(path: Path, file_bytes: int | None = None) -> TiffHeader:
+    """Shape and dtype of the first page of a TIFF, read from its header only (no pixels).
+
+    A file whose strips or tiles end beyond its size (a truncated copy) counts as unreadable.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            shape = tuple(int(n) for n in page.shape)
+            dtype = None if page.dtype is None else str(page.dtype)
+            offsets, counts = page.dataoffsets, page.databytecounts
+            if file_bytes is None:
+                file_bytes = path.stat().st_size
+            end = max((int(o) + int(c) for o, c in zip(offsets, counts, strict=False)), default=0)
+            if end > file_bytes:
+                return TiffHeader(
+                    shape, dtype, f"truncated: the header points to byte {end}, the file has {file_bytes}"
+                )
+            return TiffHeader(shape, dtype)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        return TiffHeader(
+            error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+        )
+
+
+@dataclass
+class IngestReport:
+    """What :func:`ingest_plate` found and wrote; :meth:`summary` is the text printed to the user."""
+
+    plate: str
+    plate_dir: Path
+    store_root: Path
+    instrument: str
+    pixel_size_um: float
+    n_wells: int
+    n_fields: int
+    n_frames: int
+    channels: dict[str, int]
+    status_counts: dict[str, int]
+    excluded_wells: dict[str, str]
+    warnings: list[str]
+    data_version: str
+    written: bool
+    elapsed_s: float
+    n_files_read: int
+    bytes_on_disk: int
+    plates: pl.DataFrame = field(repr=False)
+    wells: pl.DataFrame = field(repr=False)
+    images: pl.DataFrame = field(repr=False)
+
+    @property
+    def n_images(self) -> int:
+        """Expected images (the grid), whatever their status."""
+        return sum(self.status_counts.values())
+
+    @property
+    def n_problems(self) -> int:
+        return self.n_images - self.status_counts.get("ok", 0)
+
+    def summary(self) -> str:
+        """A few lines for the terminal: grid, counts per status, excluded wells, warnings, what was written."""
+        ch = ", ".join(k if k == f"C{v:02d}" else f"{k} C{v:02d}" for k, v in self.channels.items())
+        lines = [
+            f"plate {self.plate} ({self.instrument}) from {self.plate_dir}",
+            f"  {self.n_wells} wells x {self.n_fields} fields x {self.n_frames} frames x {len(self.channels)} "
+            f"channels ({ch}) = {self.n_images} images; pixel {self.pixel_size_um:g} um",
+            "  status: " + " | ".join(f"{s} {self.status_counts.get(s, 0)}" for s in STATUSES),
+        ]
+        if self.excluded_wells:
+            lines.append(f"  excluded wells ({len(self.excluded_wells)} of {self.n_wells}):")
+            lines += [f"    {w}: {r}" for w, r in sorted(self.excluded_wells.items())]
+        else:
+            lines.append("  excluded wells: none")
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        if self.n_problems:
+            lines.append(
+                f"  details: lnpstore query image_problems --store {self.store_root} --param plate={self.plate}"
+            )
+        verb = "wrote" if self.written else "unchanged, already in the store:"
+        lines.append(
+            f"  store {self.store_root}: {verb} plates 1 row, wells {self.wells.height}, images "
+            f"{self.images.height}; data_version {self.data_version[:16]}"
+        )
+        return "\n".join(lines)
+
+
+# -- indexing --------------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    """One grid cell while indexing: the file on disk and/or the mlf record."""
+
+    name: ImageName | None = None
+    filename: str | None = None
+    file_bytes: int | None = None
+    record: MeasurementRecord | None = None
+
+
+def _scan(plate_dir: Path) -> dict[str, tuple[ImageName, int]]:
+    """Image files of the folder (not recursive): name -> (parsed name, size in bytes)."""
+    out = {}
+    with os.scandir(plate_dir) as it:
+        for e in it:
+            parsed = parse_image_name(e.name)
+            if parsed is not None and e.is_file():
+                out[e.name] = (parsed, e.stat().st_size)
+    return out
+
+
+def _no_images_error(plate_dir: Path) -> IngestError:
+    below = sorted(
+        str(p.parent.relative_to(plate_dir))
+        for p in plate_dir.glob("*/*.tif")
+        if parse_image_name(p.name) is not None
+    )
+    hint = (
+        f" Hint: the images seem to be in {sorted(set(below))[0]!r} below it; give that folder"
+        if below
+        else ""
+    )
+    return IngestError(
+        f"{plate_dir}: no image files named like PLATE_C03_T0001F001L01A01Z01C07.tif and no {MLF_NAME}.{hint}"
+    )
+
+
+def _mrf_instrument(path: Path, detail: MeasurementDetail) -> str:
+    try:
+        attrs = {k.rsplit("}", 1)[-1]: v for k, v in ET.parse(path).getroot().attrib.items()}
+    except (ET.ParseError, OSError):
+        attrs = {}
+    if attrs.get("ReleaseNumber") == "simulated" or attrs.get("OperatorName") == "lnpstore-simulator":
+        return "simulated"
+    return detail.target_system or "unknown"
+
+
+def _ranges(values: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    vals = sorted(set(values))
+    out: list[str] = []
+    start = prev = vals[0]
+    for v in vals[1:] + [None]:  # type: ignore[list-item]
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(out)
+
+
+def _median_frame_interval_min(entries: dict[GridKey, _Entry]) -> float | None:
+    """Median time between consecutive frames (from the mlf time stamps), in minutes."""
+    series: dict[tuple[str, int, int], list[tuple[int, datetime]]] = defaultdict(list)
+    for (well, fld, frame, ch), e in entries.items():
+        if e.record is not None and e.record.time:
+            try:
+                series[(well, fld, ch)].append((frame, datetime.fromisoformat(e.record.time)))
+            except ValueError:
+                continue
+    steps = []
+    for pts in series.values():
+        pts.sort()
+        for (f0, t0), (f1, t1) in zip(pts, pts[1:], strict=False):
+            steps.append((t1 - t0).total_seconds() / 60.0 / (f1 - f0))
+    return round(statistics.median(steps), 4) if steps else None
+
+
+def _resolve_pixel_size(
+    plate_dir: Path, detail: MeasurementDetail | None, channel_numbers: set[int], pixel_size_um: float | None
+) -> float:
+    if detail is None or not detail.channels:
+        if pixel_size_um is None:
+            raise IngestError(
+                f"{plate_dir}: no {MRF_NAME} (or it lists no channels), so the pixel size is unknown. "
+                "Hint: give it, e.g. ingest_plate(..., pixel_size_um=0.325) or `lnpstore ingest ... --pixel-size-um 0.325`"
+            )
+        if not pixel_size_um > 0:
+            raise IngestError(f"pixel_size_um must be positive, got {pixel_size_um}")
+        return float(pixel_size_um)
+    used = [c for n, c in detail.channels.items() if n in channel_numbers] or list(detail.channels.values())
+    sizes = sorted({c.pixel_size_um for c in used})
+    if sizes[-1] - sizes[0] > 1e-9:
+        per = ", ".join(f"C{c.channel:02d} {c.pixel_size_um}" for c in used)
+        raise IngestError(
+            f"{plate_dir / MRF_NAME}: the channels have different pixel sizes ({per} um); lnpstore needs one"
+        )
+    if pixel_size_um is not None and abs(pixel_size_um - sizes[0]) > 1e-6 * sizes[0]:
+        raise IngestError(
+            f"{plate_dir / MRF_NAME} gives a pixel size of {sizes[0]} um but pixel_size_um={pixel_size_um} was "
+            "passed. Hint: leave the argument out to use the instrument's value"
+        )
+    return float(sizes[0])
+
+
+def _build_grid(
+    plate_dir: Path,
+    files: dict[str, tuple[ImageName, int]],
+    records: list[MeasurementRecord],
+    *,
+    expected_frames: int | None,
+    z_plane: int | None,
+    warnings: list[str],
+) -> tuple[str, dict[GridKey, _Entry], list[str], list[int], int, list[int]]:
+    """Plate name and the grid: entries per (well, field, frame, channel), wells, fields, n_frames, channels."""
+    zs = {n.z for n, _ in files.values()} | {r.z_index for r in records}
+    if z_plane is None:
+        if len(zs) > 1:
+            raise IngestError(
+                f"{plate_dir}: the images come from {len(zs)} z-planes ({_ranges(sorted(zs))}); lnpstore indexes "
+                "one plane per well, field, frame and channel. Hint: choose one with z_plane=K "
+                "(`lnpstore ingest ... --z-plane K`)"
+            )
+        z_plane = next(iter(zs), 1)
+    elif z_plane not in zs:
+        raise IngestError(
+            f"{plate_dir}: no image of z-plane {z_plane}; the plate has z-plane(s) {_ranges(sorted(zs))}"
+        )
+
+    plates = Counter(n.plate for n, _ in files.values() if n.z == z_plane)
+    for r in records:
+        parsed = parse_image_name(r.filename)
+        if parsed is not None and r.z_index == z_plane:
+            plates[parsed.plate] += 0
+    if len(plates) > 1:
+        listed = ", ".join(f"{p!r} ({n} files)" for p, n in plates.most_common())
+        raise IngestError(
+            f"{plate_dir}: image files of {len(plates)} plates in one folder: {listed}. "
+            "Hint: give each plate its own folder"
+        )
+    if not plates:
+        raise _no_images_error(plate_dir)
+    plate = next(iter(plates))
+
+    entries: dict[GridKey, _Entry] = {}
+    for fname, (n, size) in sorted(files.items()):
+        if n.z != z_plane:
+            continue
+        key = (n.well, n.field, n.frame, n.channel_number)
+        if key in entries:
+            raise IngestError(
+                f"{plate_dir}: {entries[key].filename} and {fname} are both well {n.well}, field {n.field}, "
+                f"frame {n.frame}, channel C{n.channel_number:02d}. Hint: remove the duplicate"
+            )
+        entries[key] = _Entry(name=n, filename=fname, file_bytes=size)
+    if records:
+        unlisted = set(entries)
+        for r in records:
+            if r.z_index != z_plane:
+                continue
+            key = (r.well, r.field, r.time_point, r.channel)
+            e = entries.setdefault(key, _Entry(filename=r.filename))
+            e.record = r
+            unlisted.discard(key)
+        if unlisted:
+            names = sorted(entries[k].filename or "" for k in unlisted)
+            warnings.append(
+                f"{len(unlisted)} image file(s) are not listed in {MLF_NAME} (indexed from their names), e.g. {names[0]}"
+            )
+
+    wells = sorted({k[0] for k in entries})
+    fields = sorted({k[1] for k in entries})
+    channels = sorted({k[3] for k in entries})
+    max_frame = max(k[2] for k in entries)
+    if expected_frames is not None:
+        if expected_frames < 1:
+            raise IngestError(f"expected_frames must be >= 1, got {expected_frames}")
+        beyond = [k for k in entries if k[2] > expected_frames]
+        if beyond:
+            warnings.append(
+                f"{len(beyond)} image(s) of frames {_ranges([k[2] for k in beyond])} are beyond "
+                f"expected_frames={expected_frames} and were not indexed"
+            )
+            for k in beyond:
+                del entries[k]
+        n_frames = expected_frames
+    else:
+        n_frames = max_frame
+    return plate, entries, wells, fields, n_frames, channels
+
+
+# -- the ingest ------------------------------------------------------------------------------------
+def ingest_plate(
+    store: Store,
+    plate_dir: str | os.PathLike,
+    *,
+    plate_map: PlateMapSource | None = None,
+    pixel_size_um: float | None = None,
+    expected_frames: int | None = None,
+    z_plane: int | None = None,
+    n_threads: int | None = None,
+    show_progress: bool = True,
+) -> IngestReport:
+    """Index, validate and store one plate folder; returns the :class:`IngestReport`.
+
+    Parameters
+    ----------
+    store : the store to write ``plates``, ``wells`` and ``images`` to.
+    plate_dir : the folder holding the plate's TIFFs (and MeasurementData.mlf / MeasurementDetail.mrf).
+    plate_map : CSV/Parquet path or DataFrame with ``well, dose_ng[, is_control]``; see
+        :mod:`lnpstore.platemap`. Without one, wells get a null dose and a warning is reported.
+    pixel_size_um : pixel edge length in um; required when the folder has no MeasurementDetail.mrf,
+        and must agree with it when it has one.
+    expected_frames : number of time points; default the last frame seen in files or mlf.
+    z_plane : the z index to ingest when the folder holds a z-stack (required then).
+    n_threads : threads reading TIFF headers (default: 2 x CPUs, at most 16).
+    show_progress : progress bar on stderr.
+
+    Raises
+    ------
+    IngestError, PlateMapError : for input that cannot be ingested as given; the store is untouched.
+    """
+    t0 = time.perf_counter()
+    plate_dir = Path(plate_dir).resolve()
+    if not plate_dir.is_dir():
+        raise IngestError(
+            f"{plate_dir}: not a folder. Hint: give the folder that holds the plate's TIFF files"
+        )
+    warnings: list[str] = []
+
+    pm = read_plate_map(plate_map) if plate_map is not None else None
+    pm_origin = "" if plate_map is None or isinstance(plate_map, pl.DataFrame) else str(plate_map)
+
+    files = _scan(plate_dir)
+    mlf, mrf = plate_dir / MLF_NAME, plate_dir / MRF_NAME
+    records = read_measurement_data(mlf) if mlf.is_file() else []
+    detail = read_measurement_detail(mrf) if mrf.is_file() else None
+    if not files and not records:
+        raise _no_images_error(plate_dir)
+    if not mlf.is_file():
+        warnings.append(
+            f"no {MLF_NAME}: no time stamps or stage positions; the grid comes from the file names"
+        )
+
+    plate, entries, wells, fields, n_frames, channel_numbers = _build_grid(
+        plate_dir, files, records, expected_frames=expected_frames, z_plane=z_plane, warnings=warnings
+    )
+    px_um = _resolve_pixel_size(plate_dir, detail, set(channel_numbers), pixel_size_um)
+    if pm is not None:
+        check_plate_map_wells(pm, wells, plate=plate, origin=pm_origin)
+    else:
+        warnings.append(
+            "no plate map: wells have no dose_ng or is_control. Hint: re-ingest with a plate map "
+            "(`--plate-map FILE`, columns well,dose_ng[,is_control]) before training"
+        )
+
+    # -- read headers (the slow part) ------------------------------------------------------------
+    to_read = [(k, e) for k, e in entries.items() if e.file_bytes is not None]
+    headers: dict[GridKey, TiffHeader] = {}
+    threads = n_threads or min(16, 2 * (os.cpu_count() or 1))
+    progress_bar = (
+        bar(desc=f"ingest {plate}: TIFF headers", total=len(to_read), unit="img")
+        if show_progress
+        else nullcontext()
+    )
+    with progress_bar as pb, ThreadPoolExecutor(max_workers=threads) as pool:
+        jobs = pool.map(
+            lambda ke: (ke[0], read_tiff_header(plate_dir / ke[1].filename, ke[1].file_bytes)), to_read
+        )
+        for key, header in jobs:
+            headers[key] = header
+            if pb is not None:
+                pb.update(1)
+
+    # expected image size per channel: the mrf's, else the commonest 2-D shape of that channel
+    expected_shape: dict[int, tuple[tuple[int, int], str]] = {}
+    for ch in channel_numbers:
+        if detail is not None and ch in detail.channels:
+            c = detail.channels[ch]
+            expected_shape[ch] = ((c.height_px, c.width_px), f"{MRF_NAME} channel C{ch:02d}")
+        else:
+            shapes = Counter(
+                h.shape for k, h in headers.items() if k[3] == ch and h.shape and len(h.shape) == 2
+            )
+            if shapes:
+                shp = shapes.most_common(1)[0][0]
+                expected_shape[ch] = ((shp[0], shp[1]), f"the commonest size of channel C{ch:02d}")
+
+    # -- one row per grid cell ---------------------------------------------------------------------
+    rows: list[dict[str, Any]] = []
+    index_lines: list[str] = []
+    for well in wells:
+        for fld in fields:
+            for frame in range(1, n_frames + 1):
+                for ch in channel_numbers:
+                    key = (well, fld, frame, ch)
+                    e = entries.get(key, _Entry())
+                    rows.append(
+                        _image_row(
+                            plate, plate_dir, key, e, headers.get(key), expected_shape.get(ch), n_frames
+                        )
+                    )
+                    r = rows[-1]
+                    rel = e.filename or image_filename(plate, well, frame, fld, ch)
+                    index_lines.append(
+                        f"{rel}\t{e.file_bytes if e.file_bytes is not None else ''}\t{r['status']}"
+                    )
+    images = pl.DataFrame(rows, schema=S.table("images").polars_schema)
+    data_version = hashlib.sha256("\n".join(sorted(index_lines)).encode()).hexdigest()
+
+    # -- wells -------------------------------------------------------------------------------------
+    excluded: dict[str, str] = {}
+    well_rows = []
+    dose = {} if pm is None else {r["well"]: r for r in pm.iter_rows(named=True)}
+    per_well = images.group_by("well").agg(
+        n_ok=(pl.col("status") == "ok").sum(), n_problems=(pl.col("status") != "ok").sum()
+    )
+    counts = {r["well"]: r for r in per_well.iter_rows(named=True)}
+    bad = images.filter(pl.col("status").is_in(list(EXCLUDING_STATUSES)))
+    for well in wells:
+        reason = _exclude_reason(bad.filter(pl.col("well") == well))
+        if reason:
+            excluded[well] = reason
+        row_letter, col = split_well(well)
+        well_rows.append(
+            {
+                "plate": plate,
+                "well": well,
+                "row": row_letter,
+                "column": col,
+                "dose_ng": dose[well]["dose_ng"] if dose else None,
+                "is_control": dose[well]["is_control"] if dose else None,
+                "n_fields": len(fields),
+                "n_frames_expected": n_frames,
+                "n_images_ok": counts[well]["n_ok"],
+                "n_problems": counts[well]["n_problems"],
+                "excluded": bool(reason),
+                "exclude_reason": reason,
+            }
+        )
+    wells_df = pl.DataFrame(well_rows, schema=S.table("wells").polars_schema)
+
+    # -- plate -------------------------------------------------------------------------------------
+    status_counts = {s: int(images.filter(pl.col("status") == s).height) for s in STATUSES}
+    channels = {CHANNEL_BY_NUMBER.get(c, f"C{c:02d}"): c for c in channel_numbers}
+    instrument = _mrf_instrument(mrf, detail) if detail is not None else "unknown"
+    height_px = width_px = None
+    common = Counter(s for s, _ in expected_shape.values()).most_common(1)
+    if common:
+        height_px, width_px = common[0][0]
+    plate_row = {
+        "plate": plate,
+        "source_dir": str(plate_dir),
+        "instrument": instrument,
+        "pixel_size_um": px_um,
+        "width_px": width_px,
+        "height_px": height_px,
+        "n_wells": len(wells),
+        "n_fields": len(fields),
+        "n_frames": n_frames,
+        "frame_interval_min": _median_frame_interval_min(entries),
+        "channels": json.dumps(channels),
+        "n_images": images.height,
+        "n_problems": images.height - status_counts["ok"],
+        "data_version": data_version,
+        "ingested_at": datetime.now(UTC),
+        "package_version": __version__,
+        "schema_version": S.SCHEMA_VERSION,
+    }
+    plates_df = pl.DataFrame([plate_row], schema=S.table("plates").polars_schema)
+
+    # -- validate everything, then write (or nothing, when the store already holds exactly this) ---
+    images, wells_df, plates_df = (
+        validate("images", images),
+        validate("wells", wells_df),
+        validate("plates", plates_df),
+    )
+    stored_wells = store.read("wells")
+    other_wells = stored_wells.filter(pl.col("plate") != plate)
+    all_wells = validate("wells", pl.concat([other_wells, wells_df]))
+    written = not _already_stored(store, plate, plates_df, wells_df, images)
+    if written:
+        with store.batch():
+            store.write("images", images, mode="replace")
+            store.write("wells", all_wells, mode="replace")
+            store.write("plates", plates_df, mode="upsert")
+    else:
+        plates_df = store.read("plates", plate=plate)
+    report = IngestReport(
+        plate=plate,
+        plate_dir=plate_dir,
+        store_root=store.root,
+        instrument=instrument,
+        pixel_size_um=px_um,
+        n_wells=len(wells),
+        n_fields=len(fields),
+        n_frames=n_frames,
+        channels=channels,
+        status_counts=status_counts,
+        excluded_wells=excluded,
+        warnings=warnings,
+        data_version=data_version,
+        written=written,
+        elapsed_s=time.perf_counter() - t0,
+        n_files_read=len(to_read),
+        bytes_on_disk=sum(e.file_bytes or 0 for _, e in to_read),
+        plates=plates_df,
+        wells=wells_df,
+        images=images,
+    )
+    for w in warnings:
+        log.warning("plate %s: %s", plate, w)
+    return report
+
+
+def _image_row(
+    plate: str,
+    plate_dir: Path,
+    key: GridKey,
+    e: _Entry,
+    header: TiffHeader | None,
+    expected: tuple[tuple[int, int], str] | None,
+    n_frames: int,
+) -> dict[str, Any]:
+    well, fld, frame, ch = key
+    name = e.filename or image_filename(plate, well, frame, fld, ch)
+    channel = CHANNEL_BY_NUMBER.get(ch, f"C{ch:02d}")
+    height = width = dtype = None
+    if e.file_bytes is None:
+        status = "missing"
+        if e.record is not None:
+            why = f"listed in {MLF_NAME} but not on disk"
+        else:
+            why = f"not on disk (the plate has frames 1-{n_frames} of field {fld}, channel {channel})"
+        detail = (
+            f"{name}: {why}. Hint: copy it from the instrument's export; until then well {well} is excluded"
+        )
+    else:
+        assert header is not None
+        if header.shape is not None and len(header.shape) >= 2:
+            height, width = header.shape[0], header.shape[1]
+        dtype = header.dtype
+        if header.error is not None:
+            status = "unreadable"
+            detail = (
+                f"{name}: cannot read the TIFF header ({header.error}). Hint: copy the file again from the "
+                f"instrument's export; until then well {well} is excluded"
+            )
+        elif header.shape is None or len(header.shape) != 2 or (expected and header.shape != expected[0]):
+            status = "wrong_size"
+            want = f"{expected[0][0]}x{expected[0][1]} px ({expected[1]})" if expected else "a 2-D image"
+            got = "x".join(str(n) for n in header.shape or ())
+            detail = f"{name}: image is {got} px, expected {want}. Hint: re-export it; until then well {well} is excluded"
+        elif ch not in CHANNEL_BY_NUMBER:
+            status = "unknown_channel"
+            known = ", ".join(f"{k} C{v:02d}" for k, v in CHANNELS.items())
+            detail = (
+                f"{name}: channel C{ch:02d} is not one of this assay's channels ({known}); indexed but not used "
+                "by later stages"
+            )
+        else:
+            status, detail = "ok", None
+    rec = e.record
+    return {
+        "plate": plate,
+        "well": well,
+        "field": fld,
+        "frame": frame,
+        "channel": channel,
+        "channel_number": ch,
+        "path": str(plate_dir / e.filename) if e.file_bytes is not None and e.filename else None,
+        "status": status,
+        "status_detail": detail,
+        "height_px": height,
+        "width_px": width,
+        "dtype": dtype,
+        "file_bytes": e.file_bytes,
+        "acquired_at": rec.time or None if rec is not None else None,
+        "stage_x_um": rec.x_um if rec is not None else None,
+        "stage_y_um": rec.y_um if rec is not None else None,
+    }
+
+
+def _exclude_reason(bad: pl.DataFrame) -> str | None:
+    """``"missing: 8 image(s), frame(s) 5-6 (field 2); unreadable: 1 image(s), ..."`` or None."""
+    if bad.height == 0:
+        return None
+    parts = []
+    for status in EXCLUDING_STATUSES:
+        sub = bad.filter(pl.col("status") == status)
+        if sub.height:
+            flds = _ranges(sub["field"].to_list())
+            parts.append(
+                f"{status}: {sub.height} image(s), frame(s) {_ranges(sub['frame'].to_list())} (field(s) {flds})"
+            )
+    return "; ".join(parts)
+
+
+def _already_stored(
+    store: Store, plate: str, plates_df: pl.DataFrame, wells_df: pl.DataFrame, images: pl.DataFrame
+) -> bool:
+    """Whether the store holds exactly these rows for ``plate`` (``ingested_at`` aside)."""
+    old_plate = store.read("plates", plate=plate)
+    if old_plate.height != 1:
+        return False
+    if not old_plate.drop("ingested_at").equals(plates_df.drop("ingested_at")):
+        return False
+    old_wells = store.read("wells", plate=plate).sort("well")
+    if not old_wells.equals(wells_df.sort("well")):
+        return False
+    key = list(S.table("images").key)
+    return store.read("images", plate=plate).sort(key).equals(images.sort(key))

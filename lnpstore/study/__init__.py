@@ -1,0 +1,1 @@
+"""The published study on a tracked plate: registration, targets, crops, figures, report, the run pipeline."""

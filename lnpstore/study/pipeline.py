@@ -1,0 +1,345 @@
+"""The whole study as one command: simulate (or take a plate), ingest, track, crop, embed, CNN,
+LSTM, tsfresh/XGBoost, evaluate, report.
+
+Every stage is resumable on its own (it skips the units of work whose output the store already
+holds), so an interrupted ``lnpstore run`` is simply run again. The presets:
+
+- ``demo`` (default): a small simulated plate at scale 0.5 (96 px crops), 2 augmentations, 5 folds,
+  small random searches and cheaper tsfresh settings, sized to finish in under 15 minutes on 2 cores.
+  The report states every reduction.
+- ``paper``: the published protocol: scale 1 (192 px crops), 8 augmentations, 200-sample searches,
+  tsfresh EfficientFCParameters. It prints an estimate of its time before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lnpstore._version import __version__
+from lnpstore.store.atomic import atomic_write_bytes
+from lnpstore.store.core import Store
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS_FRAMES = (5, 10, 15, 20)
+MODES = ("classify", "regress")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one ``lnpstore run``; stored with the report."""
+
+    preset: str = "demo"
+    seed: int = 0
+    sim_preset: str = "demo"  # simulator preset when no plate is given
+    sim_overrides: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs for SimulationSettings
+    t_in_frames: int = 20
+    division_rule: str = "exclude"  # a cell that divides: "exclude" it, or "follow" one daughter
+    n_augs: int = 2
+    n_folds: int = 5
+    cnn_epochs: int = 50
+    lstm_samples: int = 3
+    lstm_units: tuple[int, ...] = (32, 64, 128, 256)
+    tsfresh_samples: int = 10
+    tsfresh_fc: str = "minimal"
+    tsfresh_average_augs: bool = True
+    checkpoints_frames: tuple[int, ...] = CHECKPOINTS_FRAMES
+    n_permutations: int = 10_000
+    weights: str = "imagenet"
+    dask_address: str | None = None
+    reductions: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "demo": RunConfig(
+        preset="demo",
+        lstm_units=(32, 64),
+        reductions=(
+            "simulated plate at scale 0.5 (0.325 um pixels, 96 px crops) with small fields and few cells",
+            "2 of the 8 dihedral augmentations for features, training and test-time augmentation",
+            "LSTM random search: 3 samples per (fold, mode, checkpoint) instead of 200, units 32/64 only",
+            "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 10 XGBoost samples instead of 200",
+        ),
+    ),
+    "paper": RunConfig(
+        preset="paper",
+        sim_preset="default",
+        n_augs=8,
+        lstm_samples=200,
+        tsfresh_samples=200,
+        tsfresh_fc="efficient",
+        tsfresh_average_augs=False,
+    ),
+}
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    store: Store
+    report_html: Path
+    report_md: Path
+    timings: list[StageTiming]
+
+
+def run_study(
+    store_dir: str | Path = "lnpstore-run",
+    *,
+    preset: str = "demo",
+    plate_dir: str | Path | None = None,
+    plate_map: str | Path | None = None,
+    seed: int | None = None,
+    weights: str | None = None,
+    dask_address: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Run the whole study into ``store_dir`` and write the report; see the module docstring."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    changes: dict[str, Any] = dict(overrides or {})
+    if seed is not None:
+        changes["seed"] = seed
+    if weights is not None:
+        changes["weights"] = weights
+    if dask_address is not None:
+        changes["dask_address"] = dask_address
+    cfg = replace(cfg, **changes)
+
+    root = Path(store_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    store = Store.create(root / "store", exist_ok=True)
+    timings: list[StageTiming] = []
+    t_start = time.perf_counter()
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        log.info("stage %s ...", name)
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        timings.append(StageTiming(name, dt))
+        log.info("stage %s done in %.1f s", name, dt)
+        return out
+
+    if preset == "paper":
+        print_estimate(cfg)  # before any work starts
+
+    # -- images -> tables ---------------------------------------------------------------------
+    truth_dir = None
+    if plate_dir is None:
+        from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+
+        sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
+        if cfg.sim_overrides:
+            sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
+        sim_dir = root / "plate"
+        marker = sim_dir / ".complete"
+        if marker.exists():
+            sim = None
+            log.info("simulated plate already written in %s", sim_dir)
+        else:
+            sim = stage(
+                "simulate", lambda: simulate_plate(sim_dir, sim_settings, show_progress=show_progress)
+            )
+            atomic_write_bytes(b"ok\n", marker)
+        plate_dir = sim_dir / sim_settings.plate
+        plate_map = sim_dir / "plate_map.csv"
+        truth_dir = sim_dir / "truth"
+        del sim
+
+    from lnpstore.instrument.ingest import ingest_plate
+
+    report = stage(
+        "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
+    )
+    plate = report.plate
+
+    from lnpstore.runtime.execution import Executor
+    from lnpstore.tracking.tracker import track_plate
+
+    with Executor(address=cfg.dask_address) as ex:
+        stage("track", lambda: track_plate(store, plate, executor=ex, show_progress=show_progress))
+        from lnpstore.study.crops import CropSettings, crop_plate
+        from lnpstore.study.registration import register_plate
+        from lnpstore.study.targets import build_cells
+
+        stage("register", lambda: register_plate(store, plate))
+        stage(
+            "cells",
+            lambda: build_cells(
+                store, plate, t_in=cfg.t_in_frames, seed=cfg.seed, division_rule=cfg.division_rule
+            ),
+        )
+        stage(
+            "crop",
+            lambda: crop_plate(
+                store,
+                plate,
+                executor=ex,
+                settings=CropSettings(t_in=cfg.t_in_frames, division_rule=cfg.division_rule),
+            ),
+        )
+
+    # -- arrays -> models -> tables -----------------------------------------------------------
+    from lnpstore.models.cnn import train_cnn
+    from lnpstore.models.extractor import extract_features
+
+    stage(
+        "embed",
+        lambda: extract_features(store, weights=cfg.weights, n_augs=cfg.n_augs, show_progress=show_progress),
+    )
+    folds = range(cfg.n_folds)
+    for mode in MODES:
+        stage(
+            f"cnn-{mode}",
+            lambda mode=mode: train_cnn(
+                store, mode, folds=folds, epochs=cfg.cnn_epochs, seed=cfg.seed, show_progress=show_progress
+            ),
+        )
+    from lnpstore.models.lstm import SearchConfig
+    from lnpstore.models.timeseries_stage import run_timeseries
+
+    lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
+
+    def timeseries(kind: str, mode: str, n_samples: int, **extra: Any) -> Any:
+        """One time-series stage; folds, checkpoints and seed are shared by both model kinds."""
+        return run_timeseries(
+            store,
+            kind=kind,
+            mode=mode,
+            folds=folds,
+            checkpoints=cfg.checkpoints_frames,
+            n_samples=n_samples,
+            seed=cfg.seed,
+            show_progress=show_progress,
+            **extra,
+        )
+
+    for mode in MODES:
+        stage(
+            f"lstm-{mode}",
+            lambda mode=mode: timeseries("lstm", mode, cfg.lstm_samples, lstm_search_config=lstm_search),
+        )
+        stage(
+            f"tsfresh-{mode}",
+            lambda mode=mode: timeseries(
+                "tsfresh_xgb",
+                mode,
+                cfg.tsfresh_samples,
+                fc_parameters=cfg.tsfresh_fc,
+                average_augs=cfg.tsfresh_average_augs,
+                dask_address=cfg.dask_address,
+            ),
+        )
+
+    # -- evaluation and report ----------------------------------------------------------------
+    from lnpstore.models.evaluation import evaluate
+    from lnpstore.simulate.truth import oracle_for_store
+
+    oracle = oracle_for_store(store, truth_dir) if truth_dir is not None else None
+    run_id = f"{preset}-s{cfg.seed}-{store.data_version('predictions')[:8]}"
+    stage("evaluate", lambda: evaluate(store, oracle=oracle, run_id=run_id))
+    from lnpstore.models.randomization import compare_models
+    from lnpstore.study.figures import make_tracking_figures
+    from lnpstore.study.report import table1_path, write_report
+
+    table1 = stage(
+        "randomization",
+        lambda: compare_models(
+            store, checkpoints=cfg.checkpoints_frames, n_permutations=cfg.n_permutations, seed=cfg.seed
+        ),
+    )
+    table1.write_parquet(table1_path(store))
+    out_dir = root / "report"
+    figs = {p.stem: p for p in make_tracking_figures(store, store.artifacts_dir("figures"))}
+    captions = {
+        "fig2_uptake_expression": "Figure 2. Mean LNP spots per cell area and mean GFP per cell (+- sem) over time, by dose.",
+        "fig5_displacement": "Figure 5. Per-frame displacement of tracked cells, with mean and sd.",
+    }
+    extra = [(p, captions.get(stem, stem.replace("_", " "))) for stem, p in figs.items()]
+    for p in sorted(store.artifacts_dir("models").glob("cnn-*-f0-*_curves.png")):
+        extra.append((p, f"CNN head training curve (fold 0): {p.stem.removesuffix('_curves')}"))
+    total_s = time.perf_counter() - t_start
+    stage_s = _cumulative_timings(store, timings)
+    run_info = {
+        "preset": preset,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "plate": plate,
+        "plate_dir": str(Path(plate_dir).resolve()),
+        "simulated": truth_dir is not None,
+        "reductions": list(cfg.reductions) or ["none: the study's full protocol"],
+        "n_permutations": cfg.n_permutations,
+        "timings_s": stage_s,
+        "this_invocation_s": round(total_s, 1),
+        "time_taken": f"{sum(stage_s.values()) / 60:.1f} min of stage time in total"
+        + (
+            f" (this invocation {total_s / 60:.1f} min, resumed)"
+            if total_s < sum(stage_s.values()) - 1
+            else ""
+        )
+        + "; per stage: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in stage_s.items()),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "lnpstore_version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    html, md = write_report(
+        store,
+        out_dir,
+        run_info=run_info,
+        extra_figures=extra,
+        n_permutations=cfg.n_permutations,
+        seed=cfg.seed,
+    )
+    atomic_write_bytes(json.dumps(run_info, indent=2, default=str).encode(), out_dir / "run.json")
+    return RunResult(store=store, report_html=html, report_md=md, timings=timings)
+
+
+def _cumulative_timings(store: Store, timings: list[StageTiming]) -> dict[str, float]:
+    """Stage times over every invocation of a run: a stage that was skipped (resumed) keeps the time
+    of the invocation that did its work. Kept in ``artifacts/run/timings.json``."""
+    path = store.artifacts_dir("run") / "timings.json"
+    prev: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+    out = dict(prev)
+    for t in timings:
+        if t.name not in prev or t.seconds > prev[t.name]:
+            out[t.name] = round(t.seconds, 1)
+    atomic_write_bytes(json.dumps(out, indent=2).encode(), path)
+    return out
+
+
+def print_estimate(cfg: RunConfig) -> None:
+    """Print a rough time estimate for the paper preset before starting (figures from benchmarks/)."""
+    # At scale 1 the default plate has 9 wells x 2 fields x ~ 60 cells; about 70% stay in bounds.
+    cells = 9 * 2 * 60 * 0.7
+    crops = cells * cfg.t_in_frames * cfg.n_augs
+    base_crops_per_s = 10.0  # blocks 1-3 at 192 px on one slow 2-core machine (benchmarks/extract.py)
+    tsfresh_series_per_s = 2 / 0.0375  # 35-40 ms of CPU per series, 2 cores
+    series = cells * 0.8 * cfg.n_augs * 32 * len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES)
+    lstm_s = cfg.lstm_samples * len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES) * 20.0
+    est_h = (crops / base_crops_per_s + series / tsfresh_series_per_s + lstm_s) / 3600
+    print(
+        f"paper preset: ~{int(cells)} cells, {int(crops):,} crop passes through VGG, {int(series):,} tsfresh series, "
+        f"{cfg.lstm_samples} LSTM samples x {len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES)} searches: "
+        f"roughly {est_h:.0f} h on 2 cores (use --dask ADDRESS to spread tracking and tsfresh over a cluster)",
+        flush=True,
+    )

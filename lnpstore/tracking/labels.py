@@ -1,0 +1,110 @@
+"""Label movies: a tracked field's label images (T x Y x X, uint16, pixel = track_id), one TIFF per field.
+
+Written one frame at a time (:class:`LabelMovieWriter`, memory flat in the movie's length) under a
+temporary name and renamed into place when complete, so an interrupted run never leaves a partial movie
+that looks finished. Read lazily (:class:`LabelMovie`: one page per frame). tifffile does the TIFF work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lnpstore.store.atomic import commit_tmp, remove_stale_tmp, tmp_path_for
+from lnpstore.store.errors import LabelMovieError
+
+MAX_LABEL = np.iinfo(np.uint16).max
+
+
+class LabelMovieWriter:
+    """Append 2-D label frames to ``path`` (zlib-compressed pages); ``close()`` renames it into place.
+
+    Use as a context manager: on an exception the temporary file is removed and ``path`` is untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import tifffile
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(self.path.parent)
+        self.tmp = tmp_path_for(self.path, keep_suffix=True)
+        self._tif = tifffile.TiffWriter(self.tmp, bigtiff=True)
+        self.n_frames = 0
+        self.shape: tuple[int, int] | None = None
+
+    def write(self, labels: np.ndarray) -> None:
+        labels = np.asarray(labels)
+        if labels.ndim != 2:
+            raise LabelMovieError(f"{self.path}: a label frame must be 2-D, got shape {labels.shape}")
+        if self.shape is None:
+            self.shape = labels.shape
+        elif labels.shape != self.shape:
+            raise LabelMovieError(
+                f"{self.path}: frame {self.n_frames + 1} has shape {labels.shape}, frame 1 had {self.shape}"
+            )
+        if labels.size and (int(labels.max()) > MAX_LABEL or int(labels.min()) < 0):
+            raise LabelMovieError(f"{self.path}: labels must be in 0..{MAX_LABEL} to fit uint16")
+        self._tif.write(labels.astype(np.uint16), compression="zlib", photometric="minisblack")
+        self.n_frames += 1
+
+    def close(self) -> Path:
+        self._tif.close()
+        commit_tmp(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._tif.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> LabelMovieWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class LabelMovie(Sequence):
+    """A label movie read lazily: ``movie[i]`` is frame i + 1 as a 2-D uint16 array; ``len`` is T."""
+
+    def __init__(self, path: str | os.PathLike):
+        import tifffile
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LabelMovieError(
+                f"label movie {self.path} does not exist. Hint: re-run `lnpstore track` (it writes them)"
+            )
+        with tifffile.TiffFile(self.path) as tif:
+            self._n = len(tif.pages)
+            page = tif.pages[0]
+            self.shape = (self._n, *page.shape)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        import tifffile
+
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"frame index {i} out of range for {self._n} frames")
+        return tifffile.imread(self.path, key=i % self._n)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import tifffile
+
+        with tifffile.TiffFile(self.path) as tif:
+            for page in tif.pages:
+                yield page.asarray()
+
+    def to_array(self) -> np.ndarray:
+        """The whole movie in memory (T x Y x X uint16)."""
+        return np.stack(list(self)) if self._n else np.zeros((0, 0, 0), np.uint16)

@@ -1,0 +1,151 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from _ts_data import make_store
+from lnpstore.models.lstm import SearchConfig, TrainConfig
+from lnpstore.models.panel import load_panels, panel_from_long
+from lnpstore.models.timeseries_stage import run_timeseries
+from lnpstore.models.tsgbm import TsfreshXGB
+
+from lnpstore.cli.main import build_parser
+
+
+@pytest.fixture(scope="module")
+def store_cells(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("ts") / "store")
+
+
+def test_sequences_roles_order_and_own_cnn(store_cells):
+    store, cells = store_cells
+    p = load_panels(store, mode="classify", fold=1, checkpoint=6)
+    uid = {r: set(p[r].ids["cell_uid"]) for r in p}
+    by = lambda expr: set(cells.filter(expr)["cell_uid"])  # noqa: E731
+    assert uid["val"] == by((pl.col("split") == "train") & (pl.col("fold") == 1))
+    assert uid["train"] == by((pl.col("split") == "train") & (pl.col("fold") != 1))
+    assert uid["test"] == by(pl.col("split") == "test")
+    assert not uid["train"] & (uid["val"] | uid["test"])
+    for pn in p.values():
+        np.testing.assert_array_equal(
+            pn.X[:, :, 30], np.broadcast_to(np.arange(1, 7), pn.X.shape[:2])
+        )  # frame order
+        assert (pn.X[:, :, 31] == 2).all()  # fold 1's own CNN
+        assert pn.ids.columns == ["cell_uid", "aug"] and pn.ids.height == len(set(pn.ids.rows()))
+
+
+def test_checkpoint_truncation_matches_sql(store_cells):
+    store, _ = store_cells
+    full = load_panels(store, mode="classify", fold=0, checkpoint=6)
+    cut = load_panels(store, mode="classify", fold=0, checkpoint=3)
+    for r in full:
+        t = full[r].truncate(3)
+        np.testing.assert_array_equal(t.X, cut[r].X)
+        assert t.X.shape[1] == 3 and t.frames.tolist() == [1, 2, 3]
+
+
+def test_long_table_panel_and_missing_frame_error():
+    df = pl.DataFrame(
+        {"id": [1, 1, 2, 2], "frame": [2, 1, 1, 2], "a": [2.0, 1.0, 3.0, 4.0], "y": [1, 1, 0, 0]}
+    )
+    p = panel_from_long(df, id_cols=["id"], target_col="y")
+    assert p.X[:, :, 0].tolist() == [[1.0, 2.0], [3.0, 4.0]] and p.y.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="do not have exactly the frames"):
+        panel_from_long(df.head(3), id_cols=["id"])
+
+
+def test_tsfresh_stage_writes_tables_resumes_and_never_leaks(store_cells, monkeypatch):
+    store, cells = store_cells
+    seen = {}
+    real_select = TsfreshXGB._select
+
+    def spy(self, F, y):
+        seen["n_select"] = len(F)
+        return real_select(self, F, y)
+
+    monkeypatch.setattr(TsfreshXGB, "_select", spy)
+    out = run_timeseries(
+        store,
+        "tsfresh_xgb",
+        "classify",
+        folds=[0],
+        checkpoints=(3, 6),
+        n_samples=2,
+        fc_parameters="minimal",
+        show_progress=False,
+    )
+    assert out["status"].to_list() == ["trained", "trained"]
+    n_train = cells.filter((pl.col("split") == "train") & (pl.col("fold") != 0)).height * 2  # 2 augs
+    assert seen["n_select"] == n_train
+    models = store.read("models").filter(pl.col("kind") == "tsfresh_xgb")
+    assert sorted(models["checkpoint"].to_list()) == [3, 6]
+    cfg = json.loads(models["config"][0])
+    assert cfg["n_train"] == n_train and "selected_features" in cfg and "selection_fallback" in cfg
+    assert (store.root / models["weights_path"][0]).exists()
+    pred = store.read("predictions").filter(pl.col("model_id") == out["model_id"][1])
+    n_test = cells.filter(pl.col("split") == "test").height
+    assert pred.height == n_test * 2 and pred["frame"].unique().to_list() == [6]
+    assert pred["y_pred"].is_between(0, 1).all()
+    assert store.read("search").filter(pl.col("kind") == "tsfresh_xgb").height == 4
+    again = run_timeseries(
+        store,
+        "tsfresh_xgb",
+        "classify",
+        folds=[0],
+        checkpoints=(3, 6),
+        n_samples=2,
+        fc_parameters="minimal",
+        show_progress=False,
+    )
+    assert again["status"].to_list() == ["skipped", "skipped"]
+
+
+def test_lstm_stage_average_augs(store_cells):
+    store, cells = store_cells
+    sc = SearchConfig(
+        select=TrainConfig(lr=1e-2, epochs=2), final=TrainConfig(lr=1e-3, epochs=1), rung_epochs=1
+    )
+    # regress needs the regress CNN: only classify CNNs exist in this store, so the stage must say so
+    from lnpstore.store.errors import LnpstoreError
+
+    with pytest.raises(LnpstoreError, match="train-cnn"):
+        run_timeseries(
+            store,
+            "lstm",
+            "regress",
+            folds=[1],
+            checkpoints=(4,),
+            n_samples=2,
+            show_progress=False,
+            lstm_search_config=sc,
+        )
+    out = run_timeseries(
+        store,
+        "lstm",
+        "classify",
+        folds=[1],
+        checkpoints=(4,),
+        n_samples=2,
+        average_augs=True,
+        show_progress=False,
+        lstm_search_config=sc,
+    )
+    assert out["status"].to_list() == ["trained"]
+    m = store.read("models").filter(pl.col("model_id") == out["model_id"][0])
+    assert m["best_epoch"][0] >= 0 and m["data_version"][0] == store.data_version("embeddings", "cells")
+    pred = store.read("predictions").filter(pl.col("model_id") == out["model_id"][0])
+    assert pred.height == cells.filter(pl.col("split") == "test").height and pred[
+        "aug"
+    ].unique().to_list() == [-1]
+    assert store.read("search").filter(pl.col("kind") == "lstm").height == 2
+
+
+def test_cli_parses():
+    a = build_parser().parse_args(
+        ["train-lstm", "S", "--mode", "classify", "--checkpoints", "5,10", "--samples", "3"]
+    )
+    assert a.checkpoints == [5, 10] and a.samples == 3 and a.folds == 5
+    a = build_parser().parse_args(
+        ["train-tsfresh", "S", "--mode", "regress", "--fc", "fast", "--average-augs"]
+    )
+    assert a.fc == "fast" and a.average_augs and a.dask is None

@@ -1,0 +1,66 @@
+"""End to end: a tiny simulated plate through every stage to the report, then a resumed re-run."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from lnpstore.study.pipeline import PRESETS, print_estimate, run_study
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "sim_preset": "tiny",
+    "sim_overrides": (("columns", (3, 4)), ("cells_per_field", 16)),
+    "n_augs": 2,
+    "n_folds": 2,
+    "cnn_epochs": 3,
+    "lstm_samples": 1,
+    "tsfresh_samples": 2,
+    "checkpoints_frames": (5, 20),
+    "n_permutations": 1000,
+}
+
+
+def test_tiny_plate_end_to_end_then_resume(tmp_path):
+    res = run_study(tmp_path / "run", preset="demo", overrides=TINY, show_progress=False)
+    assert res.report_html.exists() and res.report_md.exists()
+    html = res.report_html.read_text()
+    assert "data:image/png;base64," in html
+    store = res.store
+
+    models = store.read("models")
+    assert set(models.get_column("kind")) == {"cnn", "lstm", "tsfresh_xgb"}
+    assert set(models.get_column("mode")) == {"classify", "regress"}
+    assert models.get_column("data_version").null_count() == 0
+    assert models.get_column("package_version").null_count() == 0
+    cfg = json.loads(models.filter(pl.col("kind") == "cnn").get_column("weights_info")[0])
+    assert cfg  # the base weights are recorded with the model
+
+    metrics = store.read("metrics")
+    ens = metrics.filter(pl.col("fold") == -1)
+    assert {"cnn", "lstm", "tsfresh_xgb", "oracle"} <= set(ens.get_column("kind"))
+    assert ens.filter(pl.col("metric") == "rmse").get_column("value").is_finite().all()
+
+    run_info = json.loads((tmp_path / "run" / "report" / "run.json").read_text())
+    assert run_info["config"]["n_augs"] == 2 and run_info["simulated"] is True
+
+    # a second run resumes: nothing is retrained, the models table is unchanged
+    before = store.read("models").sort("model_id")
+    res2 = run_study(tmp_path / "run", preset="demo", overrides=TINY, show_progress=False)
+    after = res2.store.read("models").sort("model_id")
+    assert before.select("model_id", "created_at").equals(after.select("model_id", "created_at"))
+    assert "simulate" not in {t.name for t in res2.timings}
+
+
+def test_presets_state_their_reductions():
+    assert PRESETS["demo"].reductions, "the demo preset must say what it cuts"
+    assert PRESETS["paper"].n_augs == 8 and PRESETS["paper"].lstm_samples == 200
+
+
+def test_paper_preset_prints_an_estimate(capsys):
+    print_estimate(PRESETS["paper"])
+    out = capsys.readouterr().out
+    assert "paper preset" in out and " h on 2 cores" in out
