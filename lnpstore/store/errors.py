@@ -75,3 +75,7 @@ class TargetError(LnpstoreError):
 
 class CropError(LnpstoreError):
     """Crops cannot be made (no tracks, missing images, bad crop bytes)."""
+
+
+class PanelError(LnpstoreError, ValueError):
+    """A panel (series x steps x channels) or its targets cannot be used as given (shape, lengths, labels)."""
