@@ -18,8 +18,8 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -29,38 +29,46 @@ import optax
 import polars as pl
 from lnpstore.models import provenance as P
 
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.atomic import atomic_write_bytes
 from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
 
-MODES = ("classify", "regress")
+Mode = Literal["classify", "regress"]
+MODES: tuple[str, ...] = ("classify", "regress")
 
 
 # -- config ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CNNConfig:
+@settings
+class CNNConfig(Settings):
     """Settings of one head training run (serialised into ``models.config``)."""
 
-    mode: str = "classify"
-    embedding_dim: int = 32
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 50
-    bn_momentum: float = 0.99  # Keras defaults
-    bn_epsilon: float = 1e-3
-    class_weights: str = "balanced"  # classify only
-    augmentation: str = "one random dihedral augmentation per sample per step"
-    validation_aug: int = 0  # validation loss on the identity augmentation
-    patience: int | None = None  # None: run all epochs, keep the best
-    extractor_id: str = ""
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+    mode: Mode = Field("classify", description="'classify' (weighted BCE) or 'regress' (MSE)")
+    embedding_dim: int = Field(
+        32, ge=1, description="width of the Dense layer whose BN output is the embedding"
+    )
+    learning_rate: float = Field(1e-3, gt=0, description="Adam step size")
+    batch_size: int = Field(32, ge=1, description="crops per step")
+    epochs: int = Field(50, ge=1, description="epochs; the best by validation loss is kept")
+    bn_momentum: float = Field(0.99, gt=0, lt=1, description="BatchNorm momentum (Keras default)")
+    bn_epsilon: float = Field(1e-3, gt=0, description="BatchNorm epsilon (Keras default)")
+    class_weights: Literal["balanced", "none"] = Field(
+        "balanced", description="classify only: loss weights per class"
+    )
+    augmentation: str = Field(
+        "one random dihedral augmentation per sample per step", description="training augmentation (recorded)"
+    )
+    validation_aug: int = Field(
+        0, ge=0, le=7, description="the augmentation the validation loss is measured on"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="epochs without improvement before stopping; None runs all"
+    )
+    extractor_id: str = Field("", description="the features' extractor")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 # -- network --------------------------------------------------------------------------------------

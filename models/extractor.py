@@ -34,6 +34,7 @@ from lnpstore.models.augment import N_AUGS
 from lnpstore.models.weights import LAYERS, Params, WeightsInfo, load_vgg16_blocks
 
 from lnpstore.instrument.layout import CROP_CHANNELS
+from lnpstore.store.atomic import atomic_write_text
 from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def extract_features(
         "layer": "block3_conv3",
         "dtype": dtype_name,
     }
-    (store.artifacts_dir("extractors") / f"{xid}.json").write_text(json.dumps(desc, indent=2))
+    atomic_write_text(json.dumps(desc, indent=2), store.artifacts_dir("extractors") / f"{xid}.json")
 
     crops_index = (
         store.table("crops")

@@ -20,32 +20,22 @@ def _plates(store, plate: str | None) -> list[str]:
 
 def cmd_crop(args: argparse.Namespace) -> int:
     from lnpstore.store.core import Store
-    from lnpstore.study.crops import CropSettings, crop_plate
-    from lnpstore.study.registration import register_plate
-    from lnpstore.study.targets import build_cells
+    from lnpstore.study.crops import CropSettings
+    from lnpstore.study.prepare import prepare_plate
 
     store = Store.open(args.store)
+    crop = CropSettings(t_in=args.frames, division_rule=args.division_rule)
     for plate in _plates(store, args.plate):
-        reg = register_plate(store, plate)  # skipped when already registered
+        res = prepare_plate(store, plate, crop=crop, seed=args.seed, split_by=args.split_by)
+        reg = res.registration
         n_bad = reg.height - int(reg["agrees_with_plate"].sum())
         print(
             f"{plate}: BF offset (dy, dx) = ({reg['dy_px'][0]:.2f}, {reg['dx_px'][0]:.2f}) px, "
             f"{n_bad} of {reg.height} fields disagree"
         )
-        cells = build_cells(
-            store,
-            plate,
-            t_in=args.frames,
-            seed=args.seed,
-            split_by=args.split_by,
-            division_rule=args.division_rule,
-        )
-        counts = dict(cells.group_by("split").len().sort("split").iter_rows())
+        counts = dict(res.cells.group_by("split").len().sort("split").iter_rows())
         print(f"{plate}: cells by split {counts}")
-        n = crop_plate(
-            store, plate, settings=CropSettings(t_in=args.frames, division_rule=args.division_rule)
-        )
-        print(f"{plate}: {n} crops written (wells already cropped are skipped)")
+        print(f"{plate}: {res.n_crops} crops written (wells already cropped are skipped)")
     return 0
 
 

@@ -35,15 +35,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lnpstore.models.evaluation import evaluate
     from lnpstore.models.randomization import compare_models
     from lnpstore.store.core import Store
-    from lnpstore.study.report import table1_path
+    from lnpstore.study.report import write_table1
 
     t0 = time.perf_counter()
     store = Store.open(args.store)
     oracle = _read_oracle(args.oracle, args.oracle_scale, store)
     metrics = evaluate(store, oracle=oracle)
     table1 = compare_models(store, n_permutations=args.permutations, seed=args.seed)
-    path = table1_path(store)
-    table1.write_parquet(path)
+    path = write_table1(store, table1)
     with pl.Config(tbl_rows=200, tbl_cols=20, tbl_width_chars=200):
         print(metrics.filter(pl.col("fold") == -1).drop("run_id", "fold"))
         print(table1)

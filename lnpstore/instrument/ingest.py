@@ -27,6 +27,7 @@ unchanged plate writes nothing and keeps its ``data_version``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,8 +36,6 @@ import statistics
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +62,7 @@ from lnpstore.instrument.layout import (
     split_well,
 )
 from lnpstore.instrument.platemap import PlateMapSource, check_plate_map_wells, read_plate_map
-from lnpstore.runtime.progress import bar
+from lnpstore.runtime.execution import Executor
 from lnpstore.store import schema as S
 from lnpstore.store.core import Store, validate
 from lnpstore.store.errors import IngestError
@@ -84,6 +83,12 @@ class TiffHeader:
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     error: str | None = None
+
+
+def _read_header_of(plate_dir: Path, key_entry: tuple[Any, Any]) -> tuple[Any, TiffHeader]:
+    """(grid key, header) of one listed image (a picklable unit of work for the parallel map)."""
+    key, entry = key_entry
+    return key, read_tiff_header(plate_dir / entry.filename, entry.file_bytes)
 
 
 def read_tiff_header(path: Path, file_bytes: int | None = None) -> TiffHeader:
@@ -435,19 +440,17 @@ def ingest_plate(
     to_read = [(k, e) for k, e in entries.items() if e.file_bytes is not None]
     headers: dict[GridKey, TiffHeader] = {}
     threads = n_threads or min(16, 2 * (os.cpu_count() or 1))
-    progress_bar = (
-        bar(desc=f"ingest {plate}: TIFF headers", total=len(to_read), unit="img")
-        if show_progress
-        else nullcontext()
-    )
-    with progress_bar as pb, ThreadPoolExecutor(max_workers=threads) as pool:
+    with Executor(backend="threads", n_workers=threads) as pool:  # I/O-bound: a thread pool
         jobs = pool.map(
-            lambda ke: (ke[0], read_tiff_header(plate_dir / ke[1].filename, ke[1].file_bytes)), to_read
+            functools.partial(_read_header_of, plate_dir),
+            to_read,
+            desc=f"ingest {plate}: TIFF headers",
+            unit="img",
+            ordered=True,
+            show_progress=show_progress,
         )
         for key, header in jobs:
             headers[key] = header
-            if pb is not None:
-                pb.update(1)
 
     # expected image size per channel: the mrf's, else the commonest 2-D shape of that channel
     expected_shape: dict[int, tuple[tuple[int, int], str]] = {}

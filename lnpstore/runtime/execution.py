@@ -18,12 +18,20 @@ job script to cover libraries the workers have already imported.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lnpstore.runtime.progress import bar
 from lnpstore.store.errors import ExecutionError, LnpstoreError
+
+#: Where work runs: this process one item at a time; a thread pool (I/O-bound work such as reading
+#: TIFF headers); a process pool (CPU-bound pure-Python work on one machine, no Dask needed); Dask (a
+#: local cluster, or a remote scheduler at ``address``: the stages' default, for clusters).
+Backend = Literal["serial", "threads", "processes", "dask"]
+BACKENDS: tuple[str, ...] = ("serial", "threads", "processes", "dask")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,21 +91,42 @@ class Executor:
         threads_per_worker: int = 1,
         processes: bool = True,
         *,
+        backend: Backend = "dask",
         _synchronous: bool = False,
     ):
         if threads_per_worker < 1:
             raise ExecutionError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
         if n_workers is not None and n_workers < 1:
             raise ExecutionError(f"n_workers must be >= 1, got {n_workers}")
+        if backend not in BACKENDS:
+            raise ExecutionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend: Backend = "serial" if _synchronous else backend
         self.address = address
         self.threads_per_worker = threads_per_worker
-        self.synchronous = _synchronous
         self.client: Any = None
         self.cluster: Any = None
+        self.pool: cf.Executor | None = None
         self.env = thread_env(threads_per_worker)
-        if _synchronous:
+        n = n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
+        if self.backend == "serial":
             self.n_workers = 1
-            return
+        elif self.backend == "threads":
+            self.pool = cf.ThreadPoolExecutor(max_workers=n)
+            self.n_workers = n
+        elif self.backend == "processes":
+            # spawn: a fresh interpreter per worker (fork after jax/XLA threads start can deadlock);
+            # the thread caps are set before the worker imports anything
+            self.pool = cf.ProcessPoolExecutor(
+                max_workers=n,
+                mp_context=mp.get_context("spawn"),
+                initializer=_apply_thread_env,
+                initargs=(self.env,),
+            )
+            self.n_workers = n
+        else:
+            self._start_dask(address, n, processes)
+
+    def _start_dask(self, address: str | None, n: int, processes: bool) -> None:
         from dask.distributed import Client, LocalCluster
 
         if address:
@@ -110,61 +139,97 @@ class Executor:
                 ) from None
             self.client.run(_apply_thread_env, self.env)
             self.n_workers = len(self.client.scheduler_info().get("workers", {}))
-        else:
-            n = n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
-            kwargs: dict[str, Any] = {}
-            if processes:
-                kwargs["env"] = self.env  # set in each worker process before it imports anything
-            self.cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                dashboard_address=None,
-                **kwargs,
-            )
-            self.client = Client(self.cluster)
-            self.n_workers = n
+            return
+        kwargs: dict[str, Any] = {}
+        if processes:
+            kwargs["env"] = self.env  # set in each worker process before it imports anything
+        self.cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=self.threads_per_worker,
+            processes=processes,
+            dashboard_address=None,
+            **kwargs,
+        )
+        self.client = Client(self.cluster)
+        self.n_workers = n
+
+    @classmethod
+    def serial(cls) -> Executor:
+        """An executor that runs everything in this process, one item after the other (tests, tiny jobs)."""
+        return cls(backend="serial")
 
     @classmethod
     def synchronous(cls) -> Executor:
-        """An executor that runs everything in this process, one item after the other (tests, tiny jobs)."""
-        return cls(_synchronous=True)
+        """The same as :meth:`serial` (its older name)."""
+        return cls(backend="serial")
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T], *, desc: str, unit: str = "field") -> Iterator[R]:
-        """``fn(item)`` for every item, yielded in completion order, with a progress bar.
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        desc: str,
+        unit: str = "field",
+        ordered: bool = False,
+        show_progress: bool = True,
+    ) -> Iterator[R]:
+        """``fn(item)`` for every item, yielded in completion order (``ordered``: in item order), with a
+        progress bar.
 
         A failing item raises :class:`ExecutionError` naming the item (its ``repr``, shortened) and
         the original error; results already yielded stay valid, so a resumable stage can be re-run.
         """
         items = list(items)
-        with bar(desc=desc, total=len(items), unit=unit) as pb:
-            if self.synchronous:
+        with bar(desc=desc, total=len(items), unit=unit, disable=not show_progress) as pb:
+            if self.backend == "serial":
                 for it in items:
                     yield _call(fn, it)
                     pb.update(1)
-                return
-            from dask.distributed import as_completed
-
-            futures = self.client.map(fn, items, pure=False)
-            index = {f.key: i for i, f in enumerate(futures)}
-            try:
-                for fut in as_completed(futures):
-                    if fut.status == "error":
-                        exc = fut.exception()
-                        if isinstance(exc, LnpstoreError):
-                            raise exc
-                        raise ExecutionError(
-                            f"{desc}: work item {_short(items[index[fut.key]])} failed: {exc!r}"
-                        ) from exc
-                    res = fut.result()
-                    fut.release()
+            elif self.backend == "dask":
+                for res in self._map_dask(fn, items, desc, ordered):
                     yield res
                     pb.update(1)
-            finally:
-                for f in futures:
-                    f.cancel()
+            else:
+                for res in self._map_pool(fn, items, desc, ordered):
+                    yield res
+                    pb.update(1)
+
+    def _map_pool(self, fn: Callable[[T], R], items: list[T], desc: str, ordered: bool) -> Iterator[R]:
+        assert self.pool is not None
+        futures = [self.pool.submit(fn, it) for it in items]
+        index = {f: i for i, f in enumerate(futures)}
+        try:
+            for fut in futures if ordered else cf.as_completed(futures):
+                exc = fut.exception()
+                if exc is not None:
+                    _raise_item_error(desc, items[index[fut]], exc)
+                yield fut.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def _map_dask(self, fn: Callable[[T], R], items: list[T], desc: str, ordered: bool) -> Iterator[R]:
+        from dask.distributed import as_completed
+
+        futures = self.client.map(fn, items, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in futures if ordered else as_completed(futures):
+                if ordered:
+                    fut.exception() if fut.status == "error" else fut.result()  # wait for it
+                if fut.status == "error":
+                    _raise_item_error(desc, items[index[fut.key]], fut.exception())
+                res = fut.result()
+                fut.release()
+                yield res
+        finally:
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -179,8 +244,27 @@ class Executor:
         self.close()
 
     def __repr__(self) -> str:
-        where = "synchronous" if self.synchronous else (self.address or "local")
+        where = self.address or self.backend
         return f"Executor({where}, workers={self.n_workers}, threads_per_worker={self.threads_per_worker})"
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    desc: str,
+    unit: str = "field",
+    executor: Executor | None = None,
+) -> list[R]:
+    """``fn`` over ``items`` in item order through ``executor`` (serially, in this process, when None)."""
+    ex = executor if executor is not None else Executor.serial()
+    return list(ex.map(fn, items, desc=desc, unit=unit, ordered=True))
+
+
+def _raise_item_error(desc: str, item: Any, exc: BaseException) -> None:
+    if isinstance(exc, LnpstoreError):
+        raise exc
+    raise ExecutionError(f"{desc}: work item {_short(item)} failed: {exc!r}") from exc
 
 
 def _call(fn: Callable[[T], R], item: T) -> R:

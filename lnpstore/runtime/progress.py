@@ -20,6 +20,8 @@ def progress(it: Iterable[T], *, desc: str, total: int | None = None, unit: str 
     return iter(tqdm(it, desc=desc, total=total, unit=unit, disable=quiet(), dynamic_ncols=True, leave=False))
 
 
-def bar(*, desc: str, total: int | None = None, unit: str = "it") -> tqdm:
+def bar(*, desc: str, total: int | None = None, unit: str = "it", disable: bool = False) -> tqdm:
     """A manual progress bar (``with bar(...) as b: b.update(n)``)."""
-    return tqdm(desc=desc, total=total, unit=unit, disable=quiet(), dynamic_ncols=True, leave=False)
+    return tqdm(
+        desc=desc, total=total, unit=unit, disable=disable or quiet(), dynamic_ncols=True, leave=False
+    )

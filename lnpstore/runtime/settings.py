@@ -66,8 +66,9 @@ class Settings:
     """Methods shared by every settings class (see the module docstring)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-able plain values (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=_jsonable))  # type: ignore[call-overload]
+        """The settings as plain values (``json.dumps`` writes them; tuples stay tuples, so a hash of
+        the settings does not change with the base)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
@@ -119,14 +120,6 @@ class Settings:
                 "description": info.description or "",
             }
         return out
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, tuple | set | frozenset):
-        return list(x)
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON-able")
 
 
 __all__ = ["Field", "SETTINGS_CONFIG", "Settings", "SettingsError", "settings"]

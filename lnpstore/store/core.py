@@ -49,7 +49,7 @@ DATA_FILE = "data.parquet"
 
 WriteMode = Literal["upsert", "replace"]
 
-_QUERY_DIR = Path(__file__).resolve().parent.parent / "queries"
+_QUERY_DIR = Path(__file__).resolve().parents[2] / "queries"
 
 
 def queries_dir() -> Path:

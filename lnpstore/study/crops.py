@@ -23,8 +23,7 @@ through the Executor when one is given; a (plate, well) partition already in ``c
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -33,10 +32,12 @@ from scipy import ndimage as ndi
 
 from lnpstore.instrument.geometry import geometry_for
 from lnpstore.instrument.layout import CROP_CHANNELS
+from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import CropError
 from lnpstore.store.schema import cell_uid_expr
-from lnpstore.study.registration import map_tasks, plate_registration
+from lnpstore.study.registration import plate_registration
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +54,22 @@ __all__ = [
 _DTYPE = np.dtype("<u2")
 
 
-@dataclass(frozen=True)
-class CropSettings:
-    """Settings of the crop stage.
+#: What the study does with a cell that divides before the last frame (see :func:`read_tracks`).
+DivisionRule = Literal["exclude", "follow"]
+DIVISION_RULES: tuple[str, ...] = get_args(DivisionRule)
 
-    t_in: input frames 1..t_in are cropped.
-    bf_margin_px: extra border (px) cut around the BF window before the sub-pixel shift.
-    division_rule: "exclude" or "follow" (see :func:`read_tracks`); must match the cells table's.
-    """
 
-    t_in: int = 20
-    bf_margin_px: int = 4
-    division_rule: str = "exclude"
+@settings
+class CropSettings(Settings):
+    """Settings of the crop stage."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    t_in: int = Field(20, ge=1, description="input frames 1..t_in (frames) are cropped")
+    bf_margin_px: int = Field(
+        4, ge=0, description="extra border (px) cut around the BF window before the sub-pixel shift"
+    )
+    division_rule: DivisionRule = Field(
+        "exclude", description="a cell that divides: 'exclude' it or 'follow' one daughter (see read_tracks)"
+    )
 
 
 def encode_crop(arr: np.ndarray) -> bytes:
@@ -255,9 +257,6 @@ def plate_info(store: Store, plate: str) -> dict[str, Any]:
     return plates.row(0, named=True)
 
 
-DIVISION_RULES = ("exclude", "follow")
-
-
 def follow_divisions(tracks: pl.DataFrame) -> pl.DataFrame:
     """``tracks`` with each divided cell continued by one daughter: the daughter whose first region
     overlaps the mother's last one most (``iou_prev``; ties: the lower track_id) takes the mother's
@@ -389,7 +388,7 @@ def crop_plate(
                     "paths": paths,
                 }
             )
-        parts = map_tasks(crop_field, tasks, desc=f"crop {plate} {well}", executor=executor)
+        parts = parallel_map(crop_field, tasks, desc=f"crop {plate} {well}", executor=executor)
         df = pl.concat(parts, how="vertical_relaxed")
         written += store.write("crops", df, mode="replace")
     log.info(

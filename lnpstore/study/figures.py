@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lnpstore.store.atomic import atomic_path
 from lnpstore.store.core import Store
 from lnpstore.store.errors import LnpstoreError
 
@@ -94,7 +95,8 @@ def plot_uptake_expression(store: Store, out_png: str | Path) -> Path:
     axes[1].legend(title="mRNA dose", fontsize=8)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic_path(out, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out
 
@@ -118,7 +120,8 @@ def plot_displacement(store: Store, out_png: str | Path) -> Path:
     ax.legend()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic_path(out, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out
 

@@ -18,14 +18,17 @@ import logging
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lnpstore._version import __version__
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.atomic import atomic_write_bytes
 from lnpstore.store.core import Store
+from lnpstore.store.errors import SettingsError
+from lnpstore.study.crops import DivisionRule
 
 log = logging.getLogger(__name__)
 
@@ -33,32 +36,43 @@ CHECKPOINTS_FRAMES = (5, 10, 15, 20)
 MODES = ("classify", "regress")
 
 
-@dataclass(frozen=True)
-class RunConfig:
+@settings
+class RunConfig(Settings):
     """Settings of one ``lnpstore run``; stored with the report."""
 
-    preset: str = "demo"
-    seed: int = 0
-    sim_preset: str = "demo"  # simulator preset when no plate is given
-    sim_overrides: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs for SimulationSettings
-    t_in_frames: int = 20
-    division_rule: str = "exclude"  # a cell that divides: "exclude" it, or "follow" one daughter
-    n_augs: int = 2
-    n_folds: int = 5
-    cnn_epochs: int = 50
-    lstm_samples: int = 3
-    lstm_units: tuple[int, ...] = (32, 64, 128, 256)
-    tsfresh_samples: int = 10
-    tsfresh_fc: str = "minimal"
-    tsfresh_average_augs: bool = True
-    checkpoints_frames: tuple[int, ...] = CHECKPOINTS_FRAMES
-    n_permutations: int = 10_000
-    weights: str = "imagenet"
-    dask_address: str | None = None
-    reductions: tuple[str, ...] = field(default_factory=tuple)
+    preset: str = Field("demo", description="the preset these settings started from")
+    seed: int = Field(0, description="seed of the simulator, the split, the folds and every model")
+    sim_preset: str = Field("demo", description="simulator preset when no plate is given")
+    sim_overrides: tuple[tuple[str, Any], ...] = Field(
+        (), description="(field, value) pairs for SimulationSettings"
+    )
+    t_in_frames: int = Field(20, ge=1, description="input frames 1..t (frames)")
+    division_rule: DivisionRule = Field(
+        "exclude", description="a cell that divides: 'exclude' it, or 'follow' one daughter"
+    )
+    n_augs: int = Field(
+        2, ge=1, le=8, description="dihedral augmentations for features, training and test-time augmentation"
+    )
+    n_folds: int = Field(5, ge=2, description="cross-validation folds")
+    cnn_epochs: int = Field(50, ge=1, description="CNN epochs (best epoch by validation loss)")
+    lstm_samples: int = Field(3, ge=1, description="LSTM random-search samples per (fold, mode, checkpoint)")
+    lstm_units: tuple[int, ...] = Field((32, 64, 128, 256), min_length=1, description="LSTM units searched")
+    tsfresh_samples: int = Field(10, ge=1, description="XGBoost random-search samples")
+    tsfresh_fc: Literal["minimal", "fast", "efficient"] = Field("minimal", description="tsfresh feature set")
+    tsfresh_average_augs: bool = Field(True, description="tsfresh on the augmentation-averaged sequence")
+    checkpoints_frames: tuple[int, ...] = Field(
+        CHECKPOINTS_FRAMES, min_length=1, description="t (frames) of the time-series models"
+    )
+    n_permutations: int = Field(10_000, ge=1, description="randomization-test permutations")
+    weights: str = Field("imagenet", description="'imagenet', 'random', or a path to a weights file")
+    dask_address: str | None = Field(None, description="a Dask scheduler address; None works locally")
+    reductions: tuple[str, ...] = Field((), description="how this preset departs from the study's protocol")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if max(self.checkpoints_frames) > self.t_in_frames:
+            raise SettingsError(
+                f"RunConfig: checkpoints_frames {self.checkpoints_frames} go beyond t_in_frames={self.t_in_frames}"
+            )
 
 
 PRESETS: dict[str, RunConfig] = {
@@ -176,25 +190,16 @@ def run_study(
 
     with Executor(address=cfg.dask_address) as ex:
         stage("track", lambda: track_plate(store, plate, executor=ex, show_progress=show_progress))
-        from lnpstore.study.crops import CropSettings, crop_plate
-        from lnpstore.study.registration import register_plate
-        from lnpstore.study.targets import build_cells
+        from lnpstore.study.crops import CropSettings
+        from lnpstore.study.prepare import prepare_plate
 
-        stage("register", lambda: register_plate(store, plate))
-        stage(
-            "cells",
-            lambda: build_cells(
-                store, plate, t_in=cfg.t_in_frames, seed=cfg.seed, division_rule=cfg.division_rule
-            ),
-        )
-        stage(
-            "crop",
-            lambda: crop_plate(
-                store,
-                plate,
-                executor=ex,
-                settings=CropSettings(t_in=cfg.t_in_frames, division_rule=cfg.division_rule),
-            ),
+        prepare_plate(
+            store,
+            plate,
+            crop=CropSettings(t_in=cfg.t_in_frames, division_rule=cfg.division_rule),
+            seed=cfg.seed,
+            executor=ex,
+            run_step=stage,
         )
 
     # -- arrays -> models -> tables -----------------------------------------------------------
@@ -258,7 +263,7 @@ def run_study(
     stage("evaluate", lambda: evaluate(store, oracle=oracle, run_id=run_id))
     from lnpstore.models.randomization import compare_models
     from lnpstore.study.figures import make_tracking_figures
-    from lnpstore.study.report import table1_path, write_report
+    from lnpstore.study.report import write_report, write_table1
 
     table1 = stage(
         "randomization",
@@ -266,7 +271,7 @@ def run_study(
             store, checkpoints=cfg.checkpoints_frames, n_permutations=cfg.n_permutations, seed=cfg.seed
         ),
     )
-    table1.write_parquet(table1_path(store))
+    write_table1(store, table1)
     out_dir = root / "report"
     figs = {p.stem: p for p in make_tracking_figures(store, store.artifacts_dir("figures"))}
     captions = {

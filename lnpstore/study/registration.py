@@ -13,8 +13,7 @@ CS), the sign convention of :func:`skimage.registration.phase_cross_correlation`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,8 @@ import polars as pl
 from scipy import ndimage as ndi
 
 from lnpstore.instrument.geometry import geometry_for
+from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import RegistrationError
 
@@ -38,24 +39,22 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class RegistrationSettings:
-    """Settings of the registration stage.
+@settings
+class RegistrationSettings(Settings):
+    """Settings of the registration stage (BF -> fluorescence offset per field)."""
 
-    frames: frames (1-based) whose offsets are combined (median) per field.
-    smooth_ref_px: Gaussian sigma before the gradient, in px at the reference pixel size 0.1625 um
-        (scaled to the plate's pixel size).
-    upsample_factor: sub-pixel precision 1/upsample_factor px.
-    tolerance_px: a field agrees with the plate when its offset is within this distance (px).
-    """
-
-    frames: tuple[int, ...] = (1,)
-    smooth_ref_px: float = 2.0
-    upsample_factor: int = 20
-    tolerance_px: float = 1.5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    frames: tuple[int, ...] = Field(
+        (1,), min_length=1, description="frames (1-based) whose offsets are combined (median) per field"
+    )
+    smooth_ref_px: float = Field(
+        2.0,
+        gt=0,
+        description="Gaussian sigma before the gradient, px at the reference 0.1625 um (scaled to the plate)",
+    )
+    upsample_factor: int = Field(20, ge=1, description="sub-pixel precision: 1/upsample_factor px")
+    tolerance_px: float = Field(
+        1.5, ge=0, description="a field agrees with the plate when its offset is this close (px)"
+    )
 
 
 def edge_map(image: np.ndarray, *, sigma_px: float = 2.0) -> np.ndarray:
@@ -141,17 +140,6 @@ def plate_offset(field_dy_px: Sequence[float], field_dx_px: Sequence[float]) -> 
     return float(np.median(field_dy_px)), float(np.median(field_dx_px))
 
 
-def map_tasks(
-    fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str, executor: Any | None = None
-) -> list[Any]:
-    """``fn`` over ``items`` through ``executor.map`` when given, else serially with a progress bar."""
-    if executor is not None:
-        return list(executor.map(fn, list(items), desc=desc))
-    from lnpstore.runtime.progress import progress
-
-    return [fn(it) for it in progress(items, desc=desc, total=len(items), unit="field")]
-
-
 def _pixel_size_um(store: Store, plate: str) -> float:
     plates = store.read("plates", plate=plate)
     if plates.height == 0:
@@ -228,7 +216,7 @@ def register_plate(
         }
         for (well, field_), p in sorted(paths.items())
     ]
-    rows = map_tasks(register_field, tasks, desc=f"register {plate}", executor=executor)
+    rows = parallel_map(register_field, tasks, desc=f"register {plate}", executor=executor)
     df = pl.DataFrame(rows)
     dy, dx = plate_offset(df["field_dy_px"].to_list(), df["field_dx_px"].to_list())
     dist = ((pl.col("field_dy_px") - dy) ** 2 + (pl.col("field_dx_px") - dx) ** 2).sqrt()

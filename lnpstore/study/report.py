@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from lnpstore.store.atomic import atomic_path, atomic_write_text
 from lnpstore.store.core import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,14 @@ TABLE1_FILE = "table1.parquet"
 def table1_path(store: Store) -> Path:
     """Where ``lnpstore evaluate`` keeps Table 1 (store artifacts, evaluation/)."""
     return store.artifacts_dir("evaluation") / TABLE1_FILE
+
+
+def write_table1(store: Store, table1: pl.DataFrame) -> Path:
+    """Keep Table 1 (the randomization tests) in the store's artifacts, atomically; returns its path."""
+    path = table1_path(store)
+    with atomic_path(path) as tmp:
+        table1.write_parquet(tmp)
+    return path
 
 
 def package_versions() -> dict[str, str]:
@@ -224,8 +233,8 @@ def write_report(
     banner = _weights_banner(str(info.get("weights", "unknown")))
     html_path = out / "report.html"
     md_path = out / "report.md"
-    html_path.write_text(_html(facts, banner, figs, metrics_view, table1))
-    md_path.write_text(_markdown(facts, banner, figs, metrics_view, table1))
+    atomic_write_text(_html(facts, banner, figs, metrics_view, table1), html_path)
+    atomic_write_text(_markdown(facts, banner, figs, metrics_view, table1), md_path)
     log.info("report: %s and %s", html_path, md_path)
     return html_path, md_path
 

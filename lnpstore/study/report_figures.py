@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from lnpstore.store.atomic import atomic_path  # noqa: E402
+
 STYLE = {
     "cnn": {"color": "tab:blue", "label": "CNN (per frame)", "marker": "."},
     "lstm": {"color": "tab:orange", "label": "LSTM", "marker": "o"},
@@ -29,7 +31,8 @@ PANELS = (
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

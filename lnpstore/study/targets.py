@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from lnpstore.instrument.geometry import geometry_for
+from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import TargetError
 from lnpstore.study.crops import cell_completeness, plate_info, read_tracks
-from lnpstore.study.registration import map_tasks
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +42,23 @@ __all__ = [
     "build_cells",
     "central_sum",
     "control_threshold",
+    "expression_label",
 ]
 
 SplitBy = Literal["cell", "well"]
 
 
-@dataclass(frozen=True)
-class TargetSettings:
+@settings
+class TargetSettings(Settings):
     """Settings of the cells stage (stored in the log; reproducible from seed and split_by)."""
 
-    t_in: int = 20
-    seed: int = 0
-    split_by: SplitBy = "cell"
-    test_fraction: float = 0.2
-    n_folds: int = 5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    t_in: int = Field(20, ge=1, description="input frames 1..t_in (frames) a cell must be tracked through")
+    seed: int = Field(0, description="seed of the train/test split and the folds")
+    split_by: SplitBy = Field("cell", description="split cells at random ('cell') or whole wells ('well')")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="fraction of cells (or wells) held out for test"
+    )
+    n_folds: int = Field(5, ge=2, description="cross-validation folds on the training cells")
 
 
 def central_sum(image: np.ndarray, y_px: float, x_px: float, size_px: int) -> float:
@@ -86,6 +86,12 @@ def control_threshold(control_sums: Sequence[float] | np.ndarray | pl.Series) ->
             "(is_control) and those wells must have tracked cells"
         )
     return float(arr.max())
+
+
+def expression_label(gfp_sum: pl.Expr, threshold: float) -> pl.Expr:
+    """The classification target: 1 when the GFP sum (counts) is strictly above the control threshold,
+    0 at or below it, null when the sum is unknown."""
+    return pl.when(gfp_sum.is_not_null()).then((gfp_sum > threshold).cast(pl.Int8)).otherwise(None)
 
 
 def assign_split(
@@ -221,7 +227,7 @@ def gfp_sums(
                 "paths": dict(zip(paths["frame"].to_list(), paths["path"].to_list(), strict=True)),
             }
         )
-    return pl.concat(map_tasks(_gfp_sums_field, tasks, desc=desc, executor=executor))
+    return pl.concat(parallel_map(_gfp_sums_field, tasks, desc=desc, executor=executor))
 
 
 def build_cells(
@@ -313,10 +319,7 @@ def build_cells(
     log_gfp = pl.when(pl.col("gfp_sum") > 0).then(pl.col("gfp_sum").log()).otherwise(None)
     train_mean = cells.filter(pl.col("split") == "train").select(log_gfp.mean()).item()
     cells = cells.with_columns(
-        pl.when(pl.col("gfp_sum").is_not_null())
-        .then((pl.col("gfp_sum") > threshold).cast(pl.Int8))
-        .otherwise(None)
-        .alias("label"),
+        expression_label(pl.col("gfp_sum"), threshold).alias("label"),
         (log_gfp - train_mean).alias("gfp_log_centered"),
         pl.lit(plate).alias("plate"),
     ).select(

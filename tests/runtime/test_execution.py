@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lnpstore.runtime.execution import ExecutionError, Executor, thread_env
+from lnpstore.runtime.execution import ExecutionError, Executor, parallel_map, thread_env
 from lnpstore.store.errors import LnpstoreError
 
 
@@ -51,3 +51,26 @@ def test_local_cluster_map_and_errors():
         with pytest.raises(ExecutionError, match="work item 3 failed.*boom"):
             list(ex.map(fail_on_three, range(5), desc="x"))
     assert ex.client is None
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_pool_backends_map_in_order_and_name_failures(backend):
+    """Thread and process pools (no Dask): ordered results, thread caps in process workers, errors named."""
+    with Executor(backend=backend, n_workers=2) as ex:
+        assert list(ex.map(square, range(8), desc="sq", ordered=True)) == [x * x for x in range(8)]
+        if backend == "processes":
+            assert list(ex.map(read_env, [0], desc="env")) == ["1"]
+        with pytest.raises(ExecutionError, match="work item 3 failed.*boom"):
+            list(ex.map(fail_on_three, range(5), desc="x"))
+    assert ex.pool is None
+
+
+def test_parallel_map_defaults_to_serial_in_item_order():
+    assert parallel_map(square, [3, 1, 2], desc="sq") == [9, 1, 4]
+    with pytest.raises(ExecutionError, match="work item 3 failed"):
+        parallel_map(fail_on_three, [1, 3], desc="x")
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ExecutionError, match="backend must be one of"):
+        Executor(backend="gpu")  # type: ignore[arg-type]

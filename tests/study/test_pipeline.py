@@ -7,6 +7,7 @@ import json
 import polars as pl
 import pytest
 
+from lnpstore.store.core import list_queries, query_params, read_query
 from lnpstore.study.pipeline import PRESETS, print_estimate, run_study
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,26 @@ def test_tiny_plate_end_to_end_then_resume(tmp_path):
 
     run_info = json.loads((tmp_path / "run" / "report" / "run.json").read_text())
     assert run_info["config"]["n_augs"] == 2 and run_info["simulated"] is True
+
+    # every named query runs on a full store and agrees with the tables it summarises
+    plate = store.read("plates")["plate"][0]
+    cells = store.read("cells")
+    per_well = store.query("cells_per_well", plate=plate)
+    assert per_well["n_cells"].sum() == cells.height
+    assert per_well["n_test"].sum() == cells.filter(pl.col("split") == "test").height
+    quality = store.query("tracking_quality", plate=plate)
+    tracks = store.read("tracks")
+    assert quality["n_cell_frames"].sum() == tracks.height
+    assert quality["reached_end"].sum() == tracks.filter(pl.col("stop_reason") == "end").height
+    summary = store.query("plate_summary")
+    assert summary["n_ok"][0] == store.read("images").filter(pl.col("status") == "ok").height
+    ran = []
+    for name in list_queries():
+        needed = query_params(read_query(name))
+        if needed <= {"plate"}:  # the model-level queries (fold, mode, ...) have their own tests
+            store.query(name, **({"plate": plate} if needed else {}))
+            ran.append(name)
+    assert {"cells_per_well", "tracking_quality", "plate_summary", "track_fates"} <= set(ran)
 
     # a second run resumes: nothing is retrained, the models table is unchanged
     before = store.read("models").sort("model_id")

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from lnpstore.instrument.ingest import ingest_plate
+from lnpstore.simulate import SimulationSettings, simulate_plate
 from lnpstore.store.core import Store
 from lnpstore.study.registration import RegistrationError, estimate_offset, plate_offset, register_plate
 
@@ -60,13 +62,9 @@ def test_register_plate_needs_plate(tmp_path: Path):
 
 
 def _simulated_plate(tmp_path: Path):
-    sim = pytest.importorskip("lnpstore.simulate.simulator")
-    ingest = pytest.importorskip("lnpstore.instrument.ingest")
-    if not hasattr(sim, "simulate_plate") or not hasattr(ingest, "ingest_plate"):
-        pytest.skip("simulator/ingest not available yet")
-    plate = sim.simulate_plate(tmp_path / "plate", sim.SimulationSettings.tiny(0), show_progress=False)
+    plate = simulate_plate(tmp_path / "plate", SimulationSettings.tiny(0), show_progress=False)
     store = Store.create(tmp_path / "store")
-    ingest.ingest_plate(store, plate.plate_dir, plate_map=plate.plate_map)
+    ingest_plate(store, plate.plate_dir, plate_map=plate.plate_map)
     return store, plate
 
 

@@ -11,7 +11,14 @@ from polars.testing import assert_frame_equal
 from test_crops import N_FIELDS, WELLS, build_synthetic_store
 
 from lnpstore.store.core import Store
-from lnpstore.study.targets import TargetError, assign_split, build_cells, central_sum, control_threshold
+from lnpstore.study.targets import (
+    TargetError,
+    assign_split,
+    build_cells,
+    central_sum,
+    control_threshold,
+    expression_label,
+)
 
 UIDS = [f"P|C{w:02d}|F001|{t:05d}" for w in range(3, 10) for t in range(1, 21)]  # 7 wells x 20 cells
 WELL_OF = [u.split("|")[1] for u in UIDS]
@@ -30,8 +37,9 @@ def test_threshold_and_labels_hand_made():
     ctrl = pl.DataFrame({"frame": [1, 2, 3, 1, 2, 3], "gfp_sum": [10.0, 30.0, 12.0, 5.0, 7.0, 29.0]})
     thr = control_threshold(ctrl["gfp_sum"])
     assert thr == 30.0  # the largest over cells AND frames, not just the last frame
-    treated = pl.DataFrame({"gfp_sum": [29.0, 30.0, 30.5, 1000.0]})
-    assert (treated["gfp_sum"] > thr).cast(pl.Int8).to_list() == [0, 0, 1, 1]
+    treated = pl.DataFrame({"gfp_sum": [29.0, 30.0, 30.5, 1000.0, None]})
+    labels = treated.select(expression_label(pl.col("gfp_sum"), thr))["gfp_sum"].to_list()
+    assert labels == [0, 0, 1, 1, None]  # strictly above the threshold; unknown stays unknown
     with pytest.raises(TargetError, match="control"):
         control_threshold([])
     assert control_threshold([np.nan, 3.0]) == 3.0
