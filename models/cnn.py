@@ -31,6 +31,7 @@ from lnpstore.models import provenance as P
 
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.atomic import atomic_write_bytes
+from lnpstore.store.core import Store
 from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ class FeatureArrays:
     mean_sq: np.ndarray
 
 
-def load_feature_arrays(store: Any, extractor_id: str) -> FeatureArrays:
+def load_feature_arrays(store: Store, extractor_id: str) -> FeatureArrays:
     cells = store.read("cells").filter(pl.col("complete").fill_null(False))
     feats = (
         store.table("features", extractor_id=extractor_id)
@@ -387,7 +388,7 @@ def _targets(keys: pl.DataFrame, mode: str) -> np.ndarray:
     return keys.get_column(col).cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float32)
 
 
-def _single_extractor(store: Any) -> str:
+def _single_extractor(store: Store) -> str:
     ids = (
         store.table("features").select("extractor_id").unique().collect().get_column("extractor_id").to_list()
     )
@@ -397,7 +398,7 @@ def _single_extractor(store: Any) -> str:
 
 
 def train_cnn(
-    store: Any,
+    store: Store,
     mode: str,
     *,
     folds: Iterable[int] = range(5),
@@ -546,7 +547,7 @@ def _train_fold(
     )
 
 
-def load_head(store: Any, model_id: str) -> tuple[CNNConfig, dict]:
+def load_head(store: Store, model_id: str) -> tuple[CNNConfig, dict]:
     """A trained head's config and variables from the store."""
     from flax import serialization
 

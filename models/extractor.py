@@ -35,6 +35,7 @@ from lnpstore.models.weights import LAYERS, Params, WeightsInfo, load_vgg16_bloc
 
 from lnpstore.instrument.layout import CROP_CHANNELS
 from lnpstore.store.atomic import atomic_write_text
+from lnpstore.store.core import Store
 from lnpstore.store.errors import LnpstoreError
 
 log = logging.getLogger(__name__)
@@ -240,14 +241,14 @@ def default_batch_size() -> int:
     return 4 if jax.default_backend() == "cpu" else 64
 
 
-def _complete_cells(store: Any) -> pl.DataFrame:
+def _complete_cells(store: Store) -> pl.DataFrame:
     cells = store.read("cells").filter(pl.col("complete").fill_null(False))
     if cells.height == 0:
         raise LnpstoreError("no complete cells in the store's `cells` table. Hint: run the crop stage first")
     return cells
 
 
-def _read_train_sample(store: Any, cells: pl.DataFrame, seed: int) -> np.ndarray:
+def _read_train_sample(store: Store, cells: pl.DataFrame, seed: int) -> np.ndarray:
     train = cells.filter(pl.col("split") == "train")
     if train.height == 0:
         raise LnpstoreError("no training cells (split == 'train'): cannot fit the preprocessing")
@@ -281,7 +282,7 @@ def _one_size(df: pl.DataFrame) -> int:
 
 
 def extract_features(
-    store: Any,
+    store: Store,
     *,
     weights: str | Path = "imagenet",
     n_augs: int = N_AUGS,
@@ -389,7 +390,7 @@ def features_frame(
     )
 
 
-def read_extractor(store: Any, extractor_id: str) -> dict:
+def read_extractor(store: Store, extractor_id: str) -> dict:
     """The description written by :func:`extract_features` (``{}`` when absent)."""
     p = Path(store.artifacts_dir("extractors")) / f"{extractor_id}.json"
     return json.loads(p.read_text()) if p.exists() else {}

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lnpstore.store.core import Store
 
 
-def _plates(store, plate: str | None) -> list[str]:
+def _plates(store: Store, plate: str | None) -> list[str]:
     from lnpstore.store.errors import LnpstoreError
 
     plates = store.read("plates")["plate"].to_list()

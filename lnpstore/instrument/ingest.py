@@ -436,9 +436,68 @@ def ingest_plate(
             "(`--plate-map FILE`, columns well,dose_ng[,is_control]) before training"
         )
 
-    # -- read headers (the slow part) ------------------------------------------------------------
     to_read = [(k, e) for k, e in entries.items() if e.file_bytes is not None]
-    headers: dict[GridKey, TiffHeader] = {}
+    headers = _read_headers(plate_dir, plate, to_read, n_threads=n_threads, show_progress=show_progress)
+    expected_shape = _expected_shapes(channel_numbers, detail, headers)
+    images, data_version = _images_table(
+        plate, plate_dir, entries, headers, expected_shape, wells, fields, n_frames, channel_numbers
+    )
+    wells_df, excluded = _wells_table(plate, images, wells, fields, n_frames, pm)
+    status_counts = {st: int(images.filter(pl.col("status") == st).height) for st in STATUSES}
+    channels = {CHANNEL_BY_NUMBER.get(c, f"C{c:02d}"): c for c in channel_numbers}
+    instrument = _mrf_instrument(mrf, detail) if detail is not None else "unknown"
+    plates_df = _plates_table(
+        plate,
+        plate_dir,
+        instrument,
+        px_um,
+        expected_shape,
+        wells,
+        fields,
+        n_frames,
+        entries,
+        channels,
+        images,
+        status_counts,
+        data_version,
+    )
+    images, wells_df, plates_df, written = _validate_and_write(store, plate, images, wells_df, plates_df)
+    report = IngestReport(
+        plate=plate,
+        plate_dir=plate_dir,
+        store_root=store.root,
+        instrument=instrument,
+        pixel_size_um=px_um,
+        n_wells=len(wells),
+        n_fields=len(fields),
+        n_frames=n_frames,
+        channels=channels,
+        status_counts=status_counts,
+        excluded_wells=excluded,
+        warnings=warnings,
+        data_version=data_version,
+        written=written,
+        elapsed_s=time.perf_counter() - t0,
+        n_files_read=len(to_read),
+        bytes_on_disk=sum(e.file_bytes or 0 for _, e in to_read),
+        plates=plates_df,
+        wells=wells_df,
+        images=images,
+    )
+    for w in warnings:
+        log.warning("plate %s: %s", plate, w)
+    return report
+
+
+def _read_headers(
+    plate_dir: Path,
+    plate: str,
+    to_read: list[tuple[GridKey, _Entry]],
+    *,
+    n_threads: int | None,
+    show_progress: bool,
+) -> dict[GridKey, TiffHeader]:
+    """Every listed file's TIFF header (the slow part: one small read per file, on a thread pool)."""
     threads = n_threads or min(16, 2 * (os.cpu_count() or 1))
     with Executor(backend="threads", n_workers=threads) as pool:  # I/O-bound: a thread pool
         jobs = pool.map(
@@ -449,10 +508,13 @@ def ingest_plate(
             ordered=True,
             show_progress=show_progress,
         )
-        for key, header in jobs:
-            headers[key] = header
+        return dict(jobs)
 
-    # expected image size per channel: the mrf's, else the commonest 2-D shape of that channel
+
+def _expected_shapes(
+    channel_numbers: list[int], detail: Any, headers: dict[GridKey, TiffHeader]
+) -> dict[int, tuple[tuple[int, int], str]]:
+    """Expected (H, W) px per channel and where it comes from: the mrf's, else the commonest 2-D shape."""
     expected_shape: dict[int, tuple[tuple[int, int], str]] = {}
     for ch in channel_numbers:
         if detail is not None and ch in detail.channels:
@@ -465,8 +527,22 @@ def ingest_plate(
             if shapes:
                 shp = shapes.most_common(1)[0][0]
                 expected_shape[ch] = ((shp[0], shp[1]), f"the commonest size of channel C{ch:02d}")
+    return expected_shape
 
-    # -- one row per grid cell ---------------------------------------------------------------------
+
+def _images_table(
+    plate: str,
+    plate_dir: Path,
+    entries: dict[GridKey, _Entry],
+    headers: dict[GridKey, TiffHeader],
+    expected_shape: dict[int, tuple[tuple[int, int], str]],
+    wells: list[str],
+    fields: list[int],
+    n_frames: int,
+    channel_numbers: list[int],
+) -> tuple[pl.DataFrame, str]:
+    """One ``images`` row per grid cell (well x field x frame x channel), and the plate's data version
+    (a hash of every file's name, size and status)."""
     rows: list[dict[str, Any]] = []
     index_lines: list[str] = []
     for well in wells:
@@ -475,20 +551,28 @@ def ingest_plate(
                 for ch in channel_numbers:
                     key = (well, fld, frame, ch)
                     e = entries.get(key, _Entry())
-                    rows.append(
-                        _image_row(
-                            plate, plate_dir, key, e, headers.get(key), expected_shape.get(ch), n_frames
-                        )
+                    r = _image_row(
+                        plate, plate_dir, key, e, headers.get(key), expected_shape.get(ch), n_frames
                     )
-                    r = rows[-1]
+                    rows.append(r)
                     rel = e.filename or image_filename(plate, well, frame, fld, ch)
                     index_lines.append(
                         f"{rel}\t{e.file_bytes if e.file_bytes is not None else ''}\t{r['status']}"
                     )
     images = pl.DataFrame(rows, schema=S.table("images").polars_schema)
-    data_version = hashlib.sha256("\n".join(sorted(index_lines)).encode()).hexdigest()
+    return images, hashlib.sha256("\n".join(sorted(index_lines)).encode()).hexdigest()
 
-    # -- wells -------------------------------------------------------------------------------------
+
+def _wells_table(
+    plate: str,
+    images: pl.DataFrame,
+    wells: list[str],
+    fields: list[int],
+    n_frames: int,
+    pm: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """One ``wells`` row per well (dose from the plate map, image counts, exclusion) and the excluded
+    wells with their reasons."""
     excluded: dict[str, str] = {}
     well_rows = []
     dose = {} if pm is None else {r["well"]: r for r in pm.iter_rows(named=True)}
@@ -518,14 +602,27 @@ def ingest_plate(
                 "exclude_reason": reason,
             }
         )
-    wells_df = pl.DataFrame(well_rows, schema=S.table("wells").polars_schema)
+    return pl.DataFrame(well_rows, schema=S.table("wells").polars_schema), excluded
 
-    # -- plate -------------------------------------------------------------------------------------
-    status_counts = {s: int(images.filter(pl.col("status") == s).height) for s in STATUSES}
-    channels = {CHANNEL_BY_NUMBER.get(c, f"C{c:02d}"): c for c in channel_numbers}
-    instrument = _mrf_instrument(mrf, detail) if detail is not None else "unknown"
+
+def _plates_table(
+    plate: str,
+    plate_dir: Path,
+    instrument: str,
+    px_um: float,
+    expected_shape: dict[int, tuple[tuple[int, int], str]],
+    wells: list[str],
+    fields: list[int],
+    n_frames: int,
+    entries: dict[GridKey, _Entry],
+    channels: dict[str, int],
+    images: pl.DataFrame,
+    status_counts: dict[str, int],
+    data_version: str,
+) -> pl.DataFrame:
+    """The plate's one ``plates`` row."""
     height_px = width_px = None
-    common = Counter(s for s, _ in expected_shape.values()).most_common(1)
+    common = Counter(shape for shape, _ in expected_shape.values()).most_common(1)
     if common:
         height_px, width_px = common[0][0]
     plate_row = {
@@ -547,16 +644,20 @@ def ingest_plate(
         "package_version": __version__,
         "schema_version": S.SCHEMA_VERSION,
     }
-    plates_df = pl.DataFrame([plate_row], schema=S.table("plates").polars_schema)
+    return pl.DataFrame([plate_row], schema=S.table("plates").polars_schema)
 
-    # -- validate everything, then write (or nothing, when the store already holds exactly this) ---
+
+def _validate_and_write(
+    store: Store, plate: str, images: pl.DataFrame, wells_df: pl.DataFrame, plates_df: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, bool]:
+    """Validate the three tables, then write them in one batch, or nothing when the store already
+    holds exactly this plate (then the stored ``plates`` row, with its first ingest time, is returned)."""
     images, wells_df, plates_df = (
         validate("images", images),
         validate("wells", wells_df),
         validate("plates", plates_df),
     )
-    stored_wells = store.read("wells")
-    other_wells = stored_wells.filter(pl.col("plate") != plate)
+    other_wells = store.read("wells").filter(pl.col("plate") != plate)
     all_wells = validate("wells", pl.concat([other_wells, wells_df]))
     written = not _already_stored(store, plate, plates_df, wells_df, images)
     if written:
@@ -566,31 +667,7 @@ def ingest_plate(
             store.write("plates", plates_df, mode="upsert")
     else:
         plates_df = store.read("plates", plate=plate)
-    report = IngestReport(
-        plate=plate,
-        plate_dir=plate_dir,
-        store_root=store.root,
-        instrument=instrument,
-        pixel_size_um=px_um,
-        n_wells=len(wells),
-        n_fields=len(fields),
-        n_frames=n_frames,
-        channels=channels,
-        status_counts=status_counts,
-        excluded_wells=excluded,
-        warnings=warnings,
-        data_version=data_version,
-        written=written,
-        elapsed_s=time.perf_counter() - t0,
-        n_files_read=len(to_read),
-        bytes_on_disk=sum(e.file_bytes or 0 for _, e in to_read),
-        plates=plates_df,
-        wells=wells_df,
-        images=images,
-    )
-    for w in warnings:
-        log.warning("plate %s: %s", plate, w)
-    return report
+    return images, wells_df, plates_df, written
 
 
 def _image_row(

@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 
 from lnpstore.instrument.geometry import geometry_for
 from lnpstore.instrument.layout import CROP_CHANNELS
-from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.execution import Executor, parallel_map
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import CropError
@@ -331,7 +331,7 @@ def crop_plate(
     plate: str,
     *,
     t_in: int = 20,
-    executor: Any | None = None,
+    executor: Executor | None = None,
     settings: CropSettings | None = None,
     overwrite: bool = False,
 ) -> int:

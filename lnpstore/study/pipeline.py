@@ -125,74 +125,101 @@ def run_study(
     show_progress: bool = True,
 ) -> RunResult:
     """Run the whole study into ``store_dir`` and write the report; see the module docstring."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    cfg = PRESETS[preset]
-    changes: dict[str, Any] = dict(overrides or {})
-    if seed is not None:
-        changes["seed"] = seed
-    if weights is not None:
-        changes["weights"] = weights
-    if dask_address is not None:
-        changes["dask_address"] = dask_address
-    cfg = replace(cfg, **changes)
-
+    cfg = config_for(preset, seed=seed, weights=weights, dask_address=dask_address, overrides=overrides)
     root = Path(store_dir)
     root.mkdir(parents=True, exist_ok=True)
     store = Store.create(root / "store", exist_ok=True)
-    timings: list[StageTiming] = []
-    t_start = time.perf_counter()
+    timer = _StageTimer()
+    if preset == "paper":
+        print_estimate(cfg)  # before any work starts
 
-    def stage(name: str, fn: Callable[[], Any]) -> Any:
+    truth_dir = None
+    if plate_dir is None:
+        plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress)
+    plate = _images_to_model_inputs(store, plate_dir, plate_map, cfg, timer, show_progress)
+    _train_models(store, cfg, timer, show_progress)
+    html, md = _evaluate_and_report(
+        store, root, cfg, timer, plate=plate, plate_dir=Path(plate_dir), truth_dir=truth_dir
+    )
+    return RunResult(store=store, report_html=html, report_md=md, timings=timer.timings)
+
+
+def config_for(
+    preset: str,
+    *,
+    seed: int | None = None,
+    weights: str | None = None,
+    dask_address: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """The preset's settings with the caller's changes applied and validated."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    changes: dict[str, Any] = dict(overrides or {})
+    for name, value in (("seed", seed), ("weights", weights), ("dask_address", dask_address)):
+        if value is not None:
+            changes[name] = value
+    return replace(PRESETS[preset], **changes)
+
+
+class _StageTimer:
+    """Runs named stages, logs and keeps their wall times."""
+
+    def __init__(self) -> None:
+        self.timings: list[StageTiming] = []
+        self.t_start = time.perf_counter()
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
         log.info("stage %s ...", name)
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0
-        timings.append(StageTiming(name, dt))
+        self.timings.append(StageTiming(name, dt))
         log.info("stage %s done in %.1f s", name, dt)
         return out
 
-    if preset == "paper":
-        print_estimate(cfg)  # before any work starts
 
-    # -- images -> tables ---------------------------------------------------------------------
-    truth_dir = None
-    if plate_dir is None:
-        from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+def _simulated_plate(
+    root: Path, cfg: RunConfig, stage: _StageTimer, show_progress: bool
+) -> tuple[Path, Path, Path]:
+    """Simulate the plate (once: a marker file says it is complete); returns its folder, plate map and
+    ground truth folder."""
+    from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
 
-        sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
-        if cfg.sim_overrides:
-            sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
-        sim_dir = root / "plate"
-        marker = sim_dir / ".complete"
-        if marker.exists():
-            sim = None
-            log.info("simulated plate already written in %s", sim_dir)
-        else:
-            sim = stage(
-                "simulate", lambda: simulate_plate(sim_dir, sim_settings, show_progress=show_progress)
-            )
-            atomic_write_bytes(b"ok\n", marker)
-        plate_dir = sim_dir / sim_settings.plate
-        plate_map = sim_dir / "plate_map.csv"
-        truth_dir = sim_dir / "truth"
-        del sim
+    sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
+    if cfg.sim_overrides:
+        sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
+    sim_dir = root / "plate"
+    marker = sim_dir / ".complete"
+    if marker.exists():
+        log.info("simulated plate already written in %s", sim_dir)
+    else:
+        stage("simulate", lambda: simulate_plate(sim_dir, sim_settings, show_progress=show_progress))
+        atomic_write_bytes(b"ok\n", marker)
+    return sim_dir / sim_settings.plate, sim_dir / "plate_map.csv", sim_dir / "truth"
 
+
+def _images_to_model_inputs(
+    store: Store,
+    plate_dir: str | Path,
+    plate_map: str | Path | None,
+    cfg: RunConfig,
+    stage: _StageTimer,
+    show_progress: bool,
+) -> str:
+    """images -> tables: ingest, track, register, cells, crop; returns the plate's name."""
     from lnpstore.instrument.ingest import ingest_plate
+    from lnpstore.runtime.execution import Executor
+    from lnpstore.study.crops import CropSettings
+    from lnpstore.study.prepare import prepare_plate
+    from lnpstore.tracking.tracker import track_plate
 
     report = stage(
         "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
     )
     plate = report.plate
-
-    from lnpstore.runtime.execution import Executor
-    from lnpstore.tracking.tracker import track_plate
-
     with Executor(address=cfg.dask_address) as ex:
         stage("track", lambda: track_plate(store, plate, executor=ex, show_progress=show_progress))
-        from lnpstore.study.crops import CropSettings
-        from lnpstore.study.prepare import prepare_plate
-
         prepare_plate(
             store,
             plate,
@@ -201,10 +228,15 @@ def run_study(
             executor=ex,
             run_step=stage,
         )
+    return plate
 
-    # -- arrays -> models -> tables -----------------------------------------------------------
+
+def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progress: bool) -> None:
+    """arrays -> models -> tables: features, the CNN per mode, then LSTM and tsfresh per mode."""
     from lnpstore.models.cnn import train_cnn
     from lnpstore.models.extractor import extract_features
+    from lnpstore.models.lstm import SearchConfig
+    from lnpstore.models.timeseries_stage import run_timeseries
 
     stage(
         "embed",
@@ -218,9 +250,6 @@ def run_study(
                 store, mode, folds=folds, epochs=cfg.cnn_epochs, seed=cfg.seed, show_progress=show_progress
             ),
         )
-    from lnpstore.models.lstm import SearchConfig
-    from lnpstore.models.timeseries_stage import run_timeseries
-
     lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
 
     def timeseries(kind: str, mode: str, n_samples: int, **extra: Any) -> Any:
@@ -254,17 +283,27 @@ def run_study(
             ),
         )
 
-    # -- evaluation and report ----------------------------------------------------------------
-    from lnpstore.models.evaluation import evaluate
-    from lnpstore.simulate.truth import oracle_for_store
 
-    oracle = oracle_for_store(store, truth_dir) if truth_dir is not None else None
-    run_id = f"{preset}-s{cfg.seed}-{store.data_version('predictions')[:8]}"
-    stage("evaluate", lambda: evaluate(store, oracle=oracle, run_id=run_id))
+def _evaluate_and_report(
+    store: Store,
+    root: Path,
+    cfg: RunConfig,
+    stage: _StageTimer,
+    *,
+    plate: str,
+    plate_dir: Path,
+    truth_dir: Path | None,
+) -> tuple[Path, Path]:
+    """models -> tables -> report: metrics (with the simulator's oracle when there is one), Table 1,
+    figures, report.html / report.md and run.json."""
+    from lnpstore.models.evaluation import evaluate
     from lnpstore.models.randomization import compare_models
-    from lnpstore.study.figures import make_tracking_figures
+    from lnpstore.simulate.truth import oracle_for_store
     from lnpstore.study.report import write_report, write_table1
 
+    oracle = oracle_for_store(store, truth_dir) if truth_dir is not None else None
+    run_id = f"{cfg.preset}-s{cfg.seed}-{store.data_version('predictions')[:8]}"
+    stage("evaluate", lambda: evaluate(store, oracle=oracle, run_id=run_id))
     table1 = stage(
         "randomization",
         lambda: compare_models(
@@ -273,6 +312,23 @@ def run_study(
     )
     write_table1(store, table1)
     out_dir = root / "report"
+    run_info = _run_info(store, cfg, stage, plate=plate, plate_dir=plate_dir, simulated=truth_dir is not None)
+    html, md = write_report(
+        store,
+        out_dir,
+        run_info=run_info,
+        extra_figures=_report_figures(store),
+        n_permutations=cfg.n_permutations,
+        seed=cfg.seed,
+    )
+    atomic_write_bytes(json.dumps(run_info, indent=2, default=str).encode(), out_dir / "run.json")
+    return html, md
+
+
+def _report_figures(store: Store) -> list[tuple[Path, str]]:
+    """The tracking figures and the CNN's fold-0 training curves, with captions."""
+    from lnpstore.study.figures import make_tracking_figures
+
     figs = {p.stem: p for p in make_tracking_figures(store, store.artifacts_dir("figures"))}
     captions = {
         "fig2_uptake_expression": "Figure 2. Mean LNP spots per cell area and mean GFP per cell (+- sem) over time, by dose.",
@@ -281,25 +337,31 @@ def run_study(
     extra = [(p, captions.get(stem, stem.replace("_", " "))) for stem, p in figs.items()]
     for p in sorted(store.artifacts_dir("models").glob("cnn-*-f0-*_curves.png")):
         extra.append((p, f"CNN head training curve (fold 0): {p.stem.removesuffix('_curves')}"))
-    total_s = time.perf_counter() - t_start
-    stage_s = _cumulative_timings(store, timings)
-    run_info = {
-        "preset": preset,
+    return extra
+
+
+def _run_info(
+    store: Store, cfg: RunConfig, stage: _StageTimer, *, plate: str, plate_dir: Path, simulated: bool
+) -> dict[str, Any]:
+    """What the report and run.json say about this run: config, seed, times, versions."""
+    total_s = time.perf_counter() - stage.t_start
+    stage_s = _cumulative_timings(store, stage.timings)
+    resumed = (
+        f" (this invocation {total_s / 60:.1f} min, resumed)" if total_s < sum(stage_s.values()) - 1 else ""
+    )
+    return {
+        "preset": cfg.preset,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
         "plate": plate,
-        "plate_dir": str(Path(plate_dir).resolve()),
-        "simulated": truth_dir is not None,
+        "plate_dir": str(plate_dir.resolve()),
+        "simulated": simulated,
         "reductions": list(cfg.reductions) or ["none: the study's full protocol"],
         "n_permutations": cfg.n_permutations,
         "timings_s": stage_s,
         "this_invocation_s": round(total_s, 1),
         "time_taken": f"{sum(stage_s.values()) / 60:.1f} min of stage time in total"
-        + (
-            f" (this invocation {total_s / 60:.1f} min, resumed)"
-            if total_s < sum(stage_s.values()) - 1
-            else ""
-        )
+        + resumed
         + "; per stage: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in stage_s.items()),
         "finished_at": datetime.now(UTC).isoformat(),
@@ -307,16 +369,6 @@ def run_study(
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    html, md = write_report(
-        store,
-        out_dir,
-        run_info=run_info,
-        extra_figures=extra,
-        n_permutations=cfg.n_permutations,
-        seed=cfg.seed,
-    )
-    atomic_write_bytes(json.dumps(run_info, indent=2, default=str).encode(), out_dir / "run.json")
-    return RunResult(store=store, report_html=html, report_md=md, timings=timings)
 
 
 def _cumulative_timings(store: Store, timings: list[StageTiming]) -> dict[str, float]:

@@ -21,7 +21,7 @@ import polars as pl
 from scipy import ndimage as ndi
 
 from lnpstore.instrument.geometry import geometry_for
-from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.execution import Executor, parallel_map
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import RegistrationError
@@ -185,7 +185,7 @@ def register_plate(
     plate: str,
     *,
     settings: RegistrationSettings | None = None,
-    executor: Any | None = None,
+    executor: Executor | None = None,
     overwrite: bool = False,
 ) -> pl.DataFrame:
     """Estimate the BF offset of every field of ``plate`` and write table ``registration``.

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from lnpstore.instrument.geometry import geometry_for
-from lnpstore.runtime.execution import parallel_map
+from lnpstore.runtime.execution import Executor, parallel_map
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.core import Store
 from lnpstore.store.errors import TargetError
@@ -194,7 +194,7 @@ def gfp_sums(
     nodes: pl.DataFrame,
     size_px: int,
     *,
-    executor: Any | None = None,
+    executor: Executor | None = None,
     desc: str = "GFP",
 ) -> pl.DataFrame:
     """GFP central sums for ``nodes`` (well, field, track_id, frame, y_px, x_px) of ``plate``, per field."""
@@ -239,7 +239,7 @@ def build_cells(
     split_by: SplitBy = "cell",
     test_fraction: float = 0.2,
     n_folds: int = 5,
-    executor: Any | None = None,
+    executor: Executor | None = None,
     division_rule: str = "exclude",
 ) -> pl.DataFrame:
     """Write table ``cells`` for ``plate``: completeness, gfp_sum, label, gfp_log_centered, split, fold.
