@@ -27,7 +27,7 @@ import polars as pl
 def field_jobs(store, plate: str) -> list[dict]:
     """One ``track_field_job`` job per (well, field) of the plate, automatic seeds, default settings,
     writing its label movie where ``lnpstore track`` does (so the figures include that I/O)."""
-    from lnpstore.tracking.tracker import TRACK_CHANNELS, TrackSettings, labels_path_for
+    from lnpstore.tracking import TRACK_CHANNELS, TrackSettings, labels_path_for
 
     px = float(store.read("plates", plate=plate)["pixel_size_um"][0])
     images = store.read("images", plate=plate).filter(pl.col("status") == "ok")
@@ -54,7 +54,7 @@ def field_jobs(store, plate: str) -> list[dict]:
 def run(jobs: list[dict]) -> dict:
     """Track ``jobs`` twice: timed without tracemalloc (it slows allocation-heavy code about twofold,
     so speeds measured under it are not the tracker's), then under tracemalloc for the peak memory."""
-    from lnpstore.tracking.tracker import track_field_job
+    from lnpstore.tracking import track_field_job
 
     t0 = time.perf_counter()
     nodes = 0

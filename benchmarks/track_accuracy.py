@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     from lnpstore.runtime.execution import Executor
     from lnpstore.simulate.simulator import SimulationSettings, load_truth, simulate_plate
     from lnpstore.store.core import Store
-    from lnpstore.tracking.tracker import track_plate
+    from lnpstore.tracking import track_plate
 
     # the "default simulated plate" is scored at scale 0.5
     extra = {"scale": 0.5} if args.preset == "default" else {}

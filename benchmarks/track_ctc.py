@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from lnpstore.interop.scoring import score_tracks
     from lnpstore.simulate.simulator import HEPG2_DIVISION_RATE_PER_H, SimulationSettings, simulate_plate
     from lnpstore.simulate.truth import true_tracks
+    from lnpstore.tracking import TrackSettings, track_stack
     from lnpstore.tracking.labels import LabelMovie
-    from lnpstore.tracking.tracker import TrackSettings, track_stack
 
     rate = HEPG2_DIVISION_RATE_PER_H if args.division_rate is None else args.division_rate
     extra = {"scale": 0.5} if args.preset == "default" else {}

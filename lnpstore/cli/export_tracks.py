@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
 
 FORMAT_HELP = {
     "ctc": "Cell Tracking Challenge result folder (res_track.txt + maskNNN.tif)",
@@ -15,85 +13,35 @@ FORMAT_HELP = {
 }
 
 
-def _from_store(args: argparse.Namespace) -> tuple[Any, Any, float, float, dict]:
-    """(tracks, label frames, pixel_size_um, frame_interval_min, metadata) of one field of a store."""
-    import polars as pl
-
-    from lnpstore.store.core import Store
-    from lnpstore.store.errors import LnpstoreError
-    from lnpstore.tracking.tracker import load_field_labels
-
-    store = Store.open(args.source)
-    plates = store.read("plates")
-    if plates.height == 0:
-        raise LnpstoreError(f"store {store.root} holds no plates; run `lnpstore ingest` and `lnpstore track`")
-    names = plates.get_column("plate").to_list()
-    plate = args.plate or (names[0] if len(names) == 1 else None)
-    if plate is None:
-        raise LnpstoreError(f"store {store.root} holds plates {names}: choose one with --plate")
-    row = plates.filter(pl.col("plate") == plate)
-    if row.height == 0:
-        raise LnpstoreError(f"store {store.root} has no plate {plate!r}; it holds {names}")
-    if not args.well:
-        raise LnpstoreError("a store holds many fields: choose one with --well W (and --field F, default 1)")
-    field = args.field or 1
-    tracks, labels = load_field_labels(store, plate, args.well, field)
-    px = args.pixel_size_um or float(row.get_column("pixel_size_um")[0])
-    interval = args.frame_interval_min or float(row.get_column("frame_interval_min")[0])
-    return tracks, labels, px, interval, {"plate": plate, "well": args.well, "field": field}
-
-
 def cmd_export_tracks(args: argparse.Namespace) -> int:
-    from lnpstore.instrument import stackio
-    from lnpstore.interop.ctc import read_ctc
     from lnpstore.interop.export import export_tracks
-    from lnpstore.store.core import MARKER
+    from lnpstore.interop.sources import export_input
 
-    source = Path(args.source)
-    if (source / MARKER).exists():
-        tracks, labels, px, interval, meta = _from_store(args)
-    elif stackio.is_result(source):
-        tracks, labels, run = stackio.read_result(source)
-        px = args.pixel_size_um or run.get("pixel_size_um") or 1.0
-        interval = args.frame_interval_min or run.get("frame_interval_min") or 1.0
-        if not (args.frame_interval_min or run.get("frame_interval_min")):
-            print("note: no frame interval recorded: times in minutes are frames", file=sys.stderr)
-        meta = {"source": str(source.resolve()), "track_stack": run.get("input")}
-    else:
-        if args.well or args.plate or args.field:
-            print(
-                "note: --plate/--well/--field apply to a store only; ignored for a CTC folder",
-                file=sys.stderr,
-            )
-        tracks, labels = read_ctc(source)
-        px = args.pixel_size_um or 1.0
-        interval = args.frame_interval_min or 1.0
-        unknown = [
-            msg
-            for given, msg in (
-                (args.pixel_size_um, "lengths in um are px (give --pixel-size-um)"),
-                (args.frame_interval_min, "times in minutes are frames (give --frame-interval-min)"),
-            )
-            if not given
-        ]
-        if unknown:
-            print(f"note: a CTC folder carries no units: {'; '.join(unknown)}", file=sys.stderr)
-        meta = {"source": str(source.resolve())}
+    src = export_input(
+        args.source,
+        plate=args.plate,
+        well=args.well,
+        field_=args.field,
+        pixel_size_um=args.pixel_size_um,
+        frame_interval_min=args.frame_interval_min,
+    )
+    for note in src.notes:
+        print(f"note: {note}", file=sys.stderr)
     out = export_tracks(
-        tracks,
-        labels,
+        src.tracks,
+        src.labels,
         args.out,
         format=args.format,
-        pixel_size_um=px,
-        frame_interval_min=interval,
-        metadata=meta,
+        pixel_size_um=src.pixel_size_um,
+        frame_interval_min=src.frame_interval_min,
+        metadata=src.metadata,
     )
-    n_tracks = tracks.get_column("track_id").n_unique()
-    print(f"{args.format}: {n_tracks} tracks, {tracks.height} nodes -> {out}")
+    n_tracks = src.tracks.get_column("track_id").n_unique()
+    print(f"{args.format}: {n_tracks} tracks, {src.tracks.height} nodes -> {out}")
     if args.format == "napari":
         print(
             "load it in napari with:\n"
-            "  from lnpstore.export import napari_tracks\n"
+            "  from lnpstore.interop.export import napari_tracks\n"
             f"  data, kwargs = napari_tracks({str(out)!r}); viewer.add_tracks(data, **kwargs)"
         )
     return 0

@@ -8,7 +8,7 @@ import argparse
 def cmd_track(args: argparse.Namespace) -> int:
     from lnpstore.runtime.execution import Executor
     from lnpstore.store.core import Store
-    from lnpstore.tracking.tracker import track_plate
+    from lnpstore.tracking import track_plate
 
     store = Store.open(args.store)
     plates = [args.plate] if args.plate else store.read("plates").get_column("plate").to_list()
@@ -52,19 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_track_stack(args: argparse.Namespace) -> int:
-    import time
-    from dataclasses import replace
-    from pathlib import Path
+    from lnpstore.tracking import TrackSettings, track_stack_to_folder
 
-    import polars as pl
-
-    from lnpstore._version import __version__
-    from lnpstore.instrument import stackio
-    from lnpstore.tracking.tracker import TrackSettings, track_stack
-
-    frames = stackio.open_stack(args.input)
-    first = frames[0]
-    seeds = stackio.read_seeds(args.seeds, first.shape)
     # any stack: follow every cell, to the edge, looking for new ones on every frame
     settings = TrackSettings.for_stain(
         args.stain,
@@ -73,37 +62,17 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
         new_peak_every_frames=1,
     )
     if args.no_divisions:
-        settings = replace(settings, division_min_fraction=0.0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    tracks, labels = track_stack(
-        frames,
-        seeds=seeds,
+        settings = settings.replace(division_min_fraction=0.0)
+    run = track_stack_to_folder(
+        args.input,
+        args.out,
         pixel_size_um=args.pixel_size_um,
         settings=settings,
-        labels_out=out / stackio.LABELS_FILE,
+        seeds=args.seeds,
+        frame_interval_min=args.frame_interval_min,
+        stain=args.stain,
     )
-    seconds = time.perf_counter() - t0
-    meta = {
-        "input": str(Path(args.input).resolve()),
-        "n_frames": len(labels),
-        "shape": list(labels.shape),
-        "pixel_size_um": args.pixel_size_um,
-        "frame_interval_min": args.frame_interval_min,
-        "seeds": args.seeds,
-        "stain": args.stain,
-        "settings": settings.to_dict(),
-        "package_version": __version__,
-        "seconds": round(seconds, 2),
-    }
-    stackio.write_result(out, tracks, meta)
-    per = tracks.group_by("track_id").agg(pl.col("stop_reason").sort_by("frame").last())
-    fates = dict(per.get_column("stop_reason").value_counts().iter_rows())
-    print(
-        f"tracked {tracks.get_column('track_id').n_unique()} tracks ({tracks.height} nodes, "
-        f"{len(labels)} frames) in {seconds:.1f} s; track ends: {fates}; wrote {out}"
-    )
+    print(run)
     return 0
 
 

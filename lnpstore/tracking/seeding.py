@@ -8,74 +8,58 @@ Each seed is the centroid of its watershed region, the same definition of "centr
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.errors import SeedError
 
 SEED_CSV_COLUMNS = ("well", "field", "y_px", "x_px")
 
 
-@dataclass(frozen=True)
-class SeedSettings:
-    """How automatic seeds are found; lengths in um, converted with the plate's pixel size.
-
-    smoothing_sigma_um: Gaussian sigma applied to the CS image before thresholding.
-    threshold_method: "li" (default), "otsu" or "triangle": the global threshold of the smoothed image.
-    threshold_factor: multiplies that threshold (1.0 = as computed).
-    min_cell_distance_um: smallest distance between two seeds (peak_local_max ``min_distance``).
-    min_radius_um: a distance-transform peak lower than this is not a cell (debris, noise).
-    min_area_um2: watershed regions smaller than this are dropped.
-    max_hole_um2: holes of the foreground up to this area are filled (the dim nucleus inside the
-        cytoplasmic CS stain); larger holes are background enclosed by cells and stay.
-    merge_solidity: two touching watershed regions whose union is at least this convex (area / convex
-        hull area) are one cell split by two distance peaks (a large or elongated cell), and are merged;
-        0 disables. On simulated plates over-split single cells have union solidity 0.946-0.963 and
-        truly touching pairs at most 0.942.
-    """
-
-    smoothing_sigma_um: float = 1.0
-    threshold_method: str = "li"
-    threshold_factor: float = 1.0
-    min_cell_distance_um: float = 5.0
-    min_radius_um: float = 2.0
-    min_area_um2: float = 30.0
-    max_hole_um2: float = 150.0
-    merge_solidity: float = 0.945
-
-    def __post_init__(self) -> None:
-        if self.threshold_method not in THRESHOLD_METHODS:
-            raise SeedError(
-                f"SeedSettings.threshold_method must be one of {THRESHOLD_METHODS}, got {self.threshold_method!r}"
-            )
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "threshold_method":
-                continue
-            if f.name == "merge_solidity":
-                if not (isinstance(v, int | float) and 0 <= v <= 1):
-                    raise SeedError(f"SeedSettings.merge_solidity must be in [0, 1], got {v!r}")
-                continue
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise SeedError(f"SeedSettings.{f.name} must be a positive number, got {v!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SeedSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise SeedError(f"unknown SeedSettings field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
-
-
 THRESHOLD_METHODS = ("li", "otsu", "triangle")
+
+
+@settings
+class SeedSettings(Settings):
+    """How automatic seeds are found; lengths in um, converted with the plate's pixel size."""
+
+    smoothing_sigma_um: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Gaussian sigma applied to the image before thresholding"
+    )
+    threshold_method: Literal["li", "otsu", "triangle"] = Field(
+        "li", description="the global threshold of the smoothed image"
+    )
+    threshold_factor: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="multiplies that threshold (1.0 = as computed)"
+    )
+    min_cell_distance_um: float = Field(
+        5.0, gt=0, allow_inf_nan=False, description="smallest distance between two seeds (peak_local_max)"
+    )
+    min_radius_um: float = Field(
+        2.0, gt=0, allow_inf_nan=False, description="a distance-transform peak lower than this is not a cell"
+    )
+    min_area_um2: float = Field(
+        30.0, gt=0, allow_inf_nan=False, description="watershed regions smaller than this are dropped"
+    )
+    max_hole_um2: float = Field(
+        150.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="holes of the foreground up to this area are filled (the dim nucleus inside a "
+        "cytoplasmic stain); larger holes are background enclosed by cells and stay",
+    )
+    merge_solidity: float = Field(
+        0.945,
+        ge=0,
+        le=1,
+        description="two touching watershed regions whose union is at least this convex (area / convex "
+        "hull area) are one cell split by two distance peaks, and are merged; 0 disables. On simulated "
+        "plates over-split single cells have union solidity 0.946-0.963, touching pairs at most 0.942",
+    )
 
 
 def foreground_threshold(

@@ -10,33 +10,33 @@ and at least ``min_prominence`` counts. All lengths scale with the pixel size.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-
 import numpy as np
 
-from lnpstore.store.errors import LnpstoreError
+from lnpstore.runtime.settings import Field, Settings, settings
 
 
-@dataclass(frozen=True)
-class SpotSettings:
+@settings
+class SpotSettings(Settings):
     """LNP spot detection; lengths in um, intensities in counts."""
 
-    spot_sigma_um: float = 0.3
-    background_radius_um: float = 1.5
-    mad_k: float = 6.0
-    min_prominence: float = 20.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise LnpstoreError(f"SpotSettings.{f.name} must be a non-negative number, got {v!r}")
-        if self.spot_sigma_um <= 0 or self.background_radius_um <= 0:
-            raise LnpstoreError("SpotSettings.spot_sigma_um and background_radius_um must be positive")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    spot_sigma_um: float = Field(
+        0.3, gt=0, allow_inf_nan=False, description="Gaussian sigma of the matched filter (a spot's size)"
+    )
+    background_radius_um: float = Field(
+        1.5,
+        gt=0,
+        allow_inf_nan=False,
+        description="radius of the white top-hat's disc (removes the background)",
+    )
+    mad_k: float = Field(
+        6.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="a spot exceeds median + mad_k * MAD of the window's top-hat",
+    )
+    min_prominence: float = Field(
+        20.0, ge=0, allow_inf_nan=False, description="a spot's smallest top-hat value, in counts"
+    )
 
 
 def count_spots(

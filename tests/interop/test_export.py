@@ -177,7 +177,7 @@ def test_cli_exports_a_ctc_folder_in_every_format(tmp_path, data, capsys):
 
 def test_store_field_without_label_images_says_so(tmp_path):
     from lnpstore import Store
-    from lnpstore.tracking.tracker import TrackingError, load_field_labels
+    from lnpstore.tracking import TrackingError, load_field_labels
 
     store = Store.create(tmp_path / "store")
     with pytest.raises(TrackingError, match=r"no label images in store .*`lnpstore track`"):

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
+from lnpstore.store.errors import SettingsError
 from lnpstore.tracking.seeding import SeedError, SeedSettings, auto_seeds, read_seed_csv, seeds_for
 
 PX_UM = 0.325
@@ -64,9 +65,9 @@ def test_auto_seeds_empty_and_flat():
 def test_seed_settings_validate_and_roundtrip():
     s = SeedSettings(min_cell_distance_um=7.0)
     assert SeedSettings.from_dict(s.to_dict()) == s
-    with pytest.raises(SeedError, match="min_radius_um"):
+    with pytest.raises(SettingsError, match="min_radius_um"):
         SeedSettings(min_radius_um=0)
-    with pytest.raises(SeedError, match="threshold_method"):
+    with pytest.raises(SettingsError, match="threshold_method"):
         SeedSettings(threshold_method="magic")
 
 

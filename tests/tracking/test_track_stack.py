@@ -10,8 +10,8 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
+from lnpstore.tracking import TrackingError, TrackSettings, track_stack
 from lnpstore.tracking.labels import LabelMovie
-from lnpstore.tracking.tracker import TrackingError, TrackSettings, track_stack
 
 PX_UM = 0.325  # scale 0.5: window 100 px, edge margin 48 px
 SHAPE = (200, 260)
@@ -111,7 +111,7 @@ def test_clear_errors_for_bad_stacks_and_seeds():
 def test_an_empty_frame_is_bridged_and_two_end_the_tracks_as_lost(tmp_path, caplog):
     stack = dividing_stack(n_frames=6, split_at=99).copy()  # two cells, no division
     stack[2] = 100  # frame 3: no cells at all
-    with caplog.at_level("WARNING", logger="lnpstore.tracking.tracker"):
+    with caplog.at_level("WARNING", logger="lnpstore.tracking.field"):
         tracks, labels = track_stack(stack, pixel_size_um=PX_UM, labels_out=tmp_path / "l.tif")
     assert "frame 3: the CS image has no cell pixels" in caplog.text
     assert len(labels) == 6 and not labels[2].any()

@@ -1,0 +1,329 @@
+"""The plate stage: seed and track every field of a plate from the store's images, resumably.
+
+``track_plate`` runs one :func:`track_field_job` per field through an
+:class:`lnpstore.runtime.execution.Executor` and writes each well's seeds, tracks and label-movie rows
+once all its fields are done. A field's label movie lies at :func:`labels_path_for`; the
+``label_images`` table stores that path relative to the store's root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from lnpstore.store.errors import TrackingError
+from lnpstore.tracking.field import track_field
+from lnpstore.tracking.labels import LabelMovie
+from lnpstore.tracking.settings import TRACK_CHANNELS, TrackSettings
+
+
+@dataclass
+class TrackReport:
+    """What :func:`track_plate` did."""
+
+    plate: str
+    fields_tracked: int = 0
+    fields_skipped: int = 0
+    fields_excluded: int = 0
+    fields_without_seeds: list[tuple[str, int]] = field(default_factory=list)
+    tracks: int = 0
+    nodes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def cell_frames_per_s(self) -> float:
+        return self.nodes / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"tracked {self.fields_tracked} field(s) of plate {self.plate} ({self.tracks} tracks, {self.nodes} "
+            f"cell-frames, {self.cell_frames_per_s:.0f} cell-frames/s); skipped {self.fields_skipped} already "
+            f"tracked, {self.fields_excluded} in excluded wells; {len(self.fields_without_seeds)} without seeds"
+        )
+
+
+def _read_image(path: str | None, where: str):
+    import tifffile
+
+    if path is None:
+        return None
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several types for damaged files
+        raise TrackingError(
+            f"{where}: cannot read {path} ({exc!r}). Hint: re-run `lnpstore ingest` to re-check the images"
+        ) from None
+
+
+def _lazy_frames(job: dict, first_cs=None) -> Iterable[dict[str, np.ndarray]]:
+    """One frame's images at a time, read from the paths in ``job['frames']``."""
+    where = f"plate {job['plate']}, well {job['well']}, field {job['field']}"
+    for i, paths in enumerate(job["frames"], start=1):
+        images = {}
+        for ch in TRACK_CHANNELS:
+            if ch == "CS" and i == 1 and first_cs is not None:
+                images[ch] = first_cs
+                continue
+            img = _read_image(paths.get(ch), f"{where}, frame {i}, channel {ch}")
+            if img is not None:
+                images[ch] = img
+        yield images
+
+
+def track_field_job(job: dict) -> dict:
+    """Seed and track one field from image paths; a picklable unit of work for the Executor.
+
+    ``job``: plate, well, field, pixel_size_um, settings (TrackSettings.to_dict()), seeds ((N, 2)
+    array, or None for automatic seeds) and frames (list, frame 1 first, of {channel: path or None}).
+    Returns the job's keys plus ``seeds`` ((N, 2) array), ``source`` and ``tracks`` (track_field's frame).
+    """
+    settings = TrackSettings.from_dict(job["settings"])
+    px = float(job["pixel_size_um"])
+    first_cs = None
+    seeds = job.get("seeds")
+    if seeds is None:
+        where = f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
+        first_cs = _read_image(job["frames"][0].get("CS"), where) if job["frames"] else None
+        from lnpstore.tracking.seeding import auto_seeds
+
+        seeds = (
+            np.zeros((0, 2))
+            if first_cs is None
+            else auto_seeds(first_cs, pixel_size_um=px, settings=settings.seeds)
+        )
+    seeds = np.asarray(seeds, dtype=np.float64).reshape(-1, 2)
+    frames = _lazy_frames(job, first_cs)
+    labels_path = job.get("labels_path")
+    movie = None
+    if labels_path is None or len(seeds) == 0:
+        tracks = track_field(frames, seeds, pixel_size_um=px, settings=settings)
+    else:
+        from lnpstore.tracking.labels import LabelMovieWriter
+
+        with LabelMovieWriter(labels_path) as w:
+            tracks = track_field(frames, seeds, pixel_size_um=px, settings=settings, on_labels=w.write)
+        movie = {"path": str(labels_path), "n_frames": w.n_frames, "shape": w.shape}
+    return {
+        "plate": job["plate"],
+        "well": job["well"],
+        "field": job["field"],
+        "seeds": seeds,
+        "tracks": tracks,
+        "labels": movie,
+    }
+
+
+def labels_path_for(store, plate: str, well: str, field_: int) -> Path:
+    """Where :func:`track_plate` writes a field's label movie: ``STORE/labels/PLATE/WELL/fFFF.tif``."""
+    return store.root / "labels" / plate / well / f"f{int(field_):03d}.tif"
+
+
+def load_field_labels(store, plate: str, well: str, field_: int) -> tuple[pl.DataFrame, LabelMovie]:
+    """A tracked field's tracks (the tracks table's rows, :data:`FIELD_COLUMNS` and keys) and its lazy
+    label movie (pixel value = track_id = label_id)."""
+    rows = store.read("label_images", plate=plate).filter(
+        (pl.col("well") == well) & (pl.col("field") == int(field_))
+    )
+    if rows.height == 0:
+        raise TrackingError(
+            f"plate {plate}, well {well}, field {field_}: no label images in store {store.root}. Hint: "
+            "track it with this lnpstore version (`lnpstore track`; remove its tracks first if it was "
+            "tracked before label images were kept)"
+        )
+    tracks = (
+        store.read("tracks", plate=plate)
+        .filter((pl.col("well") == well) & (pl.col("field") == int(field_)))
+        .sort("track_id", "frame")
+    )
+    return tracks, LabelMovie(resolve_label_path(store, rows.get_column("path")[0]))
+
+
+def resolve_label_path(store, path: str) -> Path:
+    """A ``label_images.path`` as a path on disk: relative paths (written now) are under the
+    store's root; absolute ones (older stores) are used as they are."""
+    p = Path(path)
+    return p if p.is_absolute() else store.root / p
+
+
+def _relative_label_path(store, path: str) -> str:
+    """``path`` relative to the store's root (POSIX separators), so a moved store keeps its movies."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(store.root).as_posix()
+    except ValueError:  # outside the store (a custom labels_path): kept absolute
+        return str(p.resolve())
+
+
+def _plate_info(store, plate: str) -> tuple[float, pl.DataFrame, set[str]]:
+    plates = store.read("plates", plate=plate)
+    if plates.height == 0:
+        known = store.read("plates").get_column("plate").to_list()
+        raise TrackingError(
+            f"plate {plate!r} is not in store {store.root} (plates: {known}). Hint: `lnpstore ingest` it first"
+        )
+    px = plates.get_column("pixel_size_um")[0]
+    if px is None or not px > 0:
+        raise TrackingError(
+            f"plate {plate}: pixel_size_um is {px} in the plates table; re-ingest with a pixel size"
+        )
+    images = (
+        store.table("images", plate=plate)
+        .filter(pl.col("channel").is_in(list(TRACK_CHANNELS)))
+        .select("well", "field", "frame", "channel", "path", "status")
+        .collect()
+    )
+    wells = store.read("wells", plate=plate)
+    excluded = set(wells.filter(pl.col("excluded")).get_column("well").to_list())
+    return float(px), images, excluded
+
+
+def track_plate(
+    store,
+    plate: str,
+    *,
+    seeds: str | Path = "auto",
+    settings: TrackSettings | None = None,
+    executor=None,
+    show_progress: bool = True,
+) -> TrackReport:
+    """Seed and track every field of ``plate`` that is not excluded and not tracked yet; write seeds, tracks.
+
+    Resumable: a (well, field) that already has rows in ``tracks`` is skipped. Work runs through
+    ``executor`` (an :class:`lnpstore.execution.Executor`; in-process when None); the driver writes
+    each well's seeds and tracks once all its fields are done. ``seeds`` is "auto" (from frame 1's CS
+    image) or the path of a CSV with columns well, field, y_px, x_px. The settings, seed source and
+    versions are written to ``artifacts/tracking/<plate>.json``.
+    """
+    import json
+    import time
+
+    from lnpstore._version import __version__
+    from lnpstore.runtime.execution import Executor
+    from lnpstore.store.schema import cell_uid_expr
+    from lnpstore.tracking.seeding import read_seed_csv, seeds_for
+
+    s = settings or TrackSettings()
+    t0 = time.perf_counter()
+    report = TrackReport(plate)
+    px, images, excluded = _plate_info(store, plate)
+    manual = None
+    source = "auto"
+    if str(seeds) != "auto":
+        manual = read_seed_csv(seeds)
+        source = f"csv:{Path(seeds).resolve()}"
+    done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
+    ok = images.filter(pl.col("status") == "ok")
+    n_frames = int(images.get_column("frame").max() or 0)
+    jobs: list[dict] = []
+    per_well: dict[str, int] = {}
+    for (well, fld), grp in sorted(images.group_by(["well", "field"]), key=lambda kv: kv[0]):
+        if well in excluded:
+            report.fields_excluded += 1
+            continue
+        if (well, fld) in done:
+            report.fields_skipped += 1
+            continue
+        paths = {
+            (r["frame"], r["channel"]): r["path"]
+            for r in ok.filter((pl.col("well") == well) & (pl.col("field") == fld)).iter_rows(named=True)
+        }
+        del grp
+        frames = [{ch: paths.get((f, ch)) for ch in TRACK_CHANNELS} for f in range(1, n_frames + 1)]
+        job = {
+            "plate": plate,
+            "well": well,
+            "field": int(fld),
+            "pixel_size_um": px,
+            "settings": s.to_dict(),
+            "seeds": None if manual is None else seeds_for(manual, well, int(fld)),
+            "frames": frames,
+            "labels_path": str(labels_path_for(store, plate, well, int(fld))),
+        }
+        jobs.append(job)
+        per_well[well] = per_well.get(well, 0) + 1
+
+    meta = {
+        "plate": plate,
+        "seeds": source,
+        "settings": s.to_dict(),
+        "pixel_size_um": px,
+        "package_version": __version__,
+        "executor": repr(executor),
+    }
+    from lnpstore.store.atomic import atomic_write_bytes
+
+    atomic_write_bytes(json.dumps(meta, indent=2).encode(), store.artifacts_dir("tracking") / f"{plate}.json")
+
+    pending: dict[str, list[dict]] = {}
+    ex = executor or Executor.synchronous()
+    import os
+
+    quiet_before = os.environ.get("LNPSTORE_QUIET")
+    if not show_progress:
+        os.environ["LNPSTORE_QUIET"] = "1"
+    try:
+        for res in ex.map(track_field_job, jobs, desc=f"track {plate}"):
+            well = res["well"]
+            pending.setdefault(well, []).append(res)
+            if len(pending[well]) == per_well[well]:
+                _write_well(store, pending.pop(well), source, cell_uid_expr, report)
+    finally:
+        if not show_progress:
+            if quiet_before is None:
+                os.environ.pop("LNPSTORE_QUIET", None)
+            else:
+                os.environ["LNPSTORE_QUIET"] = quiet_before
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: TrackReport) -> None:
+    seed_parts, track_parts, label_rows = [], [], []
+    for r in sorted(results, key=lambda r: r["field"]):
+        keys = {"plate": r["plate"], "well": r["well"], "field": r["field"]}
+        report.fields_tracked += 1
+        if len(r["seeds"]) == 0:
+            report.fields_without_seeds.append((r["well"], r["field"]))
+            continue
+        seed_parts.append(
+            pl.DataFrame(
+                {
+                    "track_id": np.arange(1, len(r["seeds"]) + 1, dtype=np.int32),
+                    "y_px": r["seeds"][:, 0],
+                    "x_px": r["seeds"][:, 1],
+                }
+            ).with_columns(**{k: pl.lit(v) for k, v in keys.items()}, source=pl.lit(source))
+        )
+        if r.get("labels"):
+            m = r["labels"]
+            label_rows.append(
+                {
+                    **keys,
+                    "path": _relative_label_path(store, m["path"]),
+                    "n_frames": m["n_frames"],
+                    "height_px": m["shape"][0],
+                    "width_px": m["shape"][1],
+                }
+            )
+        t = r["tracks"].with_columns(**{k: pl.lit(v) for k, v in keys.items()})
+        track_parts.append(t.with_columns(cell_uid=cell_uid_expr()))
+        report.tracks += int(r["tracks"].get_column("track_id").n_unique())
+        report.nodes += r["tracks"].height
+    if track_parts:
+        from lnpstore.store import schema as S
+
+        with store.batch():
+            store.write(
+                "tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert"
+            )
+            store.write("seeds", pl.concat(seed_parts).select(S.table("seeds").column_names), mode="upsert")
+            if label_rows:
+                store.write(
+                    "label_images",
+                    pl.DataFrame(label_rows, schema=S.table("label_images").polars_schema),
+                    mode="upsert",
+                )
