@@ -1,20 +1,26 @@
-"""The simulator's ground truth: match tracked cells to it (oracle, tracking scores), and read its true
-label images and tracks (with the lineage) per field, e.g. to write them in the Cell Tracking Challenge
-layout."""
+"""The simulator's ground truth folder: its names, reading it (:func:`load_truth`, the true label images
+and tracks with the lineage per field), matching tracked cells to it (oracle, tracking scores), and
+writing it in the Cell Tracking Challenge layout."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import tifffile
 from scipy.spatial import cKDTree
 
-from lnpstore.interop.ctc import TRACK_COLUMNS
+from lnpstore.instrument.geometry import geometry_for
+from lnpstore.interop.ctc import TRACK_COLUMNS, write_ctc
 from lnpstore.store.core import Store
 from lnpstore.tracking.lineage import roots
+
+#: Subfolder of ``truth/`` holding one true label stack per field (see :func:`label_stack_name`).
+LABELS_DIR = "labels"
 
 #: Columns of :func:`true_tracks`, with their dtypes (the tracks contract of ``lnpstore.ctc``, plus two).
 TRUE_TRACK_COLUMNS: dict[str, type[pl.DataType]] = {
@@ -22,6 +28,49 @@ TRUE_TRACK_COLUMNS: dict[str, type[pl.DataType]] = {
     "true_id": pl.Int32,
     "label_area_px": pl.Int32,
 }
+
+
+def label_stack_name(well: str, field_: int) -> str:
+    """Path of a field's true label stack inside ``truth/``: ``labels/{well}_F{field:03d}.tif``."""
+    return f"{LABELS_DIR}/{well}_F{field_:03d}.tif"
+
+
+def load_truth(truth_dir: str | os.PathLike) -> dict[str, pl.DataFrame]:
+    """The truth of a simulated plate as DataFrames: ``cells``, ``tracks``, ``registration`` (one row),
+    ``lineage`` (one row per true cell: parent, lineage, first and last frame) and ``label_tracks`` (one
+    row per cell and frame in the true label images; absent in truth folders written before 2026-12).
+
+    The label images themselves: :func:`true_label_frames`.
+    """
+    d = Path(truth_dir)
+    if not (d / "cells.parquet").exists():
+        raise FileNotFoundError(
+            f"{d}: no cells.parquet; not a simulator truth folder (expected out_dir/truth)"
+        )
+    reg = json.loads((d / "registration.json").read_text())
+    reg.pop("convention", None)
+    out = {
+        "cells": pl.read_parquet(d / "cells.parquet"),
+        "tracks": pl.read_parquet(d / "tracks.parquet"),
+        "registration": pl.DataFrame({k: [v] for k, v in reg.items()}),
+    }
+    if (d / "lineage.parquet").exists():
+        out["lineage"] = pl.read_parquet(d / "lineage.parquet")
+        out["label_tracks"] = pl.read_parquet(d / "label_tracks.parquet")
+    else:  # written before divisions: every cell a founder that lives through the film
+        out["lineage"] = (
+            out["tracks"]
+            .group_by("plate", "well", "field", "true_id", maintain_order=True)
+            .agg(pl.col("frame").min().alias("first_frame"), pl.col("frame").max().alias("last_frame"))
+            .with_columns(
+                pl.lit(None, pl.Int32).alias("parent_id"),
+                pl.col("true_id").alias("lineage_id"),
+                pl.lit(0, pl.Int16).alias("generation"),
+                pl.lit(False).alias("divides"),
+                pl.lit(True).alias("in_cells"),
+            )
+        )
+    return out
 
 
 def match_cells_to_truth(
@@ -68,8 +117,6 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     The oracle's regression value is centred like the targets: minus the mean of ln(gfp_sum) over the
     training cells, so it is on the same scale as ``gfp_log_centered``.
     """
-    from lnpstore.simulate.simulator import load_truth
-
     truth = load_truth(truth_dir)
     t_cells, t_tracks = truth["cells"], truth["tracks"]
     first = store.sql("SELECT t.cell_uid, t.well, t.field, t.y_px, t.x_px FROM tracks t WHERE t.frame = 1")
@@ -77,8 +124,6 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
         "well", pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int64), "y_px", "x_px"
     )
     px = float(store.read("plates").get_column("pixel_size_um")[0])
-    from lnpstore.instrument.geometry import geometry_for
-
     match = match_cells_to_truth(first, true_first, max_distance_px=geometry_for(px).target_window_px / 4)
     cells = store.read("cells").filter(pl.col("gfp_sum").is_not_null())
     train = cells.filter(pl.col("split") == "train")
@@ -105,8 +150,6 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
 # -- true label images and tracks of one field ------------------------------------------------------------
 def _field_lineage(truth_dir: str | os.PathLike, well: str, field: int) -> tuple[Path, pl.DataFrame]:
     """The truth folder and the field's rows of ``lineage.parquet``; clear errors for old or wrong input."""
-    from lnpstore.simulate.simulator import label_stack_name
-
     d = Path(truth_dir)
     path = d / "lineage.parquet"
     if not path.exists():
@@ -137,10 +180,6 @@ def true_label_frames(truth_dir: str | os.PathLike, well: str, field: int = 1) -
     the cells drawn in the CS channel, including cells whose centre never enters the image (ids after
     those of ``cells.parquet``). Frames whose files a fault removed still have their labels.
     """
-    import tifffile
-
-    from lnpstore.simulate.simulator import label_stack_name
-
     d, lin = _field_lineage(truth_dir, well, field)
     values = lin.get_column("mask_value").to_numpy()
     ids = lin.get_column("true_id").to_numpy()
@@ -232,8 +271,6 @@ def write_ctc_ground_truth(
     TRA/man_track.txt`` and ``TRA/man_trackNNN.tif`` (OUT: ``truth_dir/ctc``). The masks are the true
     cells' full masks (the CTC's TRA markers may be any part of a cell; full masks make matching strict).
     Score a result against one with ``lnpstore score-tracks RESULT OUT/C03_F001``."""
-    from lnpstore.interop.ctc import write_ctc
-
     d = Path(truth_dir)
     out = Path(out_dir) if out_dir is not None else d / "ctc"
     lineage = pl.read_parquet(d / "lineage.parquet")

@@ -15,7 +15,7 @@ from skimage.registration import phase_cross_correlation
 
 from lnpstore.instrument import cvmeta
 from lnpstore.instrument.layout import CHANNELS, image_filename, parse_image_name
-from lnpstore.simulate import simulator
+from lnpstore.simulate import divisions
 from lnpstore.simulate.simulator import (
     HEPG2_DIVISION_RATE_PER_H,
     SimulatedPlate,
@@ -23,6 +23,7 @@ from lnpstore.simulate.simulator import (
     load_truth,
     simulate_plate,
 )
+from lnpstore.store.errors import ExecutionError
 
 
 @pytest.fixture(scope="module")
@@ -398,11 +399,12 @@ def test_rate_zero_never_touches_the_division_stream(tmp_path: Path, monkeypatch
         def __getattr__(self, name: str) -> None:
             raise AssertionError(f"the division stream was used ({name}) at rate 0")
 
-    monkeypatch.setattr(simulator, "_division_rng", lambda *a: Untouchable())
+    monkeypatch.setattr(divisions, "division_rng", lambda *a: Untouchable())
     plate = simulate_plate(tmp_path / "zero", _short(5, division_rate_per_h=0.0), show_progress=False)
     assert load_truth(plate.truth_dir)["lineage"]["parent_id"].is_null().all()
-    with pytest.raises(AssertionError, match="division stream was used"):
+    with pytest.raises(ExecutionError, match="division stream was used") as err:  # the field's job failed
         simulate_plate(tmp_path / "fast", _short(5, division_rate_per_h=0.1), show_progress=False)
+    assert isinstance(err.value.__cause__, AssertionError)
 
 
 def test_divisions_that_do_not_happen_change_no_byte(tmp_path: Path) -> None:

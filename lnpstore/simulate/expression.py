@@ -1,0 +1,105 @@
+"""GFP expression: the latent model (a treated cell expresses when ``eta + eps > 0``), its level over time,
+and the oracle (what the latents say about the outcome). Levels in counts per px above autofluorescence."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtr
+
+from lnpstore.simulate.constants import (
+    ETA_INTERCEPT,
+    ETA_LOG_COUNT,
+    ETA_LOG_COUNT_CENTRE,
+    ETA_PERINUCLEAR,
+    ETA_RATE,
+    ETA_SIZE,
+    GFP_LEVEL_SD,
+    GFP_LEVEL_SLOPE,
+    GFP_PLATEAU_MEDIAN,
+    GFP_RISE_FRAMES,
+)
+
+#: Number of Monte Carlo draws of the hidden noise per cell for the oracle.
+ORACLE_DRAWS = 400
+
+
+def uptake_rate_z(uptake_tau_frames: np.ndarray) -> np.ndarray:
+    """Standardised uptake rate (fast uptake: high), from the uptake time constant (frames)."""
+    return -(np.log(uptake_tau_frames) - np.log(8.0)) / 0.35
+
+
+def draw_expression(
+    rng: np.random.Generator,
+    *,
+    n_particles: np.ndarray,
+    uptake_tau_frames: np.ndarray,
+    perinuclear_rate: np.ndarray,
+    radius_um: np.ndarray,
+    is_control: bool,
+) -> dict[str, np.ndarray]:
+    """Per cell: ``eta`` (linear predictor; -inf in controls), ``eps`` (hidden N(0, 1)), ``expressing``,
+    ``gfp_onset`` (0-based frame), ``plateau`` (counts per px) and ``z_rate``."""
+    n = len(radius_um)
+    eta = np.full(n, -np.inf)
+    z_rate = uptake_rate_z(uptake_tau_frames)
+    z_peri = (np.log(perinuclear_rate) - np.log(0.06)) / 0.5
+    z_size = (np.log(radius_um) - np.log(10.0)) / 0.15
+    if not is_control:
+        eta = (
+            ETA_INTERCEPT
+            + ETA_LOG_COUNT * (np.log1p(n_particles) - ETA_LOG_COUNT_CENTRE)
+            + ETA_RATE * z_rate
+            + ETA_PERINUCLEAR * z_peri
+            + ETA_SIZE * z_size
+        )
+    eps = rng.normal(0, 1, n)
+    expressing = (eta + eps > 0) & (not is_control)
+    level_noise = rng.normal(0, GFP_LEVEL_SD, n)
+    onset_noise = rng.gamma(2.0, 4.0, n)
+    gfp_onset = np.maximum(15.0, 18.0 + onset_noise - 3.0 * z_rate)
+    plateau = np.where(
+        expressing, GFP_PLATEAU_MEDIAN * np.exp(GFP_LEVEL_SLOPE * (eta + eps) + level_noise), 0.0
+    )
+    return dict(eta=eta, eps=eps, expressing=expressing, gfp_onset=gfp_onset, plateau=plateau, z_rate=z_rate)
+
+
+def gfp_level(t: float, plateau: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """GFP level at frame index ``t`` (counts per px): rises from ``onset`` towards ``plateau``."""
+    return plateau * np.clip(1.0 - np.exp(-(t - onset) / GFP_RISE_FRAMES), 0.0, None)
+
+
+def oracle(
+    mc: np.random.Generator,
+    *,
+    eta: np.ndarray,
+    z_rate: np.ndarray,
+    gfp_sum_true: np.ndarray,
+    gfp_last: np.ndarray,
+    own_window_mask: np.ndarray,
+    last_ti: int,
+    is_control: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(expressing | latents) = Phi(eta) (0 in controls) and E[log gfp_sum_true | latents].
+
+    The expectation is a Monte Carlo over the hidden noise (eps, level noise, onset noise) drawn from
+    ``mc``: the cell's own GFP in its window (``own_window_mask`` px, weights) is replaced by each draw's
+    level at frame index ``last_ti``; the rest of the window sum (offset, autofluorescence, neighbours)
+    stays as rendered.
+    """
+    n = len(eta)
+    oracle_prob = np.where(is_control, 0.0, ndtr(eta)) if n else np.zeros(0)
+    oracle_log = np.log(np.maximum(gfp_sum_true, 1.0))
+    if n and not is_control:
+        k = ORACLE_DRAWS
+        e = mc.normal(0, 1, (k, 1))
+        pos_mc = eta[None, :] + e > 0
+        plat = np.where(
+            pos_mc,
+            GFP_PLATEAU_MEDIAN * np.exp(GFP_LEVEL_SLOPE * (eta + e) + mc.normal(0, GFP_LEVEL_SD, (k, n))),
+            0,
+        )
+        onset = np.maximum(15.0, 18.0 + mc.gamma(2.0, 4.0, (k, n)) - 3.0 * z_rate)
+        g_last = gfp_level(last_ti, plat, onset)
+        base = gfp_sum_true - gfp_last * own_window_mask
+        oracle_log = np.log(np.maximum(base[None, :] + g_last * own_window_mask[None, :], 1.0)).mean(axis=0)
+    return oracle_prob, oracle_log
