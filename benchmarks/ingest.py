@@ -8,7 +8,7 @@ Simulates a plate (default: the demo preset), then times
 and prints images/s and MB/s of both and their ratio. Both read files the simulator just wrote, so
 they come from the page cache: the figures compare CPU cost, not disk speed. No assertions on time.
 
-    python benchmarks/ingest.py                       # demo preset (9 wells x 2 fields x 72 frames)
+    python benchmarks/ingest.py                       # demo preset (9 wells x 1 field x 72 frames)
     python benchmarks/ingest.py --preset tiny --frames 24 --repeat 3
 """
 
@@ -25,7 +25,7 @@ import tifffile
 
 from lnpstore.instrument.ingest import ingest_plate
 from lnpstore.instrument.layout import parse_image_name
-from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+from lnpstore.simulate import SimulationSettings, simulate_plate
 from lnpstore.store.core import Store
 
 

@@ -19,7 +19,7 @@ def _field_size(text: str) -> tuple[int, int]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+    from lnpstore.simulate import SimulationSettings, simulate_plate
 
     overrides: dict = {}
     if args.scale is not None:

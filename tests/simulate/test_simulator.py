@@ -17,7 +17,6 @@ from lnpstore.instrument import cvmeta
 from lnpstore.instrument.layout import CHANNELS, image_filename, parse_image_name
 from lnpstore.simulate import divisions
 from lnpstore.simulate.simulator import (
-    HEPG2_DIVISION_RATE_PER_H,
     SimulatedPlate,
     SimulationSettings,
     load_truth,
@@ -207,35 +206,6 @@ def test_faults_produce_what_they_claim(tmp_path: Path) -> None:
     assert cells.filter(pl.col("well") == "E03").height > 0
     cs_empty = _img(plate, "G03", 1, "CS")
     assert np.percentile(cs_empty, 99.9) < 200  # background + noise only, no stained cells
-
-
-def test_settings_validation_errors() -> None:
-    with pytest.raises(ValueError, match="one dose per row"):
-        SimulationSettings(rows=("C", "E"), doses_ng=(316.0,))
-    with pytest.raises(ValueError, match="not one of"):
-        SimulationSettings(faults=("broken:C03",))
-    with pytest.raises(ValueError, match="not on the plate"):
-        SimulationSettings(faults=("unreadable:H12",))
-    for bad in (-0.01, 2.0, float("nan")):
-        with pytest.raises(ValueError, match="division_rate_per_h"):
-            SimulationSettings(division_rate_per_h=bad)
-    assert HEPG2_DIVISION_RATE_PER_H == pytest.approx(np.log(2) / 48)
-    assert SimulationSettings().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H  # the default
-    assert SimulationSettings.demo().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
-    assert SimulationSettings.tiny().division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
-    hep = SimulationSettings.demo(division_rate_per_h=HEPG2_DIVISION_RATE_PER_H)
-    assert hep.division_rate_per_h == HEPG2_DIVISION_RATE_PER_H
-    with pytest.raises(ValueError, match="scale"):
-        SimulationSettings(scale=0)
-    demo = SimulationSettings.demo()
-    assert (demo.width_px, demo.height_px, demo.pixel_size_um) == (640, 560, 0.325)
-    assert SimulationSettings().n_cells > 50 and (
-        SimulationSettings().width_px,
-        SimulationSettings().height_px,
-    ) == (
-        2554,
-        2154,
-    )
 
 
 def test_cli_simulate(tmp_path: Path) -> None:
