@@ -49,6 +49,7 @@ from lnpstore.instrument.geometry import geometry_for
 from lnpstore.store.errors import TrackingError
 from lnpstore.tracking.discovery import leftover_blobs, unexplained_blobs
 from lnpstore.tracking.divisions import division_parts
+from lnpstore.tracking.integrity import check_frame, keep_largest_pieces
 from lnpstore.tracking.seeding import fill_small_holes, foreground_threshold, seeds_from_foreground
 from lnpstore.tracking.segmentation import (
     FIRST_NEIGHBOUR,
@@ -160,7 +161,26 @@ class FieldTracker:
         self.silent = [t for t in self.silent if t.alive]
         if self.s.report_new_cells and self.s.leftover_min_area_um2 > 0:
             self._leftover_cells(fr)
+        keep_largest_pieces(self.label_frame)
+        check_frame(frame, self._frame_nodes(frame), self.label_frame)
         return self.label_frame
+
+    def _frame_nodes(self, frame: int) -> list[tuple[int, int | None, bool]]:
+        """(track_id, label_id, gap_filled) of every node in ``frame``."""
+        return [
+            (t.track_id, t.rows[-1]["label_id"], bool(t.rows[-1]["gap_filled"]))
+            for t in self.tracks
+            if t.rows and t.rows[-1]["frame"] == frame
+        ]
+
+    def _claimable(self, region: np.ndarray, origin: tuple[int, int]) -> bool:
+        """Whether at least half of ``region`` (at ``origin`` in the frame) is still unpainted in this
+        frame's label image: otherwise another track already holds that cell, and one region is never
+        claimed by two tracks."""
+        y0, x0 = origin
+        sub = self.label_frame[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]]
+        n = int(np.count_nonzero(region))
+        return n > 0 and 2 * int(np.count_nonzero(region & (sub == 0))) >= n
 
     def _checked(self, frame: int, cs) -> np.ndarray:
         """The frame's CS image as an array, checked to be 2-D and of frame 1's shape."""
@@ -314,6 +334,9 @@ class FieldTracker:
         if not t.report:
             self._follow_silent(t, region, (y0, x0))
             return
+        if not self._claimable(region, (y0, x0)):  # another track holds this cell in this frame
+            self._lose(t, fr.index, fr.cs.shape)
+            return
         if t.rows and self.s.division_min_fraction > 0:
             parts = division_parts(
                 lab,
@@ -328,7 +351,7 @@ class FieldTracker:
                 seeds=self.s.seeds,
                 pixel_size_um=self.px,
             )
-            if parts is not None:
+            if parts is not None and all(self._claimable(p, (y0, x0)) for p in parts):
                 self._divide(t, fr, parts, (y0, x0))
                 return
         self._extend(t, fr, region, (y0, x0), core_taken)

@@ -2,7 +2,9 @@
 
 Written one frame at a time (:class:`LabelMovieWriter`, memory flat in the movie's length) under a
 temporary name and renamed into place when complete, so an interrupted run never leaves a partial movie
-that looks finished. Read lazily (:class:`LabelMovie`: one page per frame). tifffile does the TIFF work.
+that looks finished: one T x Y x X series (ImageJ hyperstack) that ``tifffile.imread`` reads whole.
+Read lazily (:class:`LabelMovie`: one page per frame; movies of older versions, one series per page,
+read the same). tifffile does the TIFF work.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ MAX_LABEL = np.iinfo(np.uint16).max
 
 
 class LabelMovieWriter:
-    """Append 2-D label frames to ``path`` (zlib-compressed pages); ``close()`` renames it into place.
+    """Append 2-D label frames to ``path``; ``close()`` writes the movie as one T x Y x X series (an
+    ImageJ hyperstack, zlib-compressed, that ``tifffile.imread`` reads whole) and renames it into place.
 
-    Use as a context manager: on an exception the temporary file is removed and ``path`` is untouched.
+    Frames are spooled one page each to a temporary file while tracking runs (the frame count is not
+    known in advance) and copied into the one series at the end, one frame at a time (tifffile cannot
+    append compressed pages to a series). Use as a context manager: on an exception the temporary files
+    are removed and ``path`` is untouched.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -32,7 +38,8 @@ class LabelMovieWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.path.parent)
         self.tmp = tmp_path_for(self.path, keep_suffix=True)
-        self._tif = tifffile.TiffWriter(self.tmp, bigtiff=True)
+        self.spool = self.tmp.with_name(self.tmp.name + ".pages")
+        self._tif = tifffile.TiffWriter(self.spool, bigtiff=True)
         self.n_frames = 0
         self.shape: tuple[int, int] | None = None
 
@@ -52,12 +59,27 @@ class LabelMovieWriter:
         self.n_frames += 1
 
     def close(self) -> Path:
+        import tifffile
+
         self._tif.close()
-        commit_tmp(self.tmp, self.path)
+        try:
+            with tifffile.TiffFile(self.spool) as spool:
+                pages = (page.asarray() for page in spool.pages)
+                shape = (self.n_frames, *(self.shape or (0, 0)))
+                with tifffile.TiffWriter(self.tmp, imagej=bool(self.n_frames)) as out:
+                    if self.n_frames:  # (an empty movie stays a TIFF without pages, as before)
+                        out.write(
+                            pages, shape=shape, dtype=np.uint16, compression="zlib", metadata={"axes": "TYX"}
+                        )
+            commit_tmp(self.tmp, self.path)
+        finally:
+            self.spool.unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
         return self.path
 
     def abort(self) -> None:
         self._tif.close()
+        self.spool.unlink(missing_ok=True)
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> LabelMovieWriter:
