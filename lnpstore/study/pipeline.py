@@ -184,7 +184,7 @@ def _simulated_plate(
 ) -> tuple[Path, Path, Path]:
     """Simulate the plate (once: a marker file says it is complete); returns its folder, plate map and
     ground truth folder."""
-    from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
+    from lnpstore.simulate import SimulationSettings, simulate_plate
 
     sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
     if cfg.sim_overrides:
@@ -212,7 +212,7 @@ def _images_to_model_inputs(
     from lnpstore.runtime.execution import Executor
     from lnpstore.study.crops import CropSettings
     from lnpstore.study.prepare import prepare_plate
-    from lnpstore.tracking.tracker import track_plate
+    from lnpstore.tracking import track_plate
 
     report = stage(
         "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
