@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -296,6 +297,6 @@ class SimulationSettings(Settings):
         return d
 
     @classmethod
-    def load(cls, path: Any, *, key: str | None = "settings") -> SimulationSettings:
+    def load(cls, path: str | os.PathLike, *, key: str | None = "settings") -> SimulationSettings:
         """Read ``truth/settings.json`` back (its ``settings`` section by default)."""
         return super().load(path, key=key)
