@@ -1,4 +1,5 @@
-"""Tracking subcommand: ``lnpstore track STORE [--plate P] [--seeds auto|CSV] [--dask ADDRESS] [--workers N]``."""
+"""Tracking subcommands: ``lnpstore track STORE ...`` (the plate stage) and ``lnpstore track-stack INPUT ...``
+(any time-lapse). Only parsing and printing: the work is :mod:`lnpstore.tracking`'s."""
 
 from __future__ import annotations
 
@@ -21,9 +22,16 @@ def cmd_track(args: argparse.Namespace) -> int:
         ex = Executor(n_workers=args.workers)
     else:
         ex = Executor.synchronous()
+    settings = settings_from_args(args)
+    if args.show_settings:
+        return _show(settings)
     with ex:
         for plate in plates:
-            print(track_plate(store, plate, seeds=args.seeds, executor=ex, show_progress=True))
+            print(
+                track_plate(
+                    store, plate, seeds=args.seeds, settings=settings, executor=ex, show_progress=True
+                )
+            )
     return 0
 
 
@@ -47,22 +55,88 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dask", metavar="ADDRESS", help="Dask scheduler address (e.g. tcp://host:8786) to use a cluster"
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1, in-process)")
+    p.add_argument(
+        "--stain", choices=["cytoplasm", "nucleus"], default="cytoplasm", help="the CS channel's stain"
+    )
+    add_settings_args(p)
     p.set_defaults(func=cmd_track)
     register_track_stack(sub)
 
 
+#: Flags that set one tracking setting each: (flag, setting, type, help). ``seeds.x`` is a nested field.
+SETTING_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    (
+        "--edge-margin-um",
+        "edge_margin_um",
+        float,
+        "stop a track when its centre comes this close to the edge",
+    ),
+    ("--max-gap-frames", "max_gap_frames", int, "frames a lost cell is bridged before it stops"),
+    ("--min-area-um2", "min_area_um2", float, "a region smaller than this is lost"),
+    (
+        "--division-min-fraction",
+        "division_min_fraction",
+        float,
+        "each daughter's share of the mother (0: off)",
+    ),
+    ("--elevation", "elevation", str, "watershed elevation: intensity, distance or both"),
+    ("--threshold-method", "seeds.threshold_method", str, "foreground threshold: li, otsu or triangle"),
+    ("--threshold-factor", "seeds.threshold_factor", float, "multiplies the foreground threshold"),
+    ("--seed-min-area-um2", "seeds.min_area_um2", float, "the seed detector's smallest cell"),
+    ("--seed-min-distance-um", "seeds.min_cell_distance_um", float, "smallest distance between two seeds"),
+)
+
+
+def add_settings_args(p: argparse.ArgumentParser) -> None:
+    """``--settings FILE``, ``--show-settings`` and one flag per common setting (default: unset)."""
+    g = p.add_argument_group(
+        "tracking settings",
+        "Every setting can be given in --settings FILE (JSON or TOML: a full or partial mapping, nested "
+        "'seeds'/'spots' sections, or a track_stack.json, whose 'settings' are used). Precedence: "
+        "--stain's preset < this command's defaults < FILE < the flags below. "
+        "`python -c 'from lnpstore.tracking import TrackSettings as T; print(T.describe())'` lists them.",
+    )
+    g.add_argument("--settings", metavar="FILE", help="tracking settings (JSON or TOML)")
+    g.add_argument(
+        "--show-settings", action="store_true", help="print the resolved settings as JSON and exit"
+    )
+    for flag, name, typ, text in SETTING_FLAGS:
+        g.add_argument(
+            flag, dest="set__" + name.replace(".", "__"), type=typ, default=None, help=f"{text} ({name})"
+        )
+
+
+def settings_from_args(args: argparse.Namespace, base: dict | None = None):
+    """The run's :class:`TrackSettings` from ``--stain``, ``base``, ``--settings`` and the flags."""
+    from lnpstore.tracking.settings import resolve_settings
+
+    flags = {k[len("set__") :]: v for k, v in vars(args).items() if k.startswith("set__")}
+    return resolve_settings(stain=getattr(args, "stain", "cytoplasm"), file=args.settings, base=base, **flags)
+
+
+def _show(settings) -> int:
+    import json
+
+    print(json.dumps(settings.to_dict(), indent=2))
+    return 0
+
+
 def cmd_track_stack(args: argparse.Namespace) -> int:
-    from lnpstore.tracking import TrackSettings, track_stack_to_folder
+    from lnpstore.tracking import track_stack_to_folder
 
     # any stack: follow every cell, to the edge, looking for new ones on every frame
-    settings = TrackSettings.for_stain(
-        args.stain,
-        edge_margin_um=args.edge_margin_um,
-        report_new_cells=not args.frame1_cells_only,
-        new_peak_every_frames=1,
-    )
+    base = {
+        "edge_margin_um": 0.0,
+        "report_new_cells": not args.frame1_cells_only,
+        "new_peak_every_frames": 1,
+    }
+    if args.no_divisions:
+        base["division_min_fraction"] = 0.0
+    settings = settings_from_args(args, base)
     if args.no_divisions:
         settings = settings.replace(division_min_fraction=0.0)
+    if args.show_settings:
+        return _show(settings)
     run = track_stack_to_folder(
         args.input,
         args.out,
@@ -110,11 +184,5 @@ def register_track_stack(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="track only the cells seeded in frame 1, as the study did (default: also cells that appear later)",
     )
-    p.add_argument(
-        "--edge-margin-um",
-        type=float,
-        default=0.0,
-        help="stop a track when its centre comes this close to the image edge (default: 0, follow cells "
-        "to the edge; the study used 15.6 um)",
-    )
+    add_settings_args(p)
     p.set_defaults(func=cmd_track_stack)

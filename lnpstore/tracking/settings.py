@@ -8,6 +8,7 @@ named ``*_frames``. The settings are recorded with every output (``artifacts/tra
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import polars as pl
@@ -169,3 +170,65 @@ class TrackSettings(Settings):
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
         """Settings from a mapping (e.g. ``track_stack.json``'s ``settings``); retired fields are ignored."""
         return super().from_dict({k: v for k, v in d.items() if k not in RETIRED_FIELDS})
+
+
+def resolve_settings(
+    *,
+    stain: str = "cytoplasm",
+    file: str | Path | None = None,
+    base: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> TrackSettings:
+    """The settings of a run, from (in increasing precedence) the stain's preset
+    (:meth:`TrackSettings.for_stain`), ``base`` (a caller's defaults, e.g. track-stack's), a JSON or
+    TOML ``file`` (a full or partial settings mapping, or a ``track_stack.json`` whose ``settings``
+    section is used) and ``overrides`` (given flags; None values are ignored; ``seeds__x`` or ``seeds.x``
+    names a nested field). Every value is validated; an error names the file and the field."""
+    merged = TrackSettings.for_stain(stain).to_dict()
+    _deep_update(merged, dict(base or {}))
+    if file is not None:
+        _deep_update(merged, _settings_file(Path(file)))
+    flags: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.replace("__", ".").split(".")
+        node = flags
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    _deep_update(merged, flags)
+    try:
+        return TrackSettings.from_dict(merged)
+    except SettingsError as exc:
+        where = f"settings file {file}: " if file is not None else ""
+        raise SettingsError(f"{where}{exc}") from None
+
+
+def _settings_file(path: Path) -> dict[str, Any]:
+    """The settings mapping of a JSON/TOML file (its ``settings`` section when it has one)."""
+    import json
+    import tomllib
+
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"settings file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
+        data = data["settings"]
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path}: expected a mapping of setting names to values")
+    return data
+
+
+def _deep_update(target: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(target.get(k), dict):
+            _deep_update(target[k], v)
+        else:
+            target[k] = v

@@ -152,6 +152,37 @@ def test_cli_track_stack_export_and_score(tmp_path, capsys):
     assert scores["DET"] == scores["TRA"] == 1.0 and scores["division_f1"] == 1.0, scores
 
 
+def test_cli_settings_file_flags_and_errors(tmp_path, capsys):
+    """Every setting through --settings (JSON, TOML, or a run's track_stack.json), flags on top, clear errors."""
+    from lnpstore.cli.main import main
+    from lnpstore.tracking.settings import TrackSettings
+
+    tifffile.imwrite(tmp_path / "stack.tif", dividing_stack(n_frames=3))
+    base = ["track-stack", str(tmp_path / "stack.tif"), "--pixel-size-um", str(PX_UM)]
+    toml = tmp_path / "s.toml"
+    toml.write_text('max_gap_frames = 3\n[seeds]\nthreshold_method = "otsu"\n')
+    out = tmp_path / "a"
+    assert main([*base, "--out", str(out), "--settings", str(toml), "--threshold-factor", "1.1"]) == 0
+    capsys.readouterr()
+    rec = json.loads((out / "track_stack.json").read_text())["settings"]
+    assert rec["max_gap_frames"] == 3 and rec["seeds"]["threshold_method"] == "otsu"
+    assert rec["seeds"]["threshold_factor"] == 1.1 and rec["edge_margin_um"] == 0.0  # track-stack's default
+    # a run's record reproduces its settings
+    assert main([*base, "--out", str(tmp_path / "b"), "--settings", str(out / "track_stack.json")]) == 0
+    again = json.loads((tmp_path / "b" / "track_stack.json").read_text())["settings"]
+    assert TrackSettings.from_dict(again) == TrackSettings.from_dict(rec)
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "c"), "--show-settings", "--max-gap-frames", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_gap_frames"] == 0 and not (tmp_path / "c").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"seeds": {"min_radius_um": -1}}')
+    assert main([*base, "--out", str(tmp_path / "d"), "--settings", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "seeds.min_radius_um=-1" in err
+    assert main([*base, "--out", str(tmp_path / "d"), "--max-gap-frames", "-2"]) == 2
+    assert "max_gap_frames" in capsys.readouterr().err
+
+
 def test_cells_appearing_later_are_tracks_only_when_asked():
     """A cell that appears at frame 3 (e.g. entering the field): a silent competitor by default (the
     study follows frame-1 cells), a reported track from frame 3 with ``report_new_cells``."""
