@@ -49,6 +49,7 @@ class _Faults:
 
     @classmethod
     def of(cls, job: FieldJob) -> _Faults:
+        """The faults of the job's well and field (unreadable files only ever in field 1)."""
         faults = [f for f in job.settings.fault_specs if f.well == job.well]
         return cls(
             empty=any(f.kind == "empty_field" and f.field == job.field for f in faults),

@@ -38,6 +38,7 @@ class _Visibility:
 
     @classmethod
     def of(cls, c: Cells, s: SimulationSettings, geom: Geometry) -> _Visibility:
+        """From the cells' recorded centres; the margin is the geometry's edge margin (px)."""
         h, w, m = s.height_px, s.width_px, geom.edge_margin_px
         y, x, exists = c.track_y, c.track_x, c.exists
         in_image = (y >= 0) & (y < h) & (x >= 0) & (x < w) & exists

@@ -99,6 +99,7 @@ def _write_plate_map(settings: SimulationSettings, path: Path) -> None:
 
 
 def _head(settings: SimulationSettings, r: FieldResult) -> list[pl.Expr]:
+    """The ``plate, well, field`` columns of a field's rows."""
     return [
         pl.lit(settings.plate, pl.String).alias("plate"),
         pl.lit(r.well, pl.String).alias("well"),

@@ -71,6 +71,7 @@ class FaultSpec:
 
 
 def _parse_range(text: str) -> tuple[int, int]:
+    """``FIRST-LAST`` or ``FRAME`` -> (first, last) frames, 1-based."""
     parts = text.split("-")
     if len(parts) == 1:
         return int(parts[0]), int(parts[0])
@@ -80,6 +81,7 @@ def _parse_range(text: str) -> tuple[int, int]:
 
 
 def _channel_number(text: str) -> int:
+    """A channel name (``CS``) or C number (``C07``, ``7``) -> its C number."""
     if text.upper() in CHANNELS:
         return CHANNELS[text.upper()]
     num = int(text.upper().lstrip("C"))
@@ -89,6 +91,7 @@ def _channel_number(text: str) -> int:
 
 
 def _zstd_available() -> bool:
+    """Whether tifffile can write zstd here (it needs imagecodecs)."""
     try:
         tifffile.imwrite(io.BytesIO(), np.zeros((4, 4), np.uint16), compression="zstd")
     except Exception:  # noqa: BLE001 - any failure means zstd cannot be written here

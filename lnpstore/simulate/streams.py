@@ -21,6 +21,7 @@ PLATE_STREAM = 9999
 
 
 def _well_key(well: str) -> tuple[int, int]:
+    """(row index from A = 0, column number) of a well."""
     row, col = split_well(well)
     return ord(row) - ord("A"), col
 
