@@ -1,8 +1,14 @@
-"""Panels: (cases x frames x channels) arrays with ids and targets, from the store or any long table.
+"""Panels: (cases x frames x channels) arrays with ids and targets, from the store or any long table,
+and the scikit-learn-style base of the panel estimators (LSTM, tsfresh -> XGBoost).
 
-A *case* is one sequence: a (cell, augmentation) pair for the store's embeddings, or any id of a
-long table. Frames are 1-based time points (``frame`` column); channels are the embedding's 32
+A *case* (series) is one sequence: a (cell, augmentation) pair for the store's embeddings, or any id of
+a long table. Frames (steps) are time points (``frame`` column); channels are the embedding's 32
 dimensions (``e00``..``e31``) or the long table's value columns.
+
+:class:`PanelEstimator` takes a panel in any of these forms (:func:`as_panel`): an
+(n_series, n_steps, n_channels) array, an (n_series, n_steps) array (one channel), a list of
+(n_steps_i, n_channels) arrays of unequal lengths, or a long polars frame (one row per series x step);
+shorter series are right-padded and masked. Labels of any type are encoded internally (``classes_``).
 """
 
 from __future__ import annotations
@@ -172,3 +178,316 @@ def load_panels(store, *, mode: str, fold: int, checkpoint: int) -> dict[str, Pa
     """Train / val / test panels of frames 1..checkpoint from the fold's own CNN embeddings."""
     df = store.query("sequences", mode=mode, fold=int(fold), checkpoint=int(checkpoint))
     return panels_from_sequences(df, mode=mode)
+
+
+# ------------------------------------------------------------------------------------------ estimators
+def _panel_error(msg: str) -> Exception:
+    from lnpstore.store.errors import PanelError
+
+    return PanelError(msg)
+
+
+def as_panel(
+    X,
+    *,
+    name: str = "X",
+    id_col: str = "id",
+    time_col: str = "time",
+    n_channels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Any panel form -> (X (n, T, C) float32 zero-padded, lengths (n,) int32 steps, ids or None).
+
+    Forms: an (n_series, n_steps, n_channels) array (trailing all-NaN steps are padding: a shorter
+    series), an (n_series, n_steps) array (one channel), a list of (n_steps_i[, n_channels]) arrays,
+    or a long polars frame with ``id_col``, ``time_col`` and one numeric column per channel (series in
+    order of first appearance; ``ids`` returned). ``n_channels`` (the fitted count) is checked, with a
+    hint when the array looks transposed ((n, channels, steps)).
+    """
+    ids = None
+    if isinstance(X, pl.DataFrame):
+        X, lengths, ids = _from_long(X, id_col=id_col, time_col=time_col, name=name)
+    elif isinstance(X, list | tuple) and len(X) and np.ndim(X[0]) in (1, 2):
+        seqs = [np.asarray(s, np.float32) for s in X]
+        seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
+        chans = {s.shape[1] for s in seqs}
+        if len(chans) != 1:
+            raise _panel_error(f"`{name}`: the series have different channel counts {sorted(chans)}")
+        lengths = np.array([len(s) for s in seqs], np.int32)
+        if (lengths < 1).any():
+            raise _panel_error(f"`{name}`: series {int(np.argmin(lengths))} has no step")
+        out = np.zeros((len(seqs), int(lengths.max()), chans.pop()), np.float32)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        X = out
+    else:
+        X = np.asarray(X)
+        if X.dtype == object:
+            raise _panel_error(f"`{name}`: an object array; pass a list of (steps, channels) arrays instead")
+        X = np.asarray(X, np.float32)
+        if X.ndim == 2:
+            X = X[:, :, None]
+        if X.ndim != 3:
+            raise _panel_error(
+                f"`{name}` must be (n_series, n_steps, n_channels) or (n_series, n_steps), got shape {X.shape}"
+            )
+        finite_step = np.isfinite(X).any(axis=2)  # (n, T): a step with any value
+        lengths = np.where(finite_step.any(1), X.shape[1] - np.argmax(finite_step[:, ::-1], axis=1), 0)
+        lengths = lengths.astype(np.int32)
+        inner = ~np.isfinite(X) & (np.arange(X.shape[1])[None, :, None] < lengths[:, None, None])
+        if inner.any():
+            i, t, c = (int(v[0]) for v in np.nonzero(inner))
+            raise _panel_error(
+                f"`{name}`: series {i} has a missing value at step {t}, channel {c} (only trailing "
+                "all-missing steps are read as a shorter series). Hint: interpolate or fill it first"
+            )
+        X = np.where(np.isfinite(X), X, 0.0).astype(np.float32)
+    if len(X) == 0:
+        raise _panel_error(f"`{name}` has no series")
+    if (lengths < 1).any():
+        raise _panel_error(f"`{name}`: series {int(np.argmin(lengths))} has no finite step")
+    n, t, c = X.shape
+    if n_channels is None and t == 1 and c > 1:
+        raise _panel_error(
+            f"`{name}` has shape {X.shape}: {c} channels of 1 step each. It looks like (n_series, "
+            "n_channels, n_steps). Hint: pass X.transpose(0, 2, 1), or X[:, :, None] for one channel"
+        )
+    if n_channels is not None and c != n_channels:
+        hint = " It looks transposed: pass X.transpose(0, 2, 1)." if t == n_channels else ""
+        raise _panel_error(
+            f"`{name}` has {c} channels (shape {X.shape}), the model was fitted on {n_channels}.{hint}"
+        )
+    return X, lengths, ids
+
+
+def _from_long(
+    df: pl.DataFrame, *, id_col: str, time_col: str, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    for col in (id_col, time_col):
+        if col not in df.columns:
+            raise _panel_error(
+                f"`{name}`: the long frame has no {col!r} column (columns: {df.columns}). "
+                "Hint: set id_col= / time_col= on the estimator"
+            )
+    chans = [c for c in df.columns if c not in (id_col, time_col)]
+    bad = [c for c in chans if not df.schema[c].is_numeric()]
+    if bad or not chans:
+        raise _panel_error(
+            f"`{name}`: every column other than {id_col!r} and {time_col!r} is a channel and must be "
+            f"numeric; found {bad or 'no channel'}. Hint: drop the target and other columns first"
+        )
+    order = df.select(id_col).unique(maintain_order=True).with_row_index("_series")
+    d = df.join(order, on=id_col).sort(["_series", time_col])
+    dup = d.select(pl.struct(id_col, time_col).is_duplicated().any()).item()
+    if dup:
+        raise _panel_error(f"`{name}`: a series has two rows for the same {time_col!r}")
+    lengths = d.group_by("_series", maintain_order=True).len().get_column("len").to_numpy().astype(np.int32)
+    pos = d.select(pl.int_range(pl.len()).over("_series")).to_series().to_numpy()
+    X = np.zeros((order.height, int(lengths.max()), len(chans)), np.float32)
+    X[d.get_column("_series").to_numpy(), pos] = d.select(chans).cast(pl.Float32).to_numpy()
+    return X, lengths, order.get_column(id_col).to_numpy()
+
+
+def encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, class index per series): labels of any type (str, int, float, bool) -> 0..K-1."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise _panel_error(f"labels must be one per series (1-d), got shape {y.shape}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise _panel_error(f"labels hold {int(np.isnan(y).sum())} NaN value(s)")
+    classes, idx = np.unique(y, return_inverse=True)
+    return classes, idx.astype(np.int64)
+
+
+def validation_split(
+    y: np.ndarray, fraction: float, seed: int, *, stratify: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows): a random ``fraction`` held out, per class when ``stratify`` and
+    every class has at least 2 series; at least 1 row each side."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    if n < 4:
+        raise _panel_error(f"{n} series are too few to split off a validation part (need >= 4)")
+    n_val = min(n - 2, max(1, round(fraction * n)))
+    strat = None
+    if stratify:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_val >= len(counts) and n - n_val >= len(counts):
+            strat = y
+    tr, va = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=strat)
+    return np.sort(tr), np.sort(va)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+try:  # scikit-learn is a dependency; kept lazy-safe for `import lnpstore.models.panel` users
+    from sklearn.base import BaseEstimator as _Base
+except ImportError:  # pragma: no cover
+    _Base = object  # type: ignore[assignment,misc]
+
+
+class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
+    """scikit-learn-style estimator on panels: ``fit``, ``predict``, ``predict_proba``,
+    ``decision_function``, ``score``, ``get_params``/``set_params`` (so ``cross_val_score``, ``clone``
+    and ``GridSearchCV`` work), ``classes_``.
+
+    Subclasses set ``mode`` ("classify" or "regress") and implement ``_fit_panel`` and
+    ``_decision``. ``fit(X, y)`` holds out ``val_fraction`` of the series (stratified) for early
+    stopping and model choice when no ``X_val``/``y_val`` is given; the held-out rows are recorded
+    (``train_index_``, ``val_index_``). X: any form of :func:`as_panel`; y: one label or value per
+    series, or the name of a column of a long frame X (constant within a series).
+    """
+
+    mode: str = "classify"
+
+    # -- subclass hooks
+    def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decision(self, X, L) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier" if self._mode() == "classify" else "regressor"
+        if self._mode() == "classify":
+            from sklearn.utils import ClassifierTags
+
+            tags.classifier_tags = ClassifierTags()
+        else:
+            from sklearn.utils import RegressorTags
+
+            tags.regressor_tags = RegressorTags()
+        return tags
+
+    def _mode(self) -> str:
+        return getattr(self, "mode", "classify")
+
+    def _panel(self, X, name: str = "X", *, fitted: bool = True):
+        return as_panel(
+            X,
+            name=name,
+            id_col=getattr(self, "id_col", "id"),
+            time_col=getattr(self, "time_col", "time"),
+            n_channels=self.n_channels_ if fitted else None,
+        )
+
+    def _targets(self, X, y, name: str):
+        if isinstance(y, str):
+            if not isinstance(X, pl.DataFrame) or y not in X.columns:
+                raise _panel_error(f"`{name}`: target column {y!r} needs a long polars frame that has it")
+            id_col = getattr(self, "id_col", "id")
+            per = X.group_by(id_col, maintain_order=True).agg(pl.col(y).first(), n=pl.col(y).n_unique())
+            if (per["n"] > 1).any():
+                raise _panel_error(f"`{name}`: target column {y!r} varies within a series")
+            return X.drop(y), per.get_column(y).to_numpy()
+        return X, np.asarray(y)
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit on (X, y); (X_val, y_val) drive early stopping and model choice (split off X when None).
+
+        X: (n_series, n_steps, n_channels) array or another form of :func:`as_panel`; y: labels of any
+        type (classify) or numbers (regress), one per series. Returns self.
+        """
+        if self._mode() not in ("classify", "regress"):
+            raise _panel_error(f"mode must be 'classify' or 'regress', not {self._mode()!r}")
+        X, y = self._targets(X, y, "y")
+        Xa, La, _ = self._panel(X, fitted=False)
+        if len(y) != len(Xa):
+            raise _panel_error(f"`X` has {len(Xa)} series but `y` has {len(y)} values")
+        self.n_channels_ = Xa.shape[2]
+        self.n_steps_ = int(La.max())
+        if self._mode() == "classify":
+            self.classes_, ya = encode_labels(y)
+            if len(self.classes_) < 2:
+                raise _panel_error(f"`y` has one class only ({self.classes_.tolist()}); need >= 2")
+        else:
+            ya = np.asarray(y, np.float64)
+            if ya.ndim != 1 or not np.isfinite(ya).all():
+                raise _panel_error("`y` must be one finite number per series for mode='regress'")
+        if X_val is None:
+            if y_val is not None:
+                raise _panel_error("`y_val` given without `X_val`")
+            tr, va = validation_split(
+                ya,
+                getattr(self, "val_fraction", 0.2),
+                getattr(self, "seed", 0),
+                stratify=self._mode() == "classify",
+            )
+            self.train_index_, self.val_index_ = tr, va
+            Xt, Lt, yt, Xv, Lv, yv = Xa[tr], La[tr], ya[tr], Xa[va], La[va], ya[va]
+        else:
+            X_val, y_val = self._targets(X_val, y_val, "y_val")
+            Xv, Lv, _ = self._panel(X_val, "X_val")
+            if self._mode() == "classify":
+                unknown = sorted(set(np.asarray(y_val).tolist()) - set(self.classes_.tolist()))
+                if unknown:
+                    raise _panel_error(f"`y_val` has labels not in `y`: {unknown[:5]}")
+                yv = np.searchsorted(self.classes_, np.asarray(y_val))
+            else:
+                yv = np.asarray(y_val, np.float64)
+            if len(yv) != len(Xv):
+                raise _panel_error(f"`X_val` has {len(Xv)} series but `y_val` has {len(yv)} values")
+            # pad both to one length so train and validation share a layout
+            T = max(Xa.shape[1], Xv.shape[1])
+            Xt, Xv = _pad_steps(Xa, T), _pad_steps(Xv, T)
+            Lt, yt = La, ya
+            self.train_index_, self.val_index_ = np.arange(len(Xa)), None
+        self._fit_panel(Xt, Lt, yt, Xv, Lv, yv)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_channels_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet. Hint: call fit(X, y) first")
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scores: (n,) logit of ``classes_[1]`` (binary), (n, K) per-class scores (multi-class), or the
+        predicted value (regress)."""
+        self._check_fitted()
+        Xa, La, _ = self._panel(X)
+        return self._decision(Xa, La)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, K) class probabilities, columns in the order of ``classes_``."""
+        if self._mode() != "classify":
+            raise _panel_error("predict_proba is for mode='classify'")
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-z))
+            return np.stack([1 - p, p], axis=1)
+        return _softmax(z)
+
+    def predict(self, X) -> np.ndarray:
+        """Labels (from ``classes_``) or values."""
+        if self._mode() == "classify":
+            return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.decision_function(X)
+
+    def predict_score(self, X) -> np.ndarray:
+        """P(``classes_[1]``) (binary) or the value (regress): what the store's ``y_pred`` holds."""
+        if self._mode() == "classify":
+            return self.predict_proba(X)[:, 1]
+        return self.predict(X)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy (classify) or R^2 (regress), as scikit-learn's classifiers and regressors."""
+        from sklearn.metrics import accuracy_score, r2_score
+
+        X, y = self._targets(X, y, "y")
+        pred = self.predict(X)
+        if self._mode() == "classify":
+            return float(accuracy_score(np.asarray(y), pred, sample_weight=sample_weight))
+        return float(r2_score(np.asarray(y, np.float64), pred, sample_weight=sample_weight))
+
+
+def _pad_steps(X: np.ndarray, T: int) -> np.ndarray:
+    if X.shape[1] >= T:
+        return X
+    return np.concatenate([X, np.zeros((X.shape[0], T - X.shape[1], X.shape[2]), X.dtype)], axis=1)

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ import polars as pl
 from lnpstore.models.panel import Panel, panels_from_sequences
 
 from lnpstore._version import __version__
+from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store import schema as S
 from lnpstore.store.errors import LnpstoreError
 
@@ -34,20 +34,23 @@ Kind = Literal["lstm", "tsfresh_xgb"]
 KINDS = ("lstm", "tsfresh_xgb")
 
 
-@dataclass(frozen=True)
-class TimeseriesSettings:
+@settings
+class TimeseriesSettings(Settings):
     """Everything that defines a time-series run (stored, hashed into the model id)."""
 
-    kind: str
-    mode: str
-    n_samples: int = 200
-    seed: int = 0
-    fc_parameters: str = "efficient"
-    average_augs: bool = False
-    lstm_search: dict = field(default_factory=dict)
+    kind: Literal["lstm", "tsfresh_xgb"] = Field(description="model kind")
+    mode: Literal["classify", "regress"] = Field(description="target: label (classify) or GFP (regress)")
+    n_samples: int = Field(200, ge=1, description="random-search trials per (fold, checkpoint)")
+    seed: int = Field(0, description="seed of the search and the models")
+    fc_parameters: str = Field("efficient", description="tsfresh calculators ('' for the LSTM)")
+    average_augs: bool = Field(False, description="one sequence per cell: the mean of its augmentations")
+    lstm_search: dict[str, Any] = Field(
+        default_factory=dict, description="the LSTM SearchConfig as a dict ({} for tsfresh)"
+    )
 
     def hash8(self, data_version: str) -> str:
-        text = json.dumps({**asdict(self), "data_version": data_version}, sort_keys=True, default=str)
+        """8 hex digits of the settings and the data version (part of the model id)."""
+        text = json.dumps({**self.to_dict(), "data_version": data_version}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -80,7 +83,7 @@ def _fit(
     """Fit one model; returns (model, trials, extra config)."""
     tr, va = p["train"], p["val"]
     if kind == "lstm":
-        from lnpstore.models.lstm import lstm_search
+        from lnpstore.models.lstm import lstm_search, trial_configs
 
         model, trials = lstm_search(
             tr.X,
@@ -94,23 +97,7 @@ def _fit(
             t_pad=t_pad,
         )
         extra = {"search_val_loss": model.search_val_loss_, "search_best_epoch": model.search_best_epoch_}
-        trials = trials.with_columns(
-            config=pl.Series(
-                [
-                    json.dumps(r)
-                    for r in trials.select(
-                        "units",
-                        "layers",
-                        "bidirectional",
-                        "dense",
-                        "dropout",
-                        "recurrent_dropout",
-                        "best_epoch",
-                        "epochs_trained",
-                    ).to_dicts()
-                ]
-            )
-        )
+        trials = trials.with_columns(config=pl.Series(trial_configs(trials)))
         return model, trials, extra
     from lnpstore.models.tsgbm import TsfreshXGB
 
@@ -164,7 +151,9 @@ def run_timeseries(
 
     ``checkpoints`` are last input frames t (frames 1..t are used). ``average_augs`` averages a cell's
     8 augmentations into one sequence (train, val and test; predictions then carry ``aug = -1``).
-    ``lstm_search_config`` is a :class:`lnpstore.models.lstm.SearchConfig` (default: the paper's).
+    ``lstm_search_config`` is a :class:`lnpstore.models.lstm.SearchConfig` (default: ``SearchConfig()``,
+    the search over learning rates and batch sizes with early stopping; the study's exact protocol is
+    :data:`lnpstore.models.lstm.STUDY_SEARCH`).
     """
     from lnpstore.runtime.progress import bar
 
@@ -176,7 +165,7 @@ def run_timeseries(
     checkpoints = sorted(int(t) for t in checkpoints)
     if not checkpoints or checkpoints[0] < 1:
         raise LnpstoreError(f"checkpoints must be frames >= 1, got {checkpoints}")
-    search_dict = asdict(lstm_search_config) if (kind == "lstm" and lstm_search_config is not None) else {}
+    search_dict = lstm_search_config.to_dict() if (kind == "lstm" and lstm_search_config is not None) else {}
     settings = TimeseriesSettings(
         kind=kind,
         mode=mode,
@@ -283,11 +272,11 @@ def _write(
     art = store.artifacts_dir("models")
     if kind == "lstm":
         wpath = art / f"{model_id}.msgpack"
-        config = {**model.config(), "settings": asdict(settings), **extra}
+        config = {**model.config(), "settings": settings.to_dict(), **extra}
         best_epoch, val_loss = model.best_epoch_, model.val_loss_
     else:
         wpath = art / f"{model_id}.xgb.json"
-        config = {**model.config(), "settings": asdict(settings), **extra}
+        config = {**model.config(), "settings": settings.to_dict(), **extra}
         best_epoch, val_loss = model.best_iteration_, model.val_loss_
     model.save(wpath)
     config |= {"n_train": p["train"].n_cases, "n_val": p["val"].n_cases, "n_test": p["test"].n_cases}

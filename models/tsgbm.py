@@ -6,10 +6,11 @@ Pipeline of :class:`TsfreshXGB.fit` (everything fitted on the training part only
    ``EfficientFCParameters``, ``"fast"`` = Efficient minus :data:`FAST_EXCLUDE`, the calculators that
    take most of the time on short series (measured by ``benchmarks/timeseries.py``), ``"minimal"``, or
    a dict ``{calculator: params}``); NaN/inf imputed with the training columns' median/max/min.
-2. ``tsfresh.select_features`` (Benjamini-Yekutieli FDR) on the training features and targets. When it
-   keeps nothing, the ``fallback_k`` features with the lowest p-value are used instead (logged with
-   ``logging.warning`` and recorded as ``selection_fallback``).
-3. StandardScaler + PCA to ``n_components`` (32).
+2. tsfresh's relevance table (Benjamini-Yekutieli FDR; one-vs-rest per class for multi-class) on the
+   training features and targets. When fewer than ``min_features`` are relevant (small data), the
+   lowest-p-value features fill up to ``min_features``; the path taken (``"fdr"``, ``"fdr+top_p"``,
+   ``"top_p"``) is logged and recorded as ``selection_path``.
+3. StandardScaler + PCA to ``n_components`` (32), fewer than the training rows.
 4. XGBoost random search (``n_samples`` configurations, up to 300 trees, early stopping after 10
    rounds on the validation part); the configuration with the lowest validation loss is kept.
 
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import polars as pl
+from lnpstore.models.panel import PanelEstimator
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +70,16 @@ def fc_settings(fc_parameters: str | Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"fc_parameters must be 'efficient', 'fast', 'minimal' or a dict, not {fc_parameters!r}")
 
 
-def panel_to_tsfresh(X: np.ndarray, channels: list[str]) -> pd.DataFrame:
-    """(cases, frames, channels) -> tsfresh's wide long format: columns id, time, one per channel."""
+def panel_to_tsfresh(X: np.ndarray, channels: list[str], lengths: np.ndarray | None = None) -> pd.DataFrame:
+    """(cases, frames, channels) -> tsfresh's wide long format: columns id, time, one per channel.
+
+    ``lengths`` (cases,): real steps per case; the padding steps after them are left out."""
     n, t, c = X.shape
     df = pd.DataFrame(X.reshape(n * t, c).astype(np.float64), columns=channels)
     df.insert(0, "time", np.tile(np.arange(t), n))
     df.insert(0, "id", np.repeat(np.arange(n), t))
+    if lengths is not None and (np.asarray(lengths) < t).any():
+        df = df[(np.arange(t)[None, :] < np.asarray(lengths)[:, None]).reshape(-1)].reset_index(drop=True)
     return df
 
 
@@ -129,11 +135,17 @@ def extract(
     n_jobs: int = 0,
     dask_address: str | None = None,
     cache: FeatureCache | None = None,
+    lengths: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """tsfresh features of every case, one row per case in the order of ``X`` (no imputation)."""
+    """tsfresh features of every case, one row per case in the order of ``X`` (no imputation);
+    ``lengths``: real steps per case (padding steps are not extracted)."""
     from tsfresh import extract_features
 
     settings = {"default": default_fc_parameters, "by_kind": kind_to_fc_parameters}
+    if lengths is not None and (np.asarray(lengths) < X.shape[1]).any():
+        settings["lengths"] = np.asarray(lengths).tolist()
+    else:
+        lengths = None
     key = FeatureCache.key(X, channels, settings)
     if cache is not None:
         hit = cache.get(key)
@@ -146,7 +158,7 @@ def extract(
         distributor = ClusterDaskDistributor(dask_address)
     try:
         feats = extract_features(
-            panel_to_tsfresh(X, channels),
+            panel_to_tsfresh(X, channels, lengths),
             column_id="id",
             column_sort="time",
             default_fc_parameters=dict(default_fc_parameters) if default_fc_parameters is not None else None,
@@ -232,11 +244,21 @@ def _impute(F: pd.DataFrame, stats: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(v, index=F.index, columns=F.columns)
 
 
-class TsfreshXGB:
-    """tsfresh -> selection -> PCA -> XGBoost, sklearn-style, on (cases, frames, channels) panels.
+class TsfreshXGB(PanelEstimator):
+    """tsfresh -> selection -> PCA -> XGBoost on panels, a scikit-learn-style estimator
+    (:class:`lnpstore.models.panel.PanelEstimator`: ``fit``, ``predict``, ``predict_proba``,
+    ``decision_function``, ``score``, ``get_params``, ``classes_``).
 
-    ``fit(X, y, X_val, y_val)``: selection, PCA and the trees see only ``X, y``; ``X_val, y_val``
-    only drive early stopping and the choice among the ``n_samples`` XGBoost configurations.
+    ``fit(X, y, X_val=None, y_val=None)``: selection, PCA and the trees see only the training part;
+    the validation part (split off X when not given, ``val_fraction``) only drives early stopping and
+    the choice among the ``n_samples`` XGBoost configurations. Binary, multi-class (any label type)
+    and regression; series of unequal length (padding steps are not extracted).
+
+    Selection (``selection_path_`` records which path was taken, and it is logged): ``"fdr"`` when
+    tsfresh's FDR test (``fdr_level``; per class one-vs-rest for multi-class) keeps at least
+    ``min_features`` features; otherwise ``"fdr+top_p"`` / ``"top_p"``: the FDR-relevant features plus
+    the lowest-p-value ones up to ``min_features`` (small data: too few rows for the FDR test to keep
+    the signal). PCA keeps at most ``n_components`` and fewer than the training rows.
     """
 
     def __init__(
@@ -247,13 +269,16 @@ class TsfreshXGB:
         n_samples: int = 200,
         n_components: int = 32,
         fdr_level: float = 0.05,
-        fallback_k: int = 32,
+        min_features: int = 32,
         space: XGBSpace | None = None,
         seed: int = 0,
         n_jobs: int = 0,
         dask_address: str | None = None,
         cache_dir: str | Path | None = None,
         channels: list[str] | None = None,
+        val_fraction: float = 0.2,
+        id_col: str = "id",
+        time_col: str = "time",
     ):
         if mode not in ("classify", "regress"):
             raise ValueError(f"mode must be 'classify' or 'regress', not {mode!r}")
@@ -262,19 +287,23 @@ class TsfreshXGB:
         self.n_samples = n_samples
         self.n_components = n_components
         self.fdr_level = fdr_level
-        self.fallback_k = fallback_k
-        self.space = space or XGBSpace()
+        self.min_features = min_features
+        self.space = space
         self.seed = seed
         self.n_jobs = n_jobs
         self.dask_address = dask_address
-        self.cache = FeatureCache(cache_dir)
+        self.cache_dir = cache_dir
         self.channels = channels
-        self.selected_: list[str] = []
-        self.selection_fallback_ = False
-        self.trials_: pl.DataFrame | None = None
-        self.val_loss_ = float("nan")
-        self.best_iteration_ = 0
-        self.timings_: dict[str, float] = {}
+        self.val_fraction = val_fraction
+        self.id_col = id_col
+        self.time_col = time_col
+
+    @property
+    def cache(self) -> FeatureCache:
+        """The extraction cache (in memory, and under ``cache_dir`` when set)."""
+        if getattr(self, "_cache", None) is None or self._cache_for != self.cache_dir:
+            self._cache, self._cache_for = FeatureCache(self.cache_dir), self.cache_dir
+        return self._cache
 
     def _channels(self, X: np.ndarray) -> list[str]:
         if self.channels is not None:
@@ -283,63 +312,80 @@ class TsfreshXGB:
             return list(self.channels)
         return [f"c{i:02d}" for i in range(X.shape[2])]
 
-    def _extract(self, X: np.ndarray, **kw: Any) -> pd.DataFrame:
+    def _extract(self, X: np.ndarray, lengths: np.ndarray | None = None, **kw: Any) -> pd.DataFrame:
         return extract(
-            X, self._channels(X), n_jobs=self.n_jobs, dask_address=self.dask_address, cache=self.cache, **kw
+            X,
+            self._channels(X),
+            n_jobs=self.n_jobs,
+            dask_address=self.dask_address,
+            cache=self.cache,
+            lengths=lengths,
+            **kw,
         )
 
     def _select(self, F: pd.DataFrame, y: np.ndarray) -> list[str]:
-        """Relevant features of the training part; top-``fallback_k`` by p-value when none is."""
-        from tsfresh import select_features
+        """Relevant features of the training part (see the class docstring); sets ``selection_path_``."""
         from tsfresh.feature_selection.relevance import calculate_relevance_table
 
         task = "classification" if self.mode == "classify" else "regression"
         ys = pd.Series(np.asarray(y), index=F.index)
+        multiclass = self.mode == "classify" and ys.nunique() > 2
         varying = F.loc[:, F.nunique() > 1]
-        sel: list[str] = []
-        if varying.shape[1]:
-            sel = list(
-                select_features(
-                    varying, ys, ml_task=task, fdr_level=self.fdr_level, n_jobs=self.n_jobs
-                ).columns
+        pool = varying if varying.shape[1] else F
+        with _quiet_nan_warnings():
+            rel = calculate_relevance_table(
+                pool,
+                ys,
+                ml_task=task,
+                multiclass=multiclass,
+                n_significant=1,
+                fdr_level=self.fdr_level,
+                n_jobs=self.n_jobs,
             )
-        self.selection_fallback_ = not sel
-        if not sel:
-            pool = varying if varying.shape[1] else F
-            rel = calculate_relevance_table(pool, ys, ml_task=task, n_jobs=self.n_jobs)
-            rel = rel.sort_values("p_value", na_position="last", kind="stable")
-            sel = list(rel["feature"].iloc[: self.fallback_k])
-            log.warning(
-                "tsfresh relevance selection kept no feature of %d (fdr_level=%s, %d training cases); "
-                "using the %d with the lowest p-value instead (selection_fallback)",
-                F.shape[1],
-                self.fdr_level,
-                len(F),
-                len(sel),
-            )
+        pcols = [c for c in rel.columns if c.startswith("p_value")]
+        rel = rel.assign(_p=rel[pcols].min(axis=1)).sort_values("_p", na_position="last", kind="stable")
+        relevant = list(rel.loc[rel["relevant"].astype(bool), "feature"])
+        k = max(1, self.min_features)
+        if len(relevant) >= k:
+            sel, path = relevant, "fdr"
+        else:
+            extra = [f for f in rel["feature"] if f not in set(relevant)][: k - len(relevant)]
+            sel, path = relevant + extra, ("fdr+top_p" if relevant else "top_p")
+        self.selection_path_ = path
+        self.n_relevant_ = len(relevant)
+        (log.info if path == "fdr" else log.warning)(
+            "tsfresh selection: %d of %d features relevant at fdr_level=%s on %d training series%s; "
+            "path %r, %d features kept",
+            len(relevant),
+            F.shape[1],
+            self.fdr_level,
+            len(F),
+            " (multi-class, one-vs-rest)" if multiclass else "",
+            path,
+            len(sel),
+        )
         return sel
 
-    def _transform(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def selection_fallback_(self) -> bool:
+        """True when selection had to add features by p-value (``selection_path_`` is not "fdr")."""
+        return getattr(self, "selection_path_", "fdr") != "fdr"
+
+    def _transform(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         from tsfresh.feature_extraction.settings import from_columns
 
-        F = self._extract(X, kind_to_fc_parameters=from_columns(self.selected_))
+        F = self._extract(X, lengths, kind_to_fc_parameters=from_columns(self.selected_))
         F = _impute(F.reindex(columns=self.selected_), self.impute_stats_)
         return self.pca_.transform(self.scaler_.transform(F.to_numpy()))
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> TsfreshXGB:
+    def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:
         import time
 
         from sklearn.decomposition import PCA
         from sklearn.preprocessing import StandardScaler
 
-        for name, a, b in (("X", X, y), ("X_val", X_val, y_val)):
-            if np.ndim(a) != 3 or len(a) != len(b) or len(a) == 0:
-                raise ValueError(
-                    f"`{name}` must be non-empty (cases, frames, channels) with one target per case; "
-                    f"got shape {np.shape(a)} and {len(b)} targets"
-                )
         t0 = time.perf_counter()
-        F = self._extract(np.asarray(X, np.float32), default_fc_parameters=fc_settings(self.fc_parameters))
+        F = self._extract(X, L, default_fc_parameters=fc_settings(self.fc_parameters))
         self.n_extracted_ = F.shape[1]
         t1 = time.perf_counter()
         self.impute_stats_ = _impute_stats(F)
@@ -349,13 +395,14 @@ class TsfreshXGB:
         self.impute_stats_ = {k: v[cols] for k, v in self.impute_stats_.items()}
         Fs = F[self.selected_].to_numpy()
         self.scaler_ = StandardScaler().fit(Fs)
-        k = max(1, min(self.n_components, Fs.shape[1], Fs.shape[0]))
+        # PCA width: at most n_components, the features, and one less than the training rows
+        k = max(1, min(self.n_components, Fs.shape[1], Fs.shape[0] - 1))
         self.pca_ = PCA(n_components=k, random_state=self.seed).fit(self.scaler_.transform(Fs))
         Z = self.pca_.transform(self.scaler_.transform(Fs))
         t2 = time.perf_counter()
-        Zv = self._transform(np.asarray(X_val, np.float32))
+        Zv = self._transform(Xv, Lv)
         t3 = time.perf_counter()
-        self._search(Z, np.asarray(y), Zv, np.asarray(y_val))
+        self._search(Z, np.asarray(y), Zv, np.asarray(yv))
         t4 = time.perf_counter()
         self.timings_ = {
             "extract_train_s": t1 - t0,
@@ -363,12 +410,11 @@ class TsfreshXGB:
             "extract_val_s": t3 - t2,
             "xgb_search_s": t4 - t3,
         }
-        return self
 
     def _search(self, Z: np.ndarray, y: np.ndarray, Zv: np.ndarray, yv: np.ndarray) -> None:
         import xgboost as xgb
 
-        sp = self.space
+        sp = self.space or XGBSpace()
         params = sample_xgb_params(self.n_samples, self.seed, sp)
         common: dict[str, Any] = {
             "n_estimators": sp.n_estimators,
@@ -376,9 +422,18 @@ class TsfreshXGB:
             "tree_method": "hist",
             "n_jobs": max(1, self.n_jobs),
         }
+        fit_kw: dict[str, Any] = {}
         if self.mode == "classify":
-            n1 = float((y > 0.5).sum())
-            common |= {"eval_metric": "logloss", "scale_pos_weight": (len(y) - n1) / n1 if n1 else 1.0}
+            n_classes = len(self.classes_)
+            y, yv = y.astype(np.int64), yv.astype(np.int64)
+            if n_classes == 2:  # the study's class weighting
+                n1 = float((y == 1).sum())
+                common |= {"eval_metric": "logloss", "scale_pos_weight": (len(y) - n1) / n1 if n1 else 1.0}
+            else:  # balanced sample weights, all classes known to the booster
+                counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+                w = len(y) / (n_classes * np.maximum(counts, 1.0))
+                common |= {"eval_metric": "mlogloss", "objective": "multi:softprob", "num_class": n_classes}
+                fit_kw = {"sample_weight": w[y], "sample_weight_eval_set": [w[yv]]}
             cls = xgb.XGBClassifier
         else:
             common |= {"eval_metric": "rmse"}
@@ -386,7 +441,7 @@ class TsfreshXGB:
         rows, best = [], None
         for i, p in enumerate(params):
             m = cls(**p, **common, random_state=self.seed + i)
-            m.fit(Z, y, eval_set=[(Zv, yv)], verbose=False)
+            m.fit(Z, y, eval_set=[(Zv, yv)], verbose=False, **fit_kw)
             loss = float(m.best_score)
             n_trees = m.get_booster().num_boosted_rounds()
             rows.append(
@@ -408,26 +463,12 @@ class TsfreshXGB:
         self.best_params_ = params[self.best_trial_]
         self.trials_ = pl.DataFrame(rows).with_columns(selected=pl.col("trial") == self.best_trial_)
 
-    def decision_scores(self, X: np.ndarray) -> np.ndarray:
-        """P(label 1) (classify) or the value (regress): what the store's ``y_pred`` holds."""
-        Z = self._transform(np.asarray(X, np.float32))
+    def _decision(self, X: np.ndarray, L: np.ndarray) -> np.ndarray:
+        """Margins: (n,) logit (binary), (n, K) per-class scores (multi-class), values (regress)."""
+        Z = self._transform(np.asarray(X, np.float32), L)
         if self.mode == "classify":
-            return self.model_.predict_proba(Z)[:, 1].astype(np.float64)
+            return np.asarray(self.model_.predict(Z, output_margin=True), np.float64)
         return self.model_.predict(Z).astype(np.float64)
-
-    predict_score = decision_scores
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(n, 2) class probabilities (classify only)."""
-        if self.mode != "classify":
-            raise ValueError("predict_proba is for mode='classify'")
-        p = self.decision_scores(X)
-        return np.stack([1 - p, p], axis=1)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Labels 0/1 (classify) or values (regress)."""
-        s = self.decision_scores(X)
-        return (s > 0.5).astype(np.int64) if self.mode == "classify" else s
 
     def config(self) -> dict[str, Any]:
         """Settings, chosen hyper-parameters and selected feature names (JSON-serialisable)."""
@@ -438,13 +479,16 @@ class TsfreshXGB:
             "n_samples": self.n_samples,
             "n_components": int(self.pca_.n_components_),
             "fdr_level": self.fdr_level,
-            "fallback_k": self.fallback_k,
-            "space": asdict(self.space),
+            "min_features": self.min_features,
+            "space": asdict(self.space or XGBSpace()),
             "xgb_params": self.best_params_,
             "best_iteration": self.best_iteration_,
             "n_extracted": self.n_extracted_,
+            "n_relevant": self.n_relevant_,
             "selected_features": self.selected_,
+            "selection_path": self.selection_path_,
             "selection_fallback": self.selection_fallback_,
+            "classes": self.classes_.tolist() if self.mode == "classify" else None,
             "seed": self.seed,
         }
 
@@ -452,24 +496,113 @@ class TsfreshXGB:
         """XGBoost JSON at ``path``; imputation, scaler, PCA and config (joblib) at ``path + '.joblib'``."""
         import joblib
 
+        from lnpstore.store.atomic import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.model_.save_model(str(path))
-        joblib.dump(
-            {
-                "config": self.config(),
-                "impute": self.impute_stats_,
-                "scaler": self.scaler_,
-                "pca": self.pca_,
-                "channels": self.channels,
-            },
-            path.with_name(path.name + ".joblib"),
+        with atomic_path(path, keep_suffix=True) as tmp:
+            self.model_.save_model(str(tmp))
+        with atomic_path(path.with_name(path.name + ".joblib")) as tmp:
+            joblib.dump(
+                {
+                    "config": self.config(),
+                    "impute": self.impute_stats_,
+                    "scaler": self.scaler_,
+                    "pca": self.pca_,
+                    "channels": self.channels,
+                },
+                tmp,
+            )
+
+
+class TsfreshClassifier(TsfreshXGB):
+    """:class:`TsfreshXGB` with ``mode='classify'`` (binary or multi-class, any label type)."""
+
+    mode = "classify"
+
+    def __init__(
+        self,
+        *,
+        fc_parameters: str | Mapping[str, Any] = "efficient",
+        n_samples: int = 200,
+        n_components: int = 32,
+        fdr_level: float = 0.05,
+        min_features: int = 32,
+        space: XGBSpace | None = None,
+        seed: int = 0,
+        n_jobs: int = 0,
+        dask_address: str | None = None,
+        cache_dir: str | Path | None = None,
+        channels: list[str] | None = None,
+        val_fraction: float = 0.2,
+        id_col: str = "id",
+        time_col: str = "time",
+    ):
+        super().__init__(
+            "classify",
+            fc_parameters=fc_parameters,
+            n_samples=n_samples,
+            n_components=n_components,
+            fdr_level=fdr_level,
+            min_features=min_features,
+            space=space,
+            seed=seed,
+            n_jobs=n_jobs,
+            dask_address=dask_address,
+            cache_dir=cache_dir,
+            channels=channels,
+            val_fraction=val_fraction,
+            id_col=id_col,
+            time_col=time_col,
+        )
+
+
+class TsfreshRegressor(TsfreshXGB):
+    """:class:`TsfreshXGB` with ``mode='regress'``."""
+
+    mode = "regress"
+
+    def __init__(
+        self,
+        *,
+        fc_parameters: str | Mapping[str, Any] = "efficient",
+        n_samples: int = 200,
+        n_components: int = 32,
+        fdr_level: float = 0.05,
+        min_features: int = 32,
+        space: XGBSpace | None = None,
+        seed: int = 0,
+        n_jobs: int = 0,
+        dask_address: str | None = None,
+        cache_dir: str | Path | None = None,
+        channels: list[str] | None = None,
+        val_fraction: float = 0.2,
+        id_col: str = "id",
+        time_col: str = "time",
+    ):
+        super().__init__(
+            "regress",
+            fc_parameters=fc_parameters,
+            n_samples=n_samples,
+            n_components=n_components,
+            fdr_level=fdr_level,
+            min_features=min_features,
+            space=space,
+            seed=seed,
+            n_jobs=n_jobs,
+            dask_address=dask_address,
+            cache_dir=cache_dir,
+            channels=channels,
+            val_fraction=val_fraction,
+            id_col=id_col,
+            time_col=time_col,
         )
 
 
 __all__ = [
     "FAST_EXCLUDE",
     "FeatureCache",
+    "TsfreshClassifier",
+    "TsfreshRegressor",
     "TsfreshXGB",
     "XGBSpace",
     "extract",

@@ -4,7 +4,7 @@ import lnpstore.models.tsgbm as tg
 import numpy as np
 import pytest
 from _ts_data import best_single_frame_accuracy, planted_panel
-from lnpstore.models.tsgbm import FeatureCache, TsfreshXGB, fc_settings
+from lnpstore.models.tsgbm import FeatureCache, TsfreshClassifier, TsfreshRegressor, TsfreshXGB, fc_settings
 
 SMALL_FC = {"linear_trend": [{"attr": "slope"}], "mean": None, "standard_deviation": None}
 
@@ -18,11 +18,13 @@ def data():
 def test_learns_temporal_signal_single_frame_cannot(data):
     Xtr, ytr, Xv, yv, Xte, yte = data
     assert best_single_frame_accuracy(Xtr, ytr, Xte, yte) < 0.8
-    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=4, seed=0).fit(Xtr, ytr, Xv, yv)
+    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=4, seed=0, min_features=1).fit(
+        Xtr, ytr, Xv, yv
+    )
     assert (m.predict(Xte) == yte).mean() >= 0.85
     assert 'c00__linear_trend__attr_"slope"' in m.selected_
     assert m.trials_.height == 4 and m.trials_["selected"].sum() == 1
-    assert not m.selection_fallback_
+    assert m.selection_path_ == "fdr" and not m.selection_fallback_
 
 
 def test_val_and_test_extract_only_selected_features_and_cache(data, monkeypatch):
@@ -36,7 +38,9 @@ def test_val_and_test_extract_only_selected_features_and_cache(data, monkeypatch
         return out
 
     monkeypatch.setattr(tg, "extract", spy)
-    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=2, seed=0).fit(Xtr, ytr, Xv, yv)
+    m = TsfreshXGB("classify", fc_parameters=SMALL_FC, n_samples=2, seed=0, min_features=1).fit(
+        Xtr, ytr, Xv, yv
+    )
     m.predict(Xte)
     m.predict(Xte)  # second time: from the cache
     assert calls[0] == (len(Xtr), False, 9)  # training: everything (3 calculators x 3 channels)
@@ -44,18 +48,67 @@ def test_val_and_test_extract_only_selected_features_and_cache(data, monkeypatch
     assert m.cache.hits == 1 and m.cache.misses == 3
 
 
-def test_zero_relevant_features_falls_back_to_top_k(caplog):
+def test_zero_relevant_features_fill_up_by_p_value_and_say_so(caplog):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 6, 2)).astype(np.float32)
     y = rng.integers(0, 2, 60)
     with caplog.at_level(logging.WARNING):
-        m = TsfreshXGB("classify", fc_parameters="minimal", n_samples=2, fallback_k=3).fit(
+        m = TsfreshXGB("classify", fc_parameters="minimal", n_samples=2, min_features=3).fit(
             X[:40], y[:40], X[40:], y[40:]
         )
+    assert m.selection_path_ == "top_p" and m.config()["selection_path"] == "top_p"
     assert m.selection_fallback_ and m.config()["selection_fallback"] is True
     assert len(m.selected_) == 3
-    assert "kept no feature" in caplog.text
+    assert "path 'top_p'" in caplog.text
     assert m.predict_proba(X[40:]).shape == (20, 2)
+
+
+def _small_planted(n: int, n_classes: int, seed: int):
+    """Series whose class (or value) is the slope of channel 0; a large offset hides it in any frame."""
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, n_classes, n)
+    slope = (cls - (n_classes - 1) / 2) * rng.uniform(0.8, 1.0, n)
+    t = np.arange(12) - 5.5
+    X = rng.normal(0, 1, (n, 12, 2)).astype(np.float32)
+    X[:, :, 0] = rng.normal(0, 10, (n, 1)) + slope[:, None] * t + rng.normal(0, 0.1, (n, 12))
+    return X, cls, slope
+
+
+def test_small_multiclass_data_keep_the_signal_without_glue():
+    """30 training series, 4 string classes, no validation given: FDR keeps few features, the selection
+    fills up by p-value (recorded), PCA is capped below the rows, and the slope is still found."""
+    X, cls, _ = _small_planted(130, 4, seed=5)
+    labels = np.array(["a", "b", "c", "d"])[cls]
+    m = TsfreshClassifier(fc_parameters=SMALL_FC, n_samples=3, n_components=64, min_features=4)
+    m.fit(X[:30], labels[:30])
+    assert m.classes_.tolist() == ["a", "b", "c", "d"]
+    assert m.selection_path_ in ("fdr", "fdr+top_p", "top_p") and len(m.selected_) >= 4
+    assert any("linear_trend" in f and f.startswith("c00") for f in m.selected_)
+    assert m.pca_.n_components_ < len(m.train_index_)
+    assert m.predict_proba(X[30:]).shape == (100, 4)
+    assert m.decision_function(X[30:]).shape == (100, 4)
+    assert m.score(X[30:], labels[30:]) > 0.8
+
+
+def test_regression_beats_the_training_mean():
+    X, _, slope = _small_planted(160, 5, seed=6)
+    y = 3.0 + 2.0 * slope
+    m = TsfreshRegressor(fc_parameters=SMALL_FC, n_samples=3, min_features=2).fit(X[:100], y[:100])
+    rmse = np.sqrt(np.mean((m.predict(X[100:]) - y[100:]) ** 2))
+    assert rmse < 0.5 * np.std(y[100:] - y[:100].mean())
+    assert m.trials_["stopped_early"].any()  # early stopping on the validation split
+
+
+def test_unequal_lengths_and_sklearn_clone():
+    from sklearn.base import clone
+
+    X, cls, _ = _small_planted(60, 2, seed=7)
+    series = [x[: 8 + i % 5] for i, x in enumerate(X)]
+    m = TsfreshClassifier(fc_parameters=SMALL_FC, n_samples=2, min_features=2, seed=3).fit(
+        series[:40], cls[:40]
+    )
+    assert m.predict(series[40:]).shape == (20,)
+    assert clone(m).get_params() == m.get_params()
 
 
 def test_fast_drops_expensive_calculators_and_cache_roundtrip(tmp_path):

@@ -1,0 +1,168 @@
+"""scikit-learn-style LSTM estimators on panels: :class:`LSTMClassifier` and :class:`LSTMRegressor`.
+
+::
+
+    from lnpstore.models.lstm import LSTMClassifier
+
+    clf = LSTMClassifier(n_samples=8).fit(X_train, y_train)  # X: (n_series, n_steps, n_channels)
+    clf.score(X_test, y_test)
+
+Binary and multi-class labels of any type, regression targets; series of unequal length; a
+validation part split off inside ``fit`` when none is given. By default a random search
+(:func:`lnpstore.models.lstm.search.lstm_search`) over the study's architectures, learning rates and
+batch sizes; with ``arch`` given, one network trained with ``train`` (no search).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from lnpstore.models.lstm.net import LSTMConfig
+from lnpstore.models.lstm.search import SearchConfig, lstm_search
+from lnpstore.models.lstm.train import LSTMModel, TrainConfig
+from lnpstore.models.panel import PanelEstimator
+
+
+class LSTMEstimator(PanelEstimator):
+    """LSTM on panels (``mode`` "classify" or "regress"); see the module docstring.
+
+    Parameters
+    ----------
+    mode : "classify" (class-weighted cross-entropy) or "regress" (MSE on the standardised target).
+    n_samples : trials of the random search (ignored when ``arch`` is given).
+    search : :class:`SearchConfig` (None: the default search, early stopping with patience 20).
+    arch, train : one architecture trained with one :class:`TrainConfig` instead of a search.
+    val_fraction : share of the series held out for validation when ``fit`` gets no ``X_val``.
+    seed : seed of the split, the sampling and the initialisation.
+    id_col, time_col : the columns of a long polars frame X.
+    """
+
+    def __init__(
+        self,
+        mode: str = "classify",
+        *,
+        n_samples: int = 16,
+        search: SearchConfig | None = None,
+        arch: LSTMConfig | None = None,
+        train: TrainConfig | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        id_col: str = "id",
+        time_col: str = "time",
+    ):
+        self.mode = mode
+        self.n_samples = n_samples
+        self.search = search
+        self.arch = arch
+        self.train = train
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.id_col = id_col
+        self.time_col = time_col
+
+    def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:
+        mode = self._mode()
+        n_classes = len(self.classes_) if mode == "classify" else 1
+        if mode == "regress":  # the loss sees a standardised target; predictions are rescaled
+            self.y_mean_, self.y_std_ = float(np.mean(y)), float(np.std(y)) or 1.0
+            y, yv = (y - self.y_mean_) / self.y_std_, (yv - self.y_mean_) / self.y_std_
+        if self.arch is not None:
+            m = LSTMModel(mode, arch=self.arch, train=self.train, seed=self.seed, n_classes=n_classes)
+            self.model_ = m.fit(X, y, Xv, yv, lengths=L, lengths_val=Lv)
+            self.trials_ = None
+        else:
+            self.model_, self.trials_ = lstm_search(
+                X,
+                y,
+                Xv,
+                yv,
+                mode=mode,  # type: ignore[arg-type]
+                n_samples=self.n_samples,
+                seed=self.seed,
+                search=self.search,
+                lengths=L,
+                lengths_val=Lv,
+                n_classes=n_classes,
+            )
+        self.mean_, self.std_ = self.model_.mean_, self.model_.std_
+        self.best_epoch_ = self.model_.best_epoch_
+        self.val_loss_ = self.model_.val_loss_
+        self.history_ = self.model_.history_
+
+    def _decision(self, X, L) -> np.ndarray:
+        T = self.model_.t_pad_ or 0
+        if X.shape[1] < T:
+            X = np.concatenate([X, np.zeros((len(X), T - X.shape[1], X.shape[2]), X.dtype)], axis=1)
+        z = self.model_.decision_function(X, lengths=L)
+        if self._mode() == "regress":
+            return z * self.y_std_ + self.y_mean_
+        return z
+
+    def config(self) -> dict[str, Any]:
+        """The fitted model's settings and chosen hyper-parameters (JSON-serialisable)."""
+        self._check_fitted()
+        return {**self.model_.config(), "classes": getattr(self, "classes_", np.array([])).tolist()}
+
+
+class LSTMClassifier(LSTMEstimator):
+    """:class:`LSTMEstimator` with ``mode='classify'`` (binary or multi-class, any label type)."""
+
+    mode = "classify"
+
+    def __init__(
+        self,
+        *,
+        n_samples: int = 16,
+        search: SearchConfig | None = None,
+        arch: LSTMConfig | None = None,
+        train: TrainConfig | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        id_col: str = "id",
+        time_col: str = "time",
+    ):
+        super().__init__(
+            "classify",
+            n_samples=n_samples,
+            search=search,
+            arch=arch,
+            train=train,
+            val_fraction=val_fraction,
+            seed=seed,
+            id_col=id_col,
+            time_col=time_col,
+        )
+
+
+class LSTMRegressor(LSTMEstimator):
+    """:class:`LSTMEstimator` with ``mode='regress'``."""
+
+    mode = "regress"
+
+    def __init__(
+        self,
+        *,
+        n_samples: int = 16,
+        search: SearchConfig | None = None,
+        arch: LSTMConfig | None = None,
+        train: TrainConfig | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        id_col: str = "id",
+        time_col: str = "time",
+    ):
+        super().__init__(
+            "regress",
+            n_samples=n_samples,
+            search=search,
+            arch=arch,
+            train=train,
+            val_fraction=val_fraction,
+            seed=seed,
+            id_col=id_col,
+            time_col=time_col,
+        )
+
+
+__all__ = ["LSTMClassifier", "LSTMEstimator", "LSTMRegressor"]

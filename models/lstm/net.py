@@ -1,0 +1,152 @@
+"""The network: an LSTM over (batch, steps, channels) inputs in flax.linen, and its architecture config.
+
+Dropout follows Keras' LSTM: ``dropout`` is a mask on the layer inputs and ``recurrent_dropout`` a
+mask on the hidden state ``h``, each drawn once per sequence and fixed over time (steps). Both rates
+are *inputs* of the network, not constants, so candidates that differ only in rates, learning rates
+and seeds share one compiled program and can be trained side by side with ``jax.vmap``.
+
+Series of unequal length are right-padded and masked: each row has its own length (in steps); steps
+at or after it do not update the state, so the forward output at the last step is the state after the
+row's last real step and the backward direction starts at that step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lnpstore.runtime.settings import Field, Settings, settings
+
+#: The study's architecture space (units per direction, layers, dropout rates).
+UNITS = (32, 64, 128, 256)
+LAYERS = (1, 2)
+RATES = (0.1, 0.2, 0.5)
+
+
+@settings
+class LSTMConfig(Settings):
+    """One architecture (what fixes the compiled program, plus the two dropout rates)."""
+
+    units: int = Field(64, ge=1, description="LSTM units per direction")
+    layers: int = Field(1, ge=1, le=2, description="stacked LSTM layers (1 or 2)")
+    bidirectional: bool = Field(False, description="a backward LSTM next to the forward one")
+    dense: bool = Field(False, description="a dense (units, relu) layer before the output")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="input dropout rate, fixed over steps")
+    recurrent_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout rate on h, fixed over steps")
+
+    @property
+    def shape(self) -> tuple[int, int, bool, bool]:
+        """What fixes the compiled program (rates do not)."""
+        return (self.units, self.layers, self.bidirectional, self.dense)
+
+
+def _lstm_layer(x, wi, b, wh, h_mask, reverse: bool, lengths=None):
+    """Run one LSTM direction over ``x`` (B, T, C) (inputs already masked); returns h (B, T, H).
+
+    ``wi`` (C, 4H), ``b`` (4H,), ``wh`` (H, 4H), ``h_mask`` (B, H) fixed over steps; gates i, f, g, o.
+    ``lengths`` (B,) int (may be traced) or None: only steps ``< lengths[row]`` update the row's state,
+    later (padding) steps keep it. One program then serves every length.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    bsz, n_t = x.shape[0], x.shape[1]
+    hdim = wh.shape[0]
+    xs = jnp.swapaxes(x, 0, 1)
+
+    def step(carry, inp):
+        h, c = carry
+        x_t, k = inp
+        z = x_t @ wi + b + (h * h_mask) @ wh
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c2 = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h2 = jax.nn.sigmoid(o) * jnp.tanh(c2)
+        if lengths is not None:
+            live = (k < lengths)[:, None]
+            h2, c2 = jnp.where(live, h2, h), jnp.where(live, c2, c)
+        return (h2, c2), h2
+
+    zeros = jnp.zeros((bsz, hdim), x.dtype)
+    _, hs = jax.lax.scan(step, (zeros, zeros), (xs, jnp.arange(n_t)), reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def _make_net_class():
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    def _mask(key, rate, shape):
+        keep = 1.0 - rate
+        return jax.random.bernoulli(key, keep, shape).astype(jnp.float32) / keep
+
+    def _unit_forget_bias(key, shape, dtype=jnp.float32):
+        h = shape[0] // 4
+        return jnp.zeros(shape, dtype).at[h : 2 * h].set(1.0)
+
+    class LSTMNet(nn.Module):
+        """LSTM over (B, T, C) inputs; returns (B,) logits or values (``n_out`` 1) or (B, n_out) logits.
+
+        ``rates`` is a (2,) array: input dropout and recurrent dropout, used when ``train``.
+        ``lengths`` (B,) int or a scalar (may be traced): steps ``>= lengths`` are padding and ignored.
+        """
+
+        units: int
+        layers: int = 1
+        bidirectional: bool = False
+        dense: bool = False
+        n_out: int = 1
+
+        @nn.compact
+        def __call__(self, x, rates, train: bool = False, lengths=None):
+            bsz = x.shape[0]
+            if lengths is not None:
+                lengths = jnp.broadcast_to(jnp.asarray(lengths), (bsz,))
+            dirs = ("f", "b") if self.bidirectional else ("f",)
+            h = x
+            for layer in range(self.layers):
+                outs = []
+                for d in dirs:
+                    cin = h.shape[-1]
+                    wi = self.param(
+                        f"l{layer}{d}_wi", nn.initializers.glorot_uniform(), (cin, 4 * self.units)
+                    )
+                    wh = self.param(
+                        f"l{layer}{d}_wh", nn.initializers.orthogonal(), (self.units, 4 * self.units)
+                    )
+                    b = self.param(f"l{layer}{d}_b", _unit_forget_bias, (4 * self.units,))
+                    if train:
+                        k_in, k_h = jax.random.split(self.make_rng("dropout"))
+                        m_in = _mask(k_in, rates[0], (bsz, 1, cin))
+                        m_h = _mask(k_h, rates[1], (bsz, self.units))
+                    else:
+                        m_in = jnp.ones((bsz, 1, cin), x.dtype)
+                        m_h = jnp.ones((bsz, self.units), x.dtype)
+                    outs.append(_lstm_layer(h * m_in, wi, b, wh, m_h, reverse=(d == "b"), lengths=lengths))
+                if layer < self.layers - 1:
+                    h = jnp.concatenate(outs, axis=-1)
+                else:
+                    # forward: state after the last (real) step; backward: state after the first step
+                    last = [outs[0][:, -1, :]] + ([outs[1][:, 0, :]] if self.bidirectional else [])
+                    h = jnp.concatenate(last, axis=-1)
+            if self.dense:
+                h = nn.relu(nn.Dense(self.units, name="dense")(h))
+            out = nn.Dense(self.n_out, name="out")(h)
+            return out[:, 0] if self.n_out == 1 else out
+
+    return LSTMNet
+
+
+_NET_CLASS: Any = None
+
+
+def lstm_net(cfg: LSTMConfig, n_out: int = 1):
+    """The flax.linen module of an architecture with ``n_out`` outputs (1: binary logit or value)."""
+    global _NET_CLASS
+    if _NET_CLASS is None:
+        _NET_CLASS = _make_net_class()
+    return _NET_CLASS(
+        units=cfg.units, layers=cfg.layers, bidirectional=cfg.bidirectional, dense=cfg.dense, n_out=n_out
+    )
+
+
+__all__ = ["LAYERS", "LSTMConfig", "RATES", "UNITS", "lstm_net"]

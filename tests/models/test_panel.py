@@ -1,0 +1,145 @@
+"""The panel API: scikit-learn-style estimators (LSTM and tsfresh -> XGBoost) on any panel form."""
+
+import numpy as np
+import polars as pl
+import pytest
+from _ts_data import planted_panel
+from lnpstore.models.lstm import LSTMClassifier, LSTMConfig, LSTMRegressor, TrainConfig
+from lnpstore.models.panel import as_panel, encode_labels, validation_split
+
+from lnpstore.store.errors import PanelError
+
+FAST = TrainConfig(lr=1e-2, epochs=60, batch_size=16, patience=10)
+SMALL = LSTMConfig(units=32, dropout=0.1, recurrent_dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = planted_panel(n=240, seed=0)
+    return X[:120], y[:120], X[120:180], y[120:180], X[180:], y[180:]
+
+
+def test_as_panel_forms_agree():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 5, 2)).astype(np.float32)
+    a, la, _ = as_panel(X)
+    b, lb, _ = as_panel(list(X[:, :4]) + [])  # a list of (steps, channels) arrays
+    assert a.shape == (3, 5, 2) and la.tolist() == [5, 5, 5] and lb.tolist() == [4, 4, 4]
+    long = pl.DataFrame(
+        {
+            "id": np.repeat(["s2", "s0", "s1"], 5),
+            "time": np.tile(np.arange(5)[::-1], 3),
+            "u": X[[2, 0, 1], ::-1, 0].reshape(-1),
+            "v": X[[2, 0, 1], ::-1, 1].reshape(-1),
+        }
+    ).head(14)  # the last series loses its first step
+    c, lc, ids = as_panel(long)
+    assert ids.tolist() == ["s2", "s0", "s1"] and lc.tolist() == [5, 5, 4]
+    np.testing.assert_allclose(c[:2], X[[2, 0]])
+    np.testing.assert_allclose(c[2, :4], X[1, 1:])
+    u, lu, _ = as_panel(X[:, :, 0])  # 2-d: one channel
+    assert u.shape == (3, 5, 1)
+    Xn = X.copy()
+    Xn[0, 3:] = np.nan  # trailing missing steps: a shorter series
+    assert as_panel(Xn)[1].tolist() == [3, 5, 5]
+    Xn[1, 1, 0] = np.nan
+    with pytest.raises(PanelError, match="series 1 has a missing value at step 1"):
+        as_panel(Xn)
+
+
+def test_labels_and_split():
+    classes, idx = encode_labels(np.array(["b", "a", "b", "c"]))
+    assert classes.tolist() == ["a", "b", "c"] and idx.tolist() == [1, 0, 1, 2]
+    y = np.repeat([0, 1], 10)
+    tr, va = validation_split(y, 0.2, 0, stratify=True)
+    assert len(va) == 4 and np.bincount(y[va]).tolist() == [2, 2] and not set(tr) & set(va)
+    with pytest.raises(PanelError, match="too few"):
+        validation_split(y[:3], 0.2, 0, stratify=True)
+
+
+def test_long_frame_with_target_column():
+    X, y = planted_panel(n=60, frames=10, channels=1, seed=4)
+    long = pl.DataFrame(
+        {
+            "cell": np.repeat(np.arange(60), 10),
+            "frame": np.tile(np.arange(10), 60),
+            "x": X[:, :, 0].reshape(-1),
+            "label": np.repeat(np.where(y == 1, "up", "down"), 10),
+        }
+    )
+    m = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=2), id_col="cell", time_col="frame")
+    m.fit(long, "label")
+    assert m.classes_.tolist() == ["down", "up"] and m.n_channels_ == 1
+    assert m.predict(long.drop("label")).shape == (60,)
+    assert 0 <= m.score(long, "label") <= 1
+
+
+def test_multiclass_and_regression_through_the_same_api():
+    rng = np.random.default_rng(1)
+    n, T = 240, 10
+    cls = rng.integers(0, 3, n)
+    slope = (cls - 1.0) * rng.uniform(0.8, 1.0, n)  # down, flat, up
+    t = np.arange(T) - (T - 1) / 2
+    X = rng.normal(0, 1, (n, T, 4)).astype(np.float32)
+    X[:, :, 0] = rng.normal(0, 6, (n, 1)) + slope[:, None] * t + rng.normal(0, 0.1, (n, T))
+    labels = np.array(["down", "flat", "up"])[cls]
+    clf = LSTMClassifier(arch=SMALL, train=FAST).fit(X[:180], labels[:180])
+    assert clf.classes_.tolist() == ["down", "flat", "up"]
+    assert clf.predict_proba(X[180:]).shape == (60, 3)
+    assert clf.decision_function(X[180:]).shape == (60, 3)
+    assert clf.score(X[180:], labels[180:]) > 0.75  # chance: 0.33
+    reg = LSTMRegressor(arch=SMALL, train=FAST).fit(X[:180], 100 + 50 * slope[:180])  # any target scale
+    assert reg.score(X[180:], 100 + 50 * slope[180:]) > 0.8
+
+
+def test_standardisation_uses_training_rows_only(data):
+    """Leak test: validation and test rows never move the scaler; the internal split is honoured."""
+    Xtr, ytr, Xv, yv, *_ = data
+    tc = TrainConfig(lr=1e-2, epochs=1)
+    a = LSTMClassifier(arch=SMALL, train=tc).fit(Xtr, ytr, Xv, yv)
+    b = LSTMClassifier(arch=SMALL, train=tc).fit(Xtr, ytr, Xv + 1000.0, yv)
+    np.testing.assert_array_equal(a.mean_, b.mean_)
+    np.testing.assert_array_equal(a.std_, b.std_)
+    np.testing.assert_allclose(a.mean_, Xtr.reshape(-1, Xtr.shape[2]).mean(0), rtol=1e-4, atol=1e-4)
+    c = LSTMClassifier(arch=SMALL, train=tc, val_fraction=0.25).fit(Xtr, ytr)
+    tr = c.train_index_
+    assert len(c.val_index_) == 30 and not set(tr) & set(c.val_index_)
+    np.testing.assert_allclose(c.mean_, Xtr[tr].reshape(-1, Xtr.shape[2]).mean(0), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(c.mean_, Xtr.reshape(-1, Xtr.shape[2]).mean(0), rtol=1e-4, atol=1e-4)
+
+
+def test_unequal_lengths_are_masked(data):
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    m = LSTMClassifier(arch=LSTMConfig(units=32, bidirectional=True), train=FAST.replace(epochs=2))
+    m.fit([x[: 6 + i % 5] for i, x in enumerate(Xtr)], ytr)
+    alone = m.decision_function(Xte[:5, :6])
+    padded = np.full((5, 10, Xte.shape[2]), np.nan, np.float32)
+    padded[:, :6] = Xte[:5, :6]  # trailing NaN steps: a shorter series
+    np.testing.assert_allclose(m.decision_function(padded), alone, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.decision_function(list(Xte[:5, :6])), alone, rtol=1e-5, atol=1e-5)
+
+
+def test_layout_errors_say_what_was_expected():
+    X, y = planted_panel(n=40, frames=10, channels=1, seed=2)
+    with pytest.raises(PanelError, match=r"transpose\(0, 2, 1\)"):
+        LSTMClassifier().fit(X.transpose(0, 2, 1), y)  # (n, channels, steps)
+    X4, y4 = planted_panel(n=40, frames=10, channels=4, seed=2)
+    m = LSTMClassifier(arch=SMALL, train=TrainConfig(epochs=1)).fit(X4, y4)
+    with pytest.raises(PanelError, match="fitted on 4.*transpose"):
+        m.predict(X4[:, :4].transpose(0, 2, 1))
+    with pytest.raises(PanelError, match="one class"):
+        LSTMClassifier().fit(X, np.zeros(40))
+    with pytest.raises(PanelError, match="40 series but `y` has 39"):
+        LSTMClassifier().fit(X, y[:39])
+
+
+def test_sklearn_protocol():
+    from sklearn.base import clone, is_classifier, is_regressor
+    from sklearn.model_selection import cross_val_score
+
+    est = LSTMClassifier(arch=SMALL, train=TrainConfig(lr=1e-2, epochs=3), seed=1)
+    assert est.get_params()["seed"] == 1 and clone(est).get_params()["arch"] == SMALL
+    assert is_classifier(est) and is_regressor(LSTMRegressor())
+    X, y = planted_panel(n=40, seed=3)
+    scores = cross_val_score(est, X, y, cv=2)
+    assert scores.shape == (2,) and np.isfinite(scores).all()
