@@ -145,6 +145,7 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         frame_interval_min=args.frame_interval_min,
         stain=args.stain,
+        masks=args.labels,
     )
     print(run)
     return 0
@@ -177,6 +178,13 @@ def register_track_stack(sub: argparse._SubParsersAction) -> None:
         default="cytoplasm",
         help="cytoplasm (default): intensity elevation, dim nucleus filled; nucleus: distance + "
         "intensity elevation, no hole filling (see TrackSettings.for_stain)",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="DIR|STACK.tif",
+        help="link a segmentation made elsewhere (Cellpose, StarDist, ilastik, CTC masks: a folder of 2-D "
+        "label TIFFs in time order or a T x Y x X label TIFF) instead of segmenting; same gap closing, "
+        "divisions and outputs",
     )
     p.add_argument("--no-divisions", action="store_true", help="do not detect divisions")
     p.add_argument(

@@ -149,6 +149,13 @@ class TrackSettings(Settings):
         "do foreground blobs no track covers that hold leftover_min_area_um2",
     )
     leftover_min_area_um2: float = _num(5.0, "see report_new_cells; 0 disables the leftover blobs")
+    link_max_um: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="linking given masks: the largest centre-to-centre link between frames for regions "
+        "that do not overlap; None: the median cell diameter of the frame",
+    )
     seeds: SeedSettings = Field(default_factory=SeedSettings, description="the seeding detector's settings")
     spots: SpotSettings = Field(default_factory=SpotSettings, description="the LNP spot counter's settings")
 

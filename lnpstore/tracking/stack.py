@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,8 +29,13 @@ def track_stack(
     pixel_size_um: float,
     settings: TrackSettings | None = None,
     labels_out: str | Path | None = None,
+    masks=None,
 ) -> tuple[pl.DataFrame, np.ndarray | LabelMovie]:
     """Track the cells of any time-lapse: one channel, frames in time order; the plate tracker's code path.
+
+    With ``masks`` (a segmentation made elsewhere: T x Y x X labels, or a sequence of 2-D label frames),
+    the given regions are linked instead (:func:`lnpstore.tracking.linking.link_labels`: the same gap
+    closing, divisions and tracks table); ``stack`` then only gives ``mean_cs`` and may be None.
 
     Parameters
     ----------
@@ -54,6 +60,8 @@ def track_stack(
     s = settings or TrackSettings()
     if not (isinstance(pixel_size_um, int | float) and pixel_size_um > 0):
         raise TrackingError(f"pixel_size_um must be a positive number of um, got {pixel_size_um!r}")
+    if masks is not None:
+        return _link_masks(stack, masks, pixel_size_um, s, labels_out)
     if isinstance(stack, np.ndarray) and stack.ndim != 3:
         raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
     frames = iter(stack)
@@ -92,6 +100,35 @@ def track_stack(
         return tracks, np.stack(kept)
     with LabelMovieWriter(labels_out) as w:
         tracks = track_field(all_frames(), seeds, pixel_size_um=pixel_size_um, settings=s, on_labels=w.write)
+    return tracks, LabelMovie(labels_out)
+
+
+def _link_masks(stack, masks, pixel_size_um: float, s: TrackSettings, labels_out) -> tuple[pl.DataFrame, Any]:
+    """:func:`track_stack` on given masks: link them, write or keep the label movie."""
+    from lnpstore.tracking.labels import LabelMovie, LabelMovieWriter
+    from lnpstore.tracking.linking import link_labels
+
+    if isinstance(masks, np.ndarray) and masks.ndim != 3:
+        raise TrackingError(f"masks must be T x Y x X (3-D), got shape {masks.shape}")
+    if (
+        stack is not None
+        and hasattr(stack, "__len__")
+        and hasattr(masks, "__len__")
+        and len(stack) != len(masks)
+    ):
+        raise TrackingError(f"the stack has {len(stack)} frames and the masks {len(masks)}; they must match")
+    if labels_out is None:
+        kept: list[np.ndarray] = []
+        tracks = link_labels(
+            masks,
+            pixel_size_um=pixel_size_um,
+            settings=s,
+            images=stack,
+            on_labels=lambda lab: kept.append(lab.astype(np.uint16)),
+        )
+        return tracks, np.stack(kept)
+    with LabelMovieWriter(labels_out) as w:
+        tracks = link_labels(masks, pixel_size_um=pixel_size_um, settings=s, images=stack, on_labels=w.write)
     return tracks, LabelMovie(labels_out)
 
 
@@ -160,11 +197,13 @@ def track_stack_to_folder(
     seeds: str = "auto",
     frame_interval_min: float | None = None,
     stain: str | None = None,
+    masks: str | Path | None = None,
 ) -> StackRun:
     """Track the stack at ``input_path`` (a folder of 2-D TIFFs or a T x Y x X TIFF) and write
     ``tracks.parquet``, ``labels.tif`` and ``track_stack.json`` into ``out``.
 
-    ``seeds``: "auto", a CSV of frame-1 centres (y_px, x_px) or a label TIFF of frame 1. The record
+    ``seeds``: "auto", a CSV of frame-1 centres (y_px, x_px) or a label TIFF of frame 1; ``masks``: a
+    segmentation made elsewhere (a folder of 2-D label TIFFs or a T x Y x X label TIFF) to link. The record
     holds the input, units, seeds, stain and the settings (``TrackSettings.load(path, key="settings")``
     reads them back)."""
     from lnpstore._version import __version__
@@ -172,7 +211,8 @@ def track_stack_to_folder(
 
     frames = stackio.open_stack(input_path)
     first = frames[0]
-    seed_spec = stackio.read_seeds(seeds, first.shape)
+    mask_frames = None if masks is None else stackio.open_stack(masks)
+    seed_spec = None if masks is not None else stackio.read_seeds(seeds, first.shape)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -182,6 +222,7 @@ def track_stack_to_folder(
         pixel_size_um=pixel_size_um,
         settings=settings,
         labels_out=out / stackio.LABELS_FILE,
+        masks=mask_frames,
     )
     seconds = time.perf_counter() - t0
     meta = {
@@ -190,7 +231,8 @@ def track_stack_to_folder(
         "shape": list(labels.shape),
         "pixel_size_um": pixel_size_um,
         "frame_interval_min": frame_interval_min,
-        "seeds": seeds,
+        "seeds": None if masks is not None else seeds,
+        "masks": None if masks is None else str(Path(masks).resolve()),
         "stain": stain,
         "settings": settings.to_dict(),
         "package_version": __version__,
