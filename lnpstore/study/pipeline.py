@@ -86,6 +86,23 @@ PRESETS: dict[str, RunConfig] = {
             "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 10 XGBoost samples instead of 200",
         ),
     ),
+    "study": RunConfig(  # issue 17 item 5; not yet timed (target: under 45 min on 2 cores)
+        preset="study",
+        sim_preset="default",
+        sim_overrides=(("scale", 0.5),),
+        n_augs=2,
+        lstm_samples=4,
+        tsfresh_samples=20,
+        tsfresh_fc="minimal",
+        tsfresh_average_augs=True,
+        reductions=(
+            "the study's plate size: the default simulated plate at scale 0.5 (0.325 um pixels, 96 px crops)",
+            "2 of the 8 dihedral augmentations for features, training and test-time augmentation",
+            "LSTM random search: 4 samples per (fold, mode, checkpoint) instead of 200 (lr, batch size, "
+            "early stopping searched)",
+            "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 20 XGBoost samples instead of 200",
+        ),
+    ),
     "paper": RunConfig(
         preset="paper",
         sim_preset="default",
