@@ -90,7 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "empty_field:WELL[:FIELD]",
     )
     p.add_argument("--no-control-lnp", action="store_true", help="control wells get no LNPs at all")
-    p.add_argument("--workers", type=int, help="processes writing fields (default: up to 2)")
+    p.add_argument(
+        "--workers", type=int, help="processes writing fields (default: up to 2; 1 for small plates)"
+    )
     p.add_argument(
         "--division-rate-per-h",
         type=float,

@@ -23,6 +23,10 @@ from lnpstore.simulate.truth import LABELS_DIR, label_stack_name, write_ctc_grou
 
 log = logging.getLogger(__name__)
 
+#: With ``workers=None``, a plate of fewer pixel-frames than this (all fields) is written in this process:
+#: starting spawned workers (~2 s) costs more than they save (the tiny preset: 3.5e7, ~4 s on one core).
+MIN_PARALLEL_PX_FRAMES = 5e7
+
 
 @dataclass
 class SimulatedPlate:
@@ -46,8 +50,8 @@ def simulate_plate(
     ``truth/ctc/``, see :func:`lnpstore.simulate.truth.write_ctc_ground_truth`).
 
     Existing files of the same names are overwritten. Fields are written by ``settings.workers``
-    processes (default up to 2; spawned, so a script that calls this at import level needs an
-    ``if __name__ == "__main__":`` guard); the output does not depend on the number of workers.
+    processes (default up to 2, 1 for a small plate; spawned, so a script that calls this at import level
+    needs an ``if __name__ == "__main__":`` guard); the output does not depend on the number of workers.
     """
     out = Path(out_dir)
     plate_dir, truth_dir = out / settings.plate, out / "truth"
@@ -74,7 +78,7 @@ def simulate_plate(
 
 def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progress: bool) -> list[FieldResult]:
     """Simulate every field, in field order: in this process with one worker, else in a process pool."""
-    workers = settings.workers or min(2, os.cpu_count() or 1)
+    workers = settings.workers or _default_workers(settings, len(jobs))
     workers = max(1, min(workers, len(jobs)))
     backend = "serial" if workers == 1 else "processes"
     with Executor(backend=backend, n_workers=workers) as ex:
@@ -88,6 +92,12 @@ def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progres
                 show_progress=show_progress,
             )
         )
+
+
+def _default_workers(settings: SimulationSettings, n_fields: int) -> int:
+    """Up to 2 by the CPUs; 1 for a small plate (under ``MIN_PARALLEL_PX_FRAMES``)."""
+    px_frames = n_fields * settings.n_frames * settings.width_px * settings.height_px
+    return 1 if px_frames < MIN_PARALLEL_PX_FRAMES else min(2, os.cpu_count() or 1)
 
 
 def _write_plate_map(settings: SimulationSettings, path: Path) -> None:

@@ -190,7 +190,8 @@ class SimulationSettings(Settings):
         default=Field(
             None,
             ge=1,
-            description="processes writing fields (None: up to 2, by the CPUs); output does not depend on it",
+            description="processes writing fields (None: up to 2 by the CPUs, 1 for a plate under 5e7 "
+            "pixel-frames); output does not depend on it",
         ),
         compare=False,
     )
