@@ -49,7 +49,7 @@ MOVED_MODULES = {
     "lnpstore.stackio": "lnpstore.instrument.stackio",
     "lnpstore.ingest": "lnpstore.instrument.ingest",
     "lnpstore.geometry": "lnpstore.instrument.geometry",
-    "lnpstore.simulator": "lnpstore.simulate",
+    "lnpstore.simulator": "lnpstore.simulate.simulator",
     "lnpstore.truth": "lnpstore.simulate.truth",
     "lnpstore.seeding": "lnpstore.tracking.seeding",
     "lnpstore.spots": "lnpstore.tracking.spots",

@@ -41,7 +41,11 @@ SETTINGS_CONFIG = ConfigDict(extra="forbid", validate_default=True)
 def _message(cls_name: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(settings)"
+        if not err["loc"]:  # raised in __post_init__ (a cross-field rule): its own message says it all
+            ctx_error = (err.get("ctx") or {}).get("error")
+            parts.append(str(ctx_error) if ctx_error is not None else err["msg"])
+            continue
+        loc = ".".join(str(x) for x in err["loc"])
         parts.append(f"{loc}={err.get('input')!r}: {err['msg']}")
     return f"{cls_name}: " + "; ".join(parts)
 

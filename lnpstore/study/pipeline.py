@@ -71,7 +71,7 @@ class RunConfig(Settings):
     def __post_init__(self) -> None:
         if max(self.checkpoints_frames) > self.t_in_frames:
             raise SettingsError(
-                f"RunConfig: checkpoints_frames {self.checkpoints_frames} go beyond t_in_frames={self.t_in_frames}"
+                f"checkpoints_frames {self.checkpoints_frames} go beyond t_in_frames={self.t_in_frames}"
             )
 
 
