@@ -304,9 +304,9 @@ def extract_features(
 
     if not 1 <= n_augs <= N_AUGS:
         raise ValueError(f"n_augs must be 1..8, not {n_augs}")
+    params_np, info = load_vgg16_blocks(weights)  # first: fetched, or a clear error, before other work
     cells = _complete_cells(store)
     pre = fit_preprocessing(_read_train_sample(store, cells, seed), seed=seed)
-    params_np, info = load_vgg16_blocks(weights)
     dtype_name = _dtype_name(dtype)
     xid = extractor_id_for(info, pre, n_augs, dtype_name)
     desc = {

@@ -12,7 +12,13 @@ Sources, in the order :func:`find_weights` searches them:
 3. ``~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`` (Keras' cache);
 4. ``~/.cache/torch/hub/checkpoints/vgg16-397923af.pth`` (torchvision's cache; read only with torch);
 5. ``shared/weights/`` beside the repository checkout (the team's copy; optional);
-6. the package's own cache ``~/.cache/lnpstore/`` (or ``$LNPSTORE_CACHE_DIR``).
+6. the package's own cache (:func:`cache_dir`: ``$LNPSTORE_CACHE_DIR`` or the platform's cache folder,
+   ``~/.cache/lnpstore/`` on Linux).
+
+When none holds a copy, :func:`ensure_weights` (called by ``load_vgg16_blocks("imagenet")``, ``lnpstore
+run`` and ``lnpstore embed`` first thing) fetches Keras' notop file with pooch into the cache, checked
+against Keras' published md5, with retries; ``$LNPSTORE_WEIGHTS_URL`` points elsewhere or, ``off``,
+turns fetching off.
 
 Accepted formats: a Keras HDF5 file (Keras 1/2 ``layer/weight_names`` groups, Keras 3 ``.weights.h5``
 ``layers/<name>/vars/0|1`` groups and full-model files with ``model_weights/``), a torchvision VGG16
@@ -26,7 +32,9 @@ import hashlib
 import json
 import logging
 import os
-import urllib.request
+import socket
+import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,8 +73,20 @@ KERAS_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
 TORCH_FILENAME = "vgg16-397923af.pth"  # torchvision: the 8 hex digits are a sha256 prefix
 TEAM_NPZ_FILENAME = "vgg16_imagenet_blocks1-3.npz"
 TEAM_NPZ_SHA256 = "796554e811b09158b65e3133fbf0f5d8e5c4f941d7eedf1616845ccec2df1564"
+#: The published hash of each file that can be fetched, by file name (pooch's ``algorithm:hex``).
+PUBLISHED_HASHES: dict[str, str] = {
+    KERAS_FILENAME: f"md5:{KERAS_NOTOP_MD5}",
+    TEAM_NPZ_FILENAME: f"sha256:{TEAM_NPZ_SHA256}",
+}
 ENV_VAR = "LNPSTORE_VGG16_WEIGHTS"
 CACHE_ENV_VAR = "LNPSTORE_CACHE_DIR"
+#: Overrides where missing weights are fetched from; ``off`` turns fetching off.
+URL_ENV_VAR = "LNPSTORE_WEIGHTS_URL"
+#: Seconds to connect (name lookup included) and between two reads of a download.
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 60.0
+#: More attempts after a failed download (pooch waits 1 s, 2 s, ... in between).
+DOWNLOAD_RETRIES = 2
 RANDOM_SEED = 0
 
 #: Published values of the original (caffe/Keras) ImageNet weights; see ../shared/README.md.
@@ -256,9 +276,15 @@ def read_any(path: Path) -> tuple[Params, str]:
 
 # -- search ---------------------------------------------------------------------------------------
 def cache_dir() -> Path:
-    """The package's own cache (``$LNPSTORE_CACHE_DIR`` or ``~/.cache/lnpstore``)."""
+    """The package's own cache: ``$LNPSTORE_CACHE_DIR``, or where the platform keeps caches
+    (``pooch.os_cache("lnpstore")``: ``~/.cache/lnpstore`` on Linux, ``~/Library/Caches/lnpstore`` on
+    macOS, ``%LOCALAPPDATA%\\lnpstore\\Cache`` on Windows)."""
     env = os.environ.get(CACHE_ENV_VAR)
-    return Path(env) if env else Path.home() / ".cache" / "lnpstore"
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("lnpstore"))
 
 
 def search_locations() -> list[Path]:
@@ -306,10 +332,10 @@ def find_weights(path: str | os.PathLike | None = None) -> Path:
                     continue
             return p
     raise WeightsNotFoundError(
-        "no copy of the ImageNet VGG16 weights found; looked at " + ", ".join(tried) + ". Hint: put Keras' "
-        f"{KERAS_FILENAME} (from {KERAS_URL}) in ~/.keras/models/ or {cache_dir()}/, or call "
-        f"lnpstore.models.weights.download_keras_weights(), or set ${ENV_VAR} to a .h5/.pth/.npz file, "
-        "or pass weights='random' for an untrained base"
+        "no copy of the ImageNet VGG16 weights found; looked at " + ", ".join(tried) + ". Hint: with a "
+        f"network they are fetched on first use; otherwise put Keras' {KERAS_FILENAME} (from {KERAS_URL}) "
+        f"in ~/.keras/models/ or {cache_dir()}/, or set ${ENV_VAR} to a .h5/.pth/.npz file, "
+        "or pass --weights random (weights='random') for an untrained base"
     )
 
 
@@ -357,7 +383,8 @@ def load_vgg16_blocks(weights: str | os.PathLike = "imagenet") -> tuple[Params, 
             "untrained base",
         )
         return params, info
-    path = find_weights(None if str(weights) == "imagenet" else weights)
+    path = ensure_weights(weights)
+    assert path is not None
     src_sha = file_hash(path)
     cached = cache_dir() / f"vgg16_blocks1-3_from-{src_sha[:16]}.npz"
     fmt: str
@@ -396,23 +423,138 @@ def _format_of(path: Path) -> str:
     )
 
 
+def weights_url() -> str | None:
+    """Where a missing ImageNet copy is fetched from: ``$LNPSTORE_WEIGHTS_URL`` when set (``off``
+    or empty: never fetch), otherwise Keras' official location :data:`KERAS_URL`."""
+    env = os.environ.get(URL_ENV_VAR)
+    if env is None:
+        return KERAS_URL
+    return None if env.strip().lower() in ("", "off", "none", "0") else env.strip()
+
+
+def _check_reachable(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`OSError` unless the URL's host resolves and accepts a connection within
+    ``timeout_s`` (name lookup included, which socket timeouts do not cover)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OSError(f"not an http(s) URL: {url}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    result: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+            result.append(None)
+        except OSError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout_s + 0.5)
+    if not result:
+        raise OSError(f"no answer from {parts.hostname}:{port} within {timeout_s:.0f} s")
+    if result[0] is not None:
+        raise OSError(f"cannot reach {parts.hostname}:{port}: {result[0]}")
+
+
+def fetch_weights(
+    url: str | None = None,
+    dest: str | os.PathLike | None = None,
+    *,
+    known_hash: str | None = "published",
+    retries: int = DOWNLOAD_RETRIES,
+    show_progress: bool = True,
+) -> Path:
+    """Download a weights file with pooch: a progress bar, the hash checked, ``retries`` more attempts
+    on a network error or a mismatch, the file written only when its hash matches.
+
+    ``url``: default :func:`weights_url`; its file name is kept. ``known_hash``: ``"md5:..."`` or
+    ``"sha256:..."``, None (no check) or ``"published"``: :data:`PUBLISHED_HASHES` for the URL's file
+    name (Keras' notop ``.h5``, or the team's ``.npz`` on a mirror). ``dest``: a file (with a suffix)
+    or a folder (default :func:`cache_dir`, where :func:`find_weights` looks). A file already there with the right hash is
+    not fetched again. Fails within seconds when the host cannot be reached (checked before
+    downloading). Raises :class:`WeightsNotFoundError`, saying why.
+    """
+    import pooch
+    import requests
+
+    from lnpstore.runtime.progress import bar
+
+    url = url or weights_url()
+    if url is None:
+        raise WeightsNotFoundError(
+            f"downloads are turned off (${URL_ENV_VAR}={os.environ.get(URL_ENV_VAR)!r})"
+        )
+    name = Path(urllib.parse.urlsplit(url).path).name or KERAS_FILENAME
+    if known_hash == "published":
+        known_hash = PUBLISHED_HASHES.get(name)
+        if known_hash is None:
+            raise WeightsNotFoundError(
+                f"no published hash for {name!r} (from {url}); known files: {', '.join(PUBLISHED_HASHES)}. "
+                "Hint: pass known_hash='sha256:...', or download it yourself and pass its path"
+            )
+    d = Path(dest).expanduser() if dest is not None else cache_dir()
+    target = d / name if (d.is_dir() or not d.suffix) else d
+    try:
+        _check_reachable(url)
+    except OSError as exc:
+        raise WeightsNotFoundError(f"cannot download {url}: {exc}") from None
+    progressbar = bar(desc=f"download {target.name}", unit="B", unit_scale=True, disable=not show_progress)
+    downloader = pooch.HTTPDownloader(
+        progressbar=progressbar if show_progress else False,
+        timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+    )
+    fetcher = pooch.create(
+        path=target.parent,
+        base_url="",
+        registry={target.name: known_hash},
+        urls={target.name: url},
+        retry_if_failed=retries,
+    )
+    plog = pooch.get_logger()
+    level = plog.level
+    plog.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    log.info("downloading %s -> %s", url, target)
+    try:
+        return Path(fetcher.fetch(target.name, downloader=downloader))
+    except ValueError as exc:  # pooch: hash mismatch (the file is discarded)
+        raise WeightsNotFoundError(f"download from {url}: {exc}; file discarded") from None
+    except (requests.RequestException, OSError) as exc:
+        raise WeightsNotFoundError(
+            f"download from {url} failed after {1 + retries} attempt(s): {exc}"
+        ) from None
+    finally:
+        plog.setLevel(level)
+
+
+def ensure_weights(weights: str | os.PathLike = "imagenet", *, show_progress: bool = True) -> Path | None:
+    """The weights file a run will use, fetched on first use; None for ``"random"``.
+
+    For ``"imagenet"``: :func:`find_weights`, else :func:`fetch_weights` into :func:`cache_dir`
+    (Keras' notop file, md5 checked). Called by ``lnpstore run`` and ``lnpstore embed`` before any
+    other work, so a machine with neither a copy nor a network stops within seconds with a
+    :class:`WeightsNotFoundError` that says what to do.
+    """
+    if str(weights) == "random":
+        return None
+    if str(weights) != "imagenet":
+        return find_weights(weights)
+    try:
+        return find_weights()
+    except WeightsNotFoundError as not_found:
+        url = weights_url()
+        if url is None:
+            raise
+        try:
+            return fetch_weights(url, show_progress=show_progress)
+        except WeightsNotFoundError as failed:
+            raise WeightsNotFoundError(f"{failed}. Before that, {not_found}") from None
+
+
 def download_keras_weights(
     url: str = KERAS_URL, dest: str | os.PathLike | None = None, *, md5: str | None = KERAS_NOTOP_MD5
 ) -> Path:
-    """Download Keras' notop VGG16 file with urllib and check its md5 (Keras' published ``file_hash``).
-
-    ``dest``: a file (with a suffix) or a folder (existing, or a path without suffix); default :func:`cache_dir`. The file is written atomically and removed
-    when the hash does not match. Returns the path.
-    """
+    """Download Keras' notop VGG16 file and check its md5 (:func:`fetch_weights` with ``md5``)."""
     d = Path(dest) if dest is not None else cache_dir()
     target = d / KERAS_FILENAME if (d.is_dir() or not d.suffix) else d
-    with atomic_path(target) as tmp:
-        log.info("downloading %s -> %s", url, target)
-        with urllib.request.urlopen(url) as resp, open(tmp, "wb") as out:  # noqa: S310 - fixed/explicit URL
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-        if md5 is not None:
-            got = file_hash(Path(tmp), "md5")
-            if got != md5:
-                raise LnpstoreError(f"download from {url}: md5 {got}, expected {md5}; file discarded")
-    return target
+    return fetch_weights(url, target, known_hash=f"md5:{md5}" if md5 else None)

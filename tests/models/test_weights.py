@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import shutil
+import socket
+import threading
 from pathlib import Path
 
 import h5py
@@ -15,11 +20,20 @@ from lnpstore.store.errors import LnpstoreError, WeightsNotFoundError
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / W.TEAM_NPZ_FILENAME
 
 
+def closed_port_url(name: str = W.KERAS_FILENAME) -> str:
+    """An http URL on localhost where nothing listens (the connection is refused: no network)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
-    """No real ~/.keras, torch or lnpstore cache, no env var; the shared folder hidden."""
+    """No real ~/.keras, torch or lnpstore cache, no env var, no network; the shared folder hidden."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv(W.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(W.URL_ENV_VAR, closed_port_url())
     monkeypatch.delenv(W.ENV_VAR, raising=False)
     real = W.search_locations
     monkeypatch.setattr(W, "search_locations", lambda: [p for p in real() if "shared" not in p.parts])
@@ -162,15 +176,82 @@ def test_search_order(tmp_path, monkeypatch):
     assert W.find_weights(mine) == mine
 
 
-def test_download_checks_md5(tmp_path):
-    src = tmp_path / "remote.h5"
-    src.write_bytes(b"pretend weights")
-    good = hashlib.md5(src.read_bytes()).hexdigest()
-    out = W.download_keras_weights(src.as_uri(), tmp_path / "dl", md5=good)
-    assert out.read_bytes() == b"pretend weights" and out.name == W.KERAS_FILENAME
-    with pytest.raises(LnpstoreError, match="md5"):
-        W.download_keras_weights(src.as_uri(), tmp_path / "dl2" / "x.h5", md5=W.KERAS_NOTOP_MD5)
-    assert not (tmp_path / "dl2" / "x.h5").exists()
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # no request lines in the test output
+        pass
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A real HTTP server on localhost serving ``tmp_path / "srv"``; yields (folder, base URL, hits)."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    hits: list[str] = []
+
+    class Handler(_Quiet):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_checks_the_hash_and_caches(served, tmp_path):
+    root, base, hits = served
+    (root / "remote.h5").write_bytes(b"pretend weights" * 1000)
+    good = "md5:" + hashlib.md5((root / "remote.h5").read_bytes()).hexdigest()
+    out = W.fetch_weights(f"{base}/remote.h5", tmp_path / "dl", known_hash=good, show_progress=True)
+    assert out == tmp_path / "dl" / "remote.h5" and out.read_bytes() == b"pretend weights" * 1000
+    again = W.fetch_weights(f"{base}/remote.h5", tmp_path / "dl", known_hash=good)
+    assert again == out and len(hits) == 1  # a cached file with the right hash is not fetched again
+    # a mismatch: retried, then an error naming the hash; nothing left at the destination
+    with pytest.raises(WeightsNotFoundError, match="(?i)hash"):
+        W.fetch_weights(f"{base}/remote.h5", tmp_path / "dl2", known_hash="md5:" + "0" * 32, retries=1)
+    assert len(hits) == 3
+    assert not (tmp_path / "dl2" / "remote.h5").exists()
+    # Keras' published md5 for the default file name: this file is not Keras' file
+    (root / W.KERAS_FILENAME).write_bytes(b"not vgg")
+    with pytest.raises(WeightsNotFoundError, match=W.KERAS_NOTOP_MD5):
+        W.download_keras_weights(f"{base}/{W.KERAS_FILENAME}", tmp_path / "dl3", md5=W.KERAS_NOTOP_MD5)
+    assert not (tmp_path / "dl3" / W.KERAS_FILENAME).exists()
+    with pytest.raises(WeightsNotFoundError, match="no published hash"):
+        W.fetch_weights(f"{base}/remote.h5", tmp_path / "dl4")
+
+
+def test_no_network_fails_fast_with_the_message(tmp_path):
+    """Neither a copy nor a reachable server: an error naming both, and no file written."""
+    with pytest.raises(WeightsNotFoundError) as err:
+        W.ensure_weights("imagenet")
+    msg = str(err.value)
+    assert "cannot download" in msg and "no copy of the ImageNet VGG16 weights" in msg and "random" in msg
+    assert not W.cache_dir().exists() or not any(W.cache_dir().iterdir())
+    assert W.ensure_weights("random") is None
+
+
+def test_fetching_turned_off(monkeypatch):
+    monkeypatch.setenv(W.URL_ENV_VAR, "off")
+    with pytest.raises(WeightsNotFoundError, match="no copy of the ImageNet"):
+        W.ensure_weights("imagenet")
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason=f"the team's ImageNet weights are not at {SHARED}")
+def test_first_use_fetches_verifies_and_caches(served, monkeypatch):
+    """A mirror of the team's npz: fetched on first use (sha256 as published), verified, then found."""
+    root, base, hits = served
+    shutil.copy(SHARED, root / W.TEAM_NPZ_FILENAME)
+    monkeypatch.setenv(W.URL_ENV_VAR, f"{base}/{W.TEAM_NPZ_FILENAME}")
+    params, info = W.load_vgg16_blocks("imagenet")
+    assert info.verified and info.source_sha256 == W.TEAM_NPZ_SHA256
+    assert Path(info.source) == W.cache_dir() / W.TEAM_NPZ_FILENAME and len(hits) == 1
+    W.load_vgg16_blocks("imagenet")
+    assert len(hits) == 1  # found in the cache the second time
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason=f"the team's ImageNet weights are not at {SHARED}")
