@@ -40,9 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "wrong-size images, exclude wells with missing frames, and write the plates, wells and images "
         "tables. Re-running on an unchanged plate changes nothing.",
     )
-    p.add_argument("plate_dir", metavar="PLATE_DIR", help="folder with the plate's TIFF files")
+    p.add_argument(
+        "plate_dir",
+        metavar="PLATE_DIR",
+        help="folder with the plate's TIFF files, or a folder holding one such folder and its "
+        "plate_map.csv (the simulator's output)",
+    )
     p.add_argument("--store", required=True, help="store folder (created when it does not exist)")
-    p.add_argument("--plate-map", metavar="FILE", help="CSV or Parquet with well,dose_ng[,is_control]")
+    p.add_argument(
+        "--plate-map",
+        metavar="FILE",
+        help="CSV or Parquet with well,dose_ng[,is_control] (default: plate_map.csv beside the plate "
+        "folder when PLATE_DIR is the folder around it)",
+    )
     p.add_argument(
         "--pixel-size-um",
         type=float,

@@ -140,6 +140,7 @@ class IngestReport:
     plates: pl.DataFrame = field(repr=False)
     wells: pl.DataFrame = field(repr=False)
     images: pl.DataFrame = field(repr=False)
+    plate_map_path: str = ""  # the plate map file read ("" when a DataFrame or none was given)
 
     @property
     def n_images(self) -> int:
@@ -159,6 +160,8 @@ class IngestReport:
             f"channels ({ch}) = {self.n_images} images; pixel {self.pixel_size_um:g} um",
             "  status: " + " | ".join(f"{s} {self.status_counts.get(s, 0)}" for s in STATUSES),
         ]
+        if self.plate_map_path:
+            lines.append(f"  plate map: {self.plate_map_path}")
         if self.excluded_wells:
             lines.append(f"  excluded wells ({len(self.excluded_wells)} of {self.n_wells}):")
             lines += [f"    {w}: {r}" for w, r in sorted(self.excluded_wells.items())]
@@ -198,6 +201,47 @@ def _scan(plate_dir: Path) -> dict[str, tuple[ImageName, int]]:
             if parsed is not None and e.is_file():
                 out[e.name] = (parsed, e.stat().st_size)
     return out
+
+
+#: Plate-map file names looked for inside a folder given in place of the plate folder.
+PLATE_MAP_NAMES = ("plate_map.csv", "plate_map.parquet")
+
+
+def _holds_plate(folder: Path) -> bool:
+    """True when ``folder`` holds image files named like the instrument's, or its MeasurementData.mlf."""
+    if (folder / MLF_NAME).is_file():
+        return True
+    with os.scandir(folder) as it:
+        return any(parse_image_name(e.name) is not None for e in it)
+
+
+def locate_plate(
+    path: str | os.PathLike, plate_map: PlateMapSource | None = None
+) -> tuple[Path, PlateMapSource | None]:
+    """The plate folder and plate map to ingest, from a plate folder or from the folder around it.
+
+    ``path`` may be the plate folder itself, or a folder (such as the simulator's output) that holds
+    exactly one plate folder; then a plate map named ``plate_map.csv`` / ``.parquet`` in it is used
+    when none is given. Raises :class:`IngestError` when ``path`` holds several plate folders (naming
+    them) or is not a folder.
+    """
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise IngestError(f"{folder}: not a folder. Hint: give the folder that holds the plate's TIFF files")
+    if _holds_plate(folder):
+        return folder, plate_map
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and _holds_plate(d))
+    if len(subs) > 1:
+        names = ", ".join(repr(d.name) for d in subs)
+        raise IngestError(
+            f"{folder} holds {len(subs)} plate folders ({names}). Hint: ingest one at a time, giving its "
+            f"folder, e.g. `lnpstore ingest {subs[0]} --plate-map FILE`"
+        )
+    if not subs:
+        return folder, plate_map  # the caller's "no image files" error explains
+    if plate_map is None:
+        plate_map = next((folder / n for n in PLATE_MAP_NAMES if (folder / n).is_file()), None)
+    return subs[0], plate_map
 
 
 def _no_images_error(plate_dir: Path) -> IngestError:
@@ -388,9 +432,11 @@ def ingest_plate(
     Parameters
     ----------
     store : the store to write ``plates``, ``wells`` and ``images`` to.
-    plate_dir : the folder holding the plate's TIFFs (and MeasurementData.mlf / MeasurementDetail.mrf).
+    plate_dir : the folder holding the plate's TIFFs (and MeasurementData.mlf / MeasurementDetail.mrf),
+        or a folder holding exactly one such folder (the simulator's output): see :func:`locate_plate`.
     plate_map : CSV/Parquet path or DataFrame with ``well, dose_ng[, is_control]``; see
-        :mod:`lnpstore.platemap`. Without one, wells get a null dose and a warning is reported.
+        :mod:`lnpstore.platemap`. Without one, a ``plate_map.csv`` beside the plate folder inside the
+        folder given is used; otherwise wells get a null dose and a warning is reported.
     pixel_size_um : pixel edge length in um; required when the folder has no MeasurementDetail.mrf,
         and must agree with it when it has one.
     expected_frames : number of time points; default the last frame seen in files or mlf.
@@ -403,11 +449,7 @@ def ingest_plate(
     IngestError, PlateMapError : for input that cannot be ingested as given; the store is untouched.
     """
     t0 = time.perf_counter()
-    plate_dir = Path(plate_dir).resolve()
-    if not plate_dir.is_dir():
-        raise IngestError(
-            f"{plate_dir}: not a folder. Hint: give the folder that holds the plate's TIFF files"
-        )
+    plate_dir, plate_map = locate_plate(plate_dir, plate_map)
     warnings: list[str] = []
 
     pm = read_plate_map(plate_map) if plate_map is not None else None
@@ -431,9 +473,11 @@ def ingest_plate(
     if pm is not None:
         check_plate_map_wells(pm, wells, plate=plate, origin=pm_origin)
     else:
+        beside = [plate_dir.parent / n for n in PLATE_MAP_NAMES if (plate_dir.parent / n).is_file()]
+        found = f" (there is one beside the plate folder: {beside[0]})" if beside else ""
         warnings.append(
             "no plate map: wells have no dose_ng or is_control. Hint: re-ingest with a plate map "
-            "(`--plate-map FILE`, columns well,dose_ng[,is_control]) before training"
+            f"(`--plate-map FILE`, columns well,dose_ng[,is_control]) before training{found}"
         )
 
     to_read = [(k, e) for k, e in entries.items() if e.file_bytes is not None]
@@ -483,6 +527,7 @@ def ingest_plate(
         plates=plates_df,
         wells=wells_df,
         images=images,
+        plate_map_path=pm_origin,
     )
     for w in warnings:
         log.warning("plate %s: %s", plate, w)

@@ -373,8 +373,13 @@ def test_pixel_size_rules(tmp_path: Path, store: Store) -> None:
 def test_bad_folders(tmp_path: Path, store: Store) -> None:
     with pytest.raises(IngestError, match="not a folder"):
         ingest_plate(store, tmp_path / "nope", show_progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError, match=r"no image files named like"):
+        ingest_plate(store, tmp_path / "empty", show_progress=False)
     p = make_plate(tmp_path / "outer")
-    with pytest.raises(IngestError, match=r"no image files .*Hint: the images seem to be in '.*#781091'"):
+    make_plate(tmp_path / "outer" / "second", "P2")
+    shutil.move(tmp_path / "outer" / "second" / "P2", tmp_path / "outer" / "P2")
+    with pytest.raises(IngestError, match=r"holds 2 plate folders \('AssayPlate_Greiner_#781091', 'P2'\)"):
         ingest_plate(store, tmp_path / "outer", show_progress=False)
     shutil.copy(
         p.plate_dir / image_filename(p.plate, "C03", 1, 1, 7),
@@ -383,6 +388,24 @@ def test_bad_folders(tmp_path: Path, store: Store) -> None:
     with pytest.raises(IngestError, match="image files of 2 plates in one folder"):
         ingest_plate(store, p.plate_dir, show_progress=False)
     assert store.read("images").height == 0
+
+
+def test_the_folder_around_one_plate(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The simulator's output folder: the one plate folder inside is found, and the plate map beside it."""
+    p = simulate(tmp_path / "sim")
+    assert p.plate_dir.parent == tmp_path / "sim" and p.plate_map.parent == tmp_path / "sim"
+    st = str(tmp_path / "cli-store")
+    assert main(["ingest", str(tmp_path / "sim"), "--store", st]) == 0
+    out = capsys.readouterr().out
+    assert f"plate {p.plate} " in out and f"plate map: {p.plate_map.resolve()}" in out
+    assert "no plate map" not in out
+    wells = Store.open(st).read("wells")
+    assert wells["dose_ng"].null_count() == 0 and wells["is_control"].any()
+    # the plate folder itself, without --plate-map: not guessed, but the warning points to it
+    r = ingest_plate(store, p.plate_dir, show_progress=False)
+    assert any(f"there is one beside the plate folder: {p.plate_map.resolve()}" in w for w in r.warnings)
 
 
 def test_read_tiff_header(tmp_path: Path) -> None:
