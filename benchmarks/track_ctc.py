@@ -31,9 +31,17 @@ MAX_STEP_UM = 12.0  # laptrack's linking cutoff: twice the tracker's largest pla
 SPLIT_UM = 25.0  # laptrack's splitting cutoff: a daughter's centre lies within about a cell radius
 
 
-def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
+def laptrack_on_labels(
+    movie,
+    *,
+    pixel_size_um: float,
+    max_step_um: float = MAX_STEP_UM,
+    split_um: float = SPLIT_UM,
+    gap_frames: int = 0,
+) -> pl.DataFrame:
     """Link the regions of a label movie with laptrack; returns the tracks contract of ``lnpstore.ctc``
-    (track_id, frame, parent_track_id, lineage_id, label_id, y_px, x_px)."""
+    (track_id, frame, parent_track_id, lineage_id, label_id, y_px, x_px). ``gap_frames`` > 0 turns on
+    laptrack's gap closing (same cutoff) over that many frames."""
     import pandas as pd
     from laptrack import LapTrack
     from skimage.measure import regionprops
@@ -45,11 +53,12 @@ def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
         for r in regionprops(np.asarray(lab)):
             rows.append({"frame": f, "label_id": r.label, "y_px": r.centroid[0], "x_px": r.centroid[1]})
     df = pd.DataFrame(rows)
-    step_px, split_px = MAX_STEP_UM / pixel_size_um, SPLIT_UM / pixel_size_um
+    step_px, split_px = max_step_um / pixel_size_um, split_um / pixel_size_um
     lt = LapTrack(
         metric="sqeuclidean",
         cutoff=step_px**2,
-        gap_closing_cutoff=False,
+        gap_closing_cutoff=step_px**2 if gap_frames > 0 else False,
+        gap_closing_max_frame_count=max(1, gap_frames),
         splitting_metric="sqeuclidean",
         splitting_cutoff=split_px**2,
     )
@@ -69,6 +78,19 @@ def laptrack_on_labels(movie, *, pixel_size_um: float) -> pl.DataFrame:
             "x_px": track_df["x_px"].to_numpy(),
         }
     )
+    out = out.with_columns(gap_filled=pl.lit(False))
+    if gap_frames > 0:  # frames a closed gap skips: gap_filled nodes (no region), as our tracker writes them
+        span = (
+            out.group_by("track_id")
+            .agg(pl.int_ranges(pl.col("frame").min(), pl.col("frame").max() + 1).alias("frame"))
+            .explode("frame")
+            .with_columns(pl.col("frame").cast(pl.Int16))
+        )
+        out = (
+            span.join(out, on=["track_id", "frame"], how="left")
+            .with_columns(pl.col("gap_filled").fill_null(True))
+            .sort("track_id", "frame")
+        )
     out = out.with_columns(
         pl.col("track_id")
         .replace_strict(parent, default=None, return_dtype=pl.Int32)

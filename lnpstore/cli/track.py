@@ -66,6 +66,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 #: Flags that set one tracking setting each: (flag, setting, type, help). ``seeds.x`` is a nested field.
 SETTING_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     (
+        "--method",
+        "method",
+        str,
+        "window (seeds + window watershed) or detect (cells found every frame, linked)",
+    ),
+    (
+        "--cell-diameter-um",
+        "detect.cell_diameter_um",
+        float,
+        "expected cell diameter (default: from frame 1)",
+    ),
+    (
         "--edge-margin-um",
         "edge_margin_um",
         float,
@@ -126,6 +138,7 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
 
     # any stack: follow every cell, to the edge, looking for new ones on every frame
     base = {
+        "method": "detect",  # real microscopy: cells found in every frame, then linked
         "edge_margin_um": 0.0,
         "report_new_cells": not args.frame1_cells_only,
         "new_peak_every_frames": 1,

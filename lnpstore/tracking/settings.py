@@ -15,6 +15,7 @@ import polars as pl
 
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.errors import SettingsError
+from lnpstore.tracking.detection import DetectSettings
 from lnpstore.tracking.seeding import SeedSettings
 from lnpstore.tracking.spots import SpotSettings
 
@@ -156,6 +157,16 @@ class TrackSettings(Settings):
         description="linking given masks: the largest centre-to-centre link between frames for regions "
         "that do not overlap; None: the median cell diameter of the frame",
     )
+    method: Literal["window", "detect"] = Field(
+        "window",
+        description="window: seeds in frame 1 followed by a watershed in a window around each cell (the "
+        "study's method, tuned on the simulator); detect: cells found in every frame at the expected cell "
+        "size (background removed, dim cells kept; see lnpstore.tracking.detection) and linked "
+        "(lnpstore.tracking.linking); made for real microscopy",
+    )
+    detect: DetectSettings = Field(
+        default_factory=DetectSettings, description="method 'detect': per-frame detection"
+    )
     seeds: SeedSettings = Field(default_factory=SeedSettings, description="the seeding detector's settings")
     spots: SpotSettings = Field(default_factory=SpotSettings, description="the LNP spot counter's settings")
 
@@ -165,11 +176,17 @@ class TrackSettings(Settings):
         intensity (cells meet at a dim membrane seam) and holes up to ``seeds.max_hole_um2`` (the dim
         nucleus) are filled. ``nucleus`` (Hoechst, H2B-GFP, ...): the elevation is the distance transform
         plus the intensity ("both"; a nucleus is deepest and brightest at its centre, and two touching
-        nuclei meet at a waist), and only holes up to 10 um^2 are filled (a nucleus has no dark core)."""
+        nuclei meet at a waist), and only holes up to 10 um^2 are filled (a nucleus has no dark core);
+        method "detect" places one cell per blob of the cell's size (``detect.markers="log"``), where a
+        cytoplasm stain's cells are split at waists of the foreground ("distance")."""
         if stain == "cytoplasm":
             return cls(**overrides)
         if stain == "nucleus":
-            kw: dict = {"elevation": "both", "seeds": SeedSettings(max_hole_um2=10.0)}
+            kw: dict = {
+                "elevation": "both",
+                "seeds": SeedSettings(max_hole_um2=10.0),
+                "detect": DetectSettings(markers="log"),
+            }
             return cls(**{**kw, **overrides})
         raise SettingsError(f"unknown stain {stain!r}; choose one of {', '.join(STAINS)}")
 

@@ -62,6 +62,12 @@ def track_stack(
         raise TrackingError(f"pixel_size_um must be a positive number of um, got {pixel_size_um!r}")
     if masks is not None:
         return _link_masks(stack, masks, pixel_size_um, s, labels_out)
+    if s.method == "detect":
+        if seeds is not None:
+            raise TrackingError(
+                "seeds apply to method 'window'; method 'detect' finds the cells of every frame"
+            )
+        return _detect_and_link(stack, pixel_size_um, s, labels_out)
     if isinstance(stack, np.ndarray) and stack.ndim != 3:
         raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
     frames = iter(stack)
@@ -101,6 +107,48 @@ def track_stack(
     with LabelMovieWriter(labels_out) as w:
         tracks = track_field(all_frames(), seeds, pixel_size_um=pixel_size_um, settings=s, on_labels=w.write)
     return tracks, LabelMovie(labels_out)
+
+
+def _detect_and_link(stack, pixel_size_um: float, s: TrackSettings, labels_out) -> tuple[pl.DataFrame, Any]:
+    """:func:`track_stack` with method 'detect': every frame's cells detected, then linked."""
+    from itertools import chain, tee
+
+    from lnpstore.tracking.detection import detect_cells, estimate_cell_diameter_um
+
+    if isinstance(stack, np.ndarray) and stack.ndim != 3:
+        raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
+    frames = iter(stack)
+    try:
+        first = np.asarray(next(frames))
+    except StopIteration:
+        raise TrackingError("the stack has no frames") from None
+    diameter_um = s.detect.cell_diameter_um or estimate_cell_diameter_um(first, pixel_size_um)
+
+    def pairs():
+        for i, f in enumerate(chain([first], frames), start=1):
+            f = np.asarray(f)
+            if f.shape != first.shape:
+                raise TrackingError(f"frame {i} has shape {f.shape}, frame 1 has {first.shape}")
+            yield (
+                detect_cells(f, pixel_size_um=pixel_size_um, settings=s.detect, cell_diameter_um=diameter_um),
+                f,
+            )
+
+    a, b = tee(pairs())
+    return _link_masks((im for _, im in b), (m for m, _ in a), pixel_size_um, s, labels_out)
+
+
+def with_cell_diameter(
+    settings: TrackSettings, first_frame: np.ndarray, pixel_size_um: float
+) -> TrackSettings:
+    """``settings`` with ``detect.cell_diameter_um`` estimated from frame 1 when method 'detect' needs it
+    and it is not given (so that the run's record holds the diameter used)."""
+    from lnpstore.tracking.detection import estimate_cell_diameter_um
+
+    if settings.method != "detect" or settings.detect.cell_diameter_um is not None:
+        return settings
+    d = estimate_cell_diameter_um(np.asarray(first_frame), pixel_size_um)
+    return settings.replace(detect=settings.detect.replace(cell_diameter_um=round(d, 3)))
 
 
 def _link_masks(stack, masks, pixel_size_um: float, s: TrackSettings, labels_out) -> tuple[pl.DataFrame, Any]:
@@ -212,7 +260,11 @@ def track_stack_to_folder(
     frames = stackio.open_stack(input_path)
     first = frames[0]
     mask_frames = None if masks is None else stackio.open_stack(masks)
-    seed_spec = None if masks is not None else stackio.read_seeds(seeds, first.shape)
+    if masks is None:
+        settings = with_cell_diameter(settings, first, pixel_size_um)
+    seed_spec = (
+        None if masks is not None or settings.method == "detect" else stackio.read_seeds(seeds, first.shape)
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -231,7 +283,7 @@ def track_stack_to_folder(
         "shape": list(labels.shape),
         "pixel_size_um": pixel_size_um,
         "frame_interval_min": frame_interval_min,
-        "seeds": None if masks is not None else seeds,
+        "seeds": None if masks is not None or settings.method == "detect" else seeds,
         "masks": None if masks is None else str(Path(masks).resolve()),
         "stain": stain,
         "settings": settings.to_dict(),

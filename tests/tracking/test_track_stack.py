@@ -157,7 +157,7 @@ def test_cli_settings_file_flags_and_errors(tmp_path, capsys):
     from lnpstore.cli.main import main
     from lnpstore.tracking.settings import TrackSettings
 
-    tifffile.imwrite(tmp_path / "stack.tif", dividing_stack(n_frames=3))
+    tifffile.imwrite(tmp_path / "stack.tif", dividing_stack(n_frames=3), photometric="minisblack")
     base = ["track-stack", str(tmp_path / "stack.tif"), "--pixel-size-um", str(PX_UM)]
     toml = tmp_path / "s.toml"
     toml.write_text('max_gap_frames = 3\n[seeds]\nthreshold_method = "otsu"\n')
