@@ -268,15 +268,53 @@ def build_cells(
             f"plate {plate!r}: tracked well(s) {unknown} are not in `wells`. Hint: re-run ingest"
         )
     usable = ~pl.col("excluded")
-
-    # threshold: controls, every in-bounds node of every frame
     ctrl_wells = cells.filter(pl.col("is_control") & usable)["well"].unique().to_list()
-    ctrl_nodes = tracks.filter(pl.col("well").is_in(ctrl_wells) & pl.col("in_bounds").fill_null(False))
-    ctrl = gfp_sums(store, plate, ctrl_nodes, size, executor=executor, desc=f"GFP controls {plate}")
+    ctrl = _control_sums(store, plate, tracks, ctrl_wells, size, executor)
     threshold = control_threshold(ctrl["gfp_sum"])
     log.info("plate %s: control threshold %.1f counts over %d control nodes", plate, threshold, ctrl.height)
+    cells = _with_last_frame_sums(store, plate, cells, tracks, ctrl, ctrl_wells, n_frames, size, executor)
+    cells = _with_split(cells, plate, n_frames, seed, test_fraction, n_folds, split_by)
+    cells = _with_targets(cells, plate, threshold)
+    store.write("cells", cells, mode="replace")
+    counts = dict(cells.group_by("split").len().iter_rows())
+    log.info(
+        "plate %s: cells %s; %d of %d labelled 1",
+        plate,
+        counts,
+        int(cells["label"].sum() or 0),
+        int(cells["label"].count()),
+    )
+    return store.read("cells", plate=plate)
 
-    # targets: complete cells at the last frame (controls' last-frame sums are already in ctrl)
+
+def _control_sums(
+    store: Store,
+    plate: str,
+    tracks: pl.DataFrame,
+    ctrl_wells: list[str],
+    size: int,
+    executor: Executor | None,
+) -> pl.DataFrame:
+    """GFP central sums of every in-bounds node of every frame in the control wells (they set the
+    threshold)."""
+    ctrl_nodes = tracks.filter(pl.col("well").is_in(ctrl_wells) & pl.col("in_bounds").fill_null(False))
+    return gfp_sums(store, plate, ctrl_nodes, size, executor=executor, desc=f"GFP controls {plate}")
+
+
+def _with_last_frame_sums(
+    store: Store,
+    plate: str,
+    cells: pl.DataFrame,
+    tracks: pl.DataFrame,
+    ctrl: pl.DataFrame,
+    ctrl_wells: list[str],
+    n_frames: int,
+    size: int,
+    executor: Executor | None,
+) -> pl.DataFrame:
+    """``gfp_sum`` at the last frame for the complete cells of usable wells (controls' sums are already
+    in ``ctrl``); null for the others."""
+    usable = ~pl.col("excluded")
     keys = ["well", "field", "track_id"]
     complete = cells.filter(pl.col("complete") & usable)
     last_nodes = tracks.filter(pl.col("frame") == n_frames).join(complete.select(keys), on=keys)
@@ -288,11 +326,23 @@ def build_cells(
         ],
         how="diagonal_relaxed",
     ).select(*keys, "gfp_sum")
-    cells = cells.join(last, on=keys, how="left").with_columns(
+    return cells.join(last, on=keys, how="left").with_columns(
         pl.when(pl.col("complete") & usable).then(pl.col("gfp_sum")).otherwise(None).alias("gfp_sum")
     )
 
-    # split of the complete treated cells
+
+def _with_split(
+    cells: pl.DataFrame,
+    plate: str,
+    n_frames: int,
+    seed: int,
+    test_fraction: float,
+    n_folds: int,
+    split_by: SplitBy,
+) -> pl.DataFrame:
+    """``split`` (train/test, or excluded/control) and ``fold`` of every cell; only the complete treated
+    cells of usable wells are split."""
+    usable = ~pl.col("excluded")
     treated = cells.filter(pl.col("complete") & usable & ~pl.col("is_control"))
     try:
         split = assign_split(
@@ -308,7 +358,7 @@ def build_cells(
             f"(tracked in bounds to frame {n_frames}) cannot be split: {exc}. Hint: track more cells or fields, "
             "lower n_folds, or use split_by='cell'"
         ) from None
-    cells = cells.join(split, on="cell_uid", how="left").with_columns(
+    return cells.join(split, on="cell_uid", how="left").with_columns(
         pl.when(~pl.col("complete") | ~usable)
         .then(pl.lit("excluded"))
         .when(pl.col("is_control"))
@@ -316,9 +366,14 @@ def build_cells(
         .otherwise(pl.col("split"))
         .alias("split")
     )
+
+
+def _with_targets(cells: pl.DataFrame, plate: str, threshold: float) -> pl.DataFrame:
+    """``label`` (above the control threshold) and ``gfp_log_centered`` (ln counts minus the training
+    cells' mean), in the ``cells`` table's column order."""
     log_gfp = pl.when(pl.col("gfp_sum") > 0).then(pl.col("gfp_sum").log()).otherwise(None)
     train_mean = cells.filter(pl.col("split") == "train").select(log_gfp.mean()).item()
-    cells = cells.with_columns(
+    return cells.with_columns(
         expression_label(pl.col("gfp_sum"), threshold).alias("label"),
         (log_gfp - train_mean).alias("gfp_log_centered"),
         pl.lit(plate).alias("plate"),
@@ -339,13 +394,3 @@ def build_cells(
         "split",
         "fold",
     )
-    store.write("cells", cells, mode="replace")
-    counts = dict(cells.group_by("split").len().iter_rows())
-    log.info(
-        "plate %s: cells %s; %d of %d labelled 1",
-        plate,
-        counts,
-        int(cells["label"].sum() or 0),
-        int(cells["label"].count()),
-    )
-    return store.read("cells", plate=plate)
