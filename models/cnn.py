@@ -440,7 +440,7 @@ def train_cnn(
 
 
 def _train_fold(
-    store,
+    store: Store,
     fa: FeatureArrays,
     cfg: CNNConfig,
     fold: int,
@@ -450,22 +450,12 @@ def _train_fold(
     data_version: str,
     show_progress: bool,
 ) -> None:
-    from flax import serialization
-
+    """Train one fold's head on the other folds' training cells, then write its embeddings, its test
+    predictions, its weights and its ``models`` row."""
     y_all = _targets(fa.keys, cfg.mode)
     split = fa.keys.get_column("split").to_numpy()
-    fcol = fa.keys.get_column("fold").fill_null(-1).to_numpy()
-    ok = ~np.isnan(y_all)
-    tr = (split == "train") & (fcol != fold) & ok
-    va = (split == "train") & (fcol == fold) & ok
-    if tr.sum() == 0 or va.sum() == 0:
-        raise LnpstoreError(f"fold {fold}: {tr.sum()} training and {va.sum()} validation samples; need both")
-    w_all = np.ones_like(y_all)
-    if cfg.mode == "classify" and cfg.class_weights == "balanced":
-        ytr = y_all[tr]
-        n, n1 = len(ytr), float(ytr.sum())
-        w_pos, w_neg = n / (2 * max(n1, 1.0)), n / (2 * max(n - n1, 1.0))
-        w_all = np.where(y_all > 0.5, w_pos, w_neg).astype(np.float32)
+    tr, va = _fold_masks(fa, y_all, fold)
+    w_all = _sample_weights(cfg, y_all, tr)
     a = cfg.validation_aug
     res = train_head(
         cfg,
@@ -475,8 +465,43 @@ def _train_fold(
         show_progress=show_progress,
     )
     log.info("%s: best epoch %d, val loss %.4f, %.1f s", mid, res.best_epoch, res.val_loss, res.seconds)
+    _write_outputs(store, fa, cfg, res, mid, fold, y_all, split)
+    _write_model(store, cfg, res, mid, fold, seed, weights_info, data_version)
 
-    # outputs for every crop and augmentation
+
+def _fold_masks(fa: FeatureArrays, y_all: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows (training cells of the other folds) and validation rows (this fold), with a target."""
+    split = fa.keys.get_column("split").to_numpy()
+    fcol = fa.keys.get_column("fold").fill_null(-1).to_numpy()
+    ok = ~np.isnan(y_all)
+    tr = (split == "train") & (fcol != fold) & ok
+    va = (split == "train") & (fcol == fold) & ok
+    if tr.sum() == 0 or va.sum() == 0:
+        raise LnpstoreError(f"fold {fold}: {tr.sum()} training and {va.sum()} validation samples; need both")
+    return tr, va
+
+
+def _sample_weights(cfg: CNNConfig, y_all: np.ndarray, tr: np.ndarray) -> np.ndarray:
+    """Per-row loss weights: balanced classes from the training rows (classify), else ones."""
+    if cfg.mode != "classify" or cfg.class_weights != "balanced":
+        return np.ones_like(y_all)
+    ytr = y_all[tr]
+    n, n1 = len(ytr), float(ytr.sum())
+    w_pos, w_neg = n / (2 * max(n1, 1.0)), n / (2 * max(n - n1, 1.0))
+    return np.where(y_all > 0.5, w_pos, w_neg).astype(np.float32)
+
+
+def _write_outputs(
+    store: Store,
+    fa: FeatureArrays,
+    cfg: CNNConfig,
+    res: TrainResult,
+    mid: str,
+    fold: int,
+    y_all: np.ndarray,
+    split: np.ndarray,
+) -> None:
+    """The head's 32-dim embedding of every crop and augmentation, and its predictions on the test cells."""
     n, n_aug, c = fa.mean.shape
     out, emb = apply_in_chunks(
         make_eval_fn(cfg), res.variables, fa.mean.reshape(-1, c), fa.mean_sq.reshape(-1, c)
@@ -516,6 +541,21 @@ def _train_fold(
         ),
         mode="replace",
     )
+
+
+def _write_model(
+    store: Store,
+    cfg: CNNConfig,
+    res: TrainResult,
+    mid: str,
+    fold: int,
+    seed: int,
+    weights_info: dict,
+    data_version: str,
+) -> None:
+    """The head's weights and training curves (artifacts) and its ``models`` row (config, seed, data
+    and package versions)."""
+    from flax import serialization
 
     mdir = store.artifacts_dir("models")
     wpath = mdir / f"{mid}.msgpack"
