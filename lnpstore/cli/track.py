@@ -29,7 +29,13 @@ def cmd_track(args: argparse.Namespace) -> int:
         for plate in plates:
             print(
                 track_plate(
-                    store, plate, seeds=args.seeds, settings=settings, executor=ex, show_progress=True
+                    store,
+                    plate,
+                    seeds=args.seeds,
+                    settings=settings,
+                    executor=ex,
+                    show_progress=True,
+                    masks=args.labels,
                 )
             )
     return 0
@@ -55,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dask", metavar="ADDRESS", help="Dask scheduler address (e.g. tcp://host:8786) to use a cluster"
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1, in-process)")
+    p.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="link segmentations made elsewhere instead of segmenting: DIR/WELL/fFFF.tif (T x Y x X labels) "
+        "or DIR/WELL/fFFF/ (2-D label frames) per field",
+    )
     p.add_argument(
         "--stain", choices=["cytoplasm", "nucleus"], default="cytoplasm", help="the CS channel's stain"
     )

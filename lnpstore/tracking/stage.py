@@ -83,6 +83,8 @@ def track_field_job(job: dict) -> dict:
     """
     settings = TrackSettings.from_dict(job["settings"])
     px = float(job["pixel_size_um"])
+    if job.get("masks_path"):
+        return _link_field_job(job, settings, px)
     first_cs = None
     seeds = job.get("seeds")
     if seeds is None:
@@ -115,6 +117,44 @@ def track_field_job(job: dict) -> dict:
         "tracks": tracks,
         "labels": movie,
     }
+
+
+def _link_field_job(job: dict, settings: TrackSettings, px: float) -> dict:
+    """:func:`track_field_job` for a field whose segmentation was made elsewhere (``job['masks_path']``):
+    its label movie linked (:func:`lnpstore.tracking.linking.link_labels`); the seeds are the centres
+    of the tracks that start in frame 1."""
+    from lnpstore.instrument.stackio import open_stack
+    from lnpstore.tracking.labels import LabelMovieWriter
+    from lnpstore.tracking.linking import link_labels
+
+    masks = open_stack(job["masks_path"])
+    if len(masks) != len(job["frames"]):
+        raise TrackingError(
+            f"plate {job['plate']}, well {job['well']}, field {job['field']}: {job['masks_path']} holds "
+            f"{len(masks)} label frames, the field has {len(job['frames'])} frames"
+        )
+    cs = (fr.get("CS") for fr in _lazy_frames(job))
+    with LabelMovieWriter(job["labels_path"]) as w:
+        tracks = link_labels(masks, pixel_size_um=px, settings=settings, images=cs, on_labels=w.write)
+    first = tracks.filter((pl.col("frame") == 1) & ~pl.col("gap_filled")).sort("track_id")
+    return {
+        "plate": job["plate"],
+        "well": job["well"],
+        "field": job["field"],
+        "seeds": first.select("y_px", "x_px").to_numpy().reshape(-1, 2),
+        "tracks": tracks,
+        "labels": {"path": str(job["labels_path"]), "n_frames": w.n_frames, "shape": w.shape},
+    }
+
+
+def masks_path_for(masks_dir: str | Path, well: str, field_: int) -> Path | None:
+    """A field's given segmentation under ``masks_dir``: ``WELL/fFFF.tif`` (T x Y x X labels) or the
+    folder ``WELL/fFFF/`` of 2-D label frames; None when neither exists."""
+    base = Path(masks_dir) / well / f"f{int(field_):03d}"
+    for p in (base.with_suffix(".tif"), base.with_suffix(".tiff"), base):
+        if p.exists():
+            return p
+    return None
 
 
 def labels_path_for(store, plate: str, well: str, field_: int) -> Path:
@@ -189,8 +229,12 @@ def track_plate(
     settings: TrackSettings | None = None,
     executor=None,
     show_progress: bool = True,
+    masks: str | Path | None = None,
 ) -> TrackReport:
     """Seed and track every field of ``plate`` that is not excluded and not tracked yet; write seeds, tracks.
+
+    ``masks``: a folder of segmentations made elsewhere, one per field (``WELL/fFFF.tif`` or the folder
+    ``WELL/fFFF/``, see :func:`masks_path_for`), linked instead of segmented; the tables are the same.
 
     Resumable: a (well, field) that already has rows in ``tracks`` is skipped. Work runs through
     ``executor`` (an :class:`lnpstore.execution.Executor`; in-process when None); the driver writes
@@ -212,7 +256,9 @@ def track_plate(
     px, images, excluded = _plate_info(store, plate)
     manual = None
     source = "auto"
-    if str(seeds) != "auto":
+    if masks is not None:
+        source = f"masks:{Path(masks).resolve()}"
+    elif str(seeds) != "auto":
         manual = read_seed_csv(seeds)
         source = f"csv:{Path(seeds).resolve()}"
     done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
@@ -243,6 +289,14 @@ def track_plate(
             "frames": frames,
             "labels_path": str(labels_path_for(store, plate, well, int(fld))),
         }
+        if masks is not None:
+            given = masks_path_for(masks, well, int(fld))
+            if given is None:
+                raise TrackingError(
+                    f"plate {plate}, well {well}, field {fld}: no segmentation under {masks} (expected "
+                    f"{well}/f{int(fld):03d}.tif or the folder {well}/f{int(fld):03d}/)"
+                )
+            job["masks_path"] = str(given)
         jobs.append(job)
         per_well[well] = per_well.get(well, 0) + 1
 

@@ -7,10 +7,11 @@ import importlib.util
 import numpy as np
 import polars as pl
 import pytest
+import tifffile
 from scipy import ndimage as ndi
 
 from lnpstore.store import schema as S
-from lnpstore.store.errors import SettingsError
+from lnpstore.store.errors import SettingsError, TrackingError
 from lnpstore.tracking import FIELD_COLUMNS, TrackSettings, track_field
 
 PX_UM = 0.325  # scale 0.5: window 100 px, edge margin 48 px
@@ -301,6 +302,38 @@ def test_label_movie_paths_are_relative_so_a_moved_store_keeps_them(tracked_stor
     old = moved.read("label_images").with_columns(path=pl.lit(str(moved.root / paths[0])))
     moved.write("label_images", old.head(1), mode="upsert")
     assert load_field_labels(moved, report.plate, "C03", 1)[1].path == moved.root / paths[0]
+
+
+@needs_sim
+def test_plate_fields_with_given_segmentations(tracked_store, tmp_path):
+    """track --labels: each field's label movie made elsewhere is linked; same tables, same regions."""
+    import shutil
+
+    from lnpstore.instrument.ingest import ingest_plate
+    from lnpstore.store.core import Store
+    from lnpstore.tracking import load_field_labels, track_plate
+
+    store, _, report, sim = tracked_store
+    given = tmp_path / "masks"
+    for well in ("C03", "E03"):
+        (given / well).mkdir(parents=True)
+        shutil.copy(store.root / "labels" / report.plate / well / "f001.tif", given / well / "f001.tif")
+    other = Store.create(tmp_path / "store")
+    ingest_plate(other, sim.plate_dir, plate_map=sim.plate_map, show_progress=False)
+    wells = other.read("wells").with_columns(excluded=pl.col("well") == "G03")
+    other.write("wells", wells, mode="replace")
+    rep = track_plate(other, report.plate, show_progress=False, masks=given)
+    assert rep.fields_tracked == 2 and rep.nodes > 0
+    tracks, movie = load_field_labels(other, report.plate, "C03", 1)
+    src = tifffile.imread(given / "C03" / "f001.tif")
+    for f in range(len(movie)):
+        assert ((movie[f] > 0) == (src[f] > 0)).all()
+    assert (other.read("seeds")["source"].str.starts_with("masks:")).all()
+    with pytest.raises(TrackingError, match="no segmentation under"):
+        shutil.rmtree(given / "E03")
+        other2 = Store.create(tmp_path / "store2")
+        ingest_plate(other2, sim.plate_dir, plate_map=sim.plate_map, show_progress=False)
+        track_plate(other2, report.plate, show_progress=False, masks=given)
 
 
 @needs_sim
