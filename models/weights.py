@@ -331,11 +331,19 @@ def find_weights(path: str | os.PathLike | None = None) -> Path:
                     log.info("skipping %s: torch is not installed", p)
                     continue
             return p
-    raise WeightsNotFoundError(
-        "no copy of the ImageNet VGG16 weights found; looked at " + ", ".join(tried) + ". Hint: with a "
-        f"network they are fetched on first use; otherwise put Keras' {KERAS_FILENAME} (from {KERAS_URL}) "
-        f"in ~/.keras/models/ or {cache_dir()}/, or set ${ENV_VAR} to a .h5/.pth/.npz file, "
-        "or pass --weights random (weights='random') for an untrained base"
+    raise WeightsNotFoundError(_not_found_message(tried))
+
+
+def _not_found_message(tried: list[str], fetch_error: str | None = None) -> str:
+    """What to say when no copy was found (and, when given, why fetching one failed)."""
+    head = "no copy of the ImageNet VGG16 weights found"
+    if fetch_error:
+        head += f", and fetching them failed: {fetch_error}"
+    return (
+        f"{head}. Looked at {', '.join(tried)}. Hint: with a network they are fetched on first use; "
+        f"otherwise put Keras' {KERAS_FILENAME} (from {KERAS_URL}) in ~/.keras/models/ or {cache_dir()}/, "
+        f"or set ${ENV_VAR} to a .h5/.pth/.npz file, or pass --weights random (weights='random') for an "
+        "untrained base"
     )
 
 
@@ -541,14 +549,15 @@ def ensure_weights(weights: str | os.PathLike = "imagenet", *, show_progress: bo
         return find_weights(weights)
     try:
         return find_weights()
-    except WeightsNotFoundError as not_found:
+    except WeightsNotFoundError:
         url = weights_url()
         if url is None:
             raise
         try:
             return fetch_weights(url, show_progress=show_progress)
         except WeightsNotFoundError as failed:
-            raise WeightsNotFoundError(f"{failed}. Before that, {not_found}") from None
+            tried = [str(p) for p in search_locations()]
+            raise WeightsNotFoundError(_not_found_message(tried, str(failed))) from None
 
 
 def download_keras_weights(

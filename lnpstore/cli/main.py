@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from lnpstore._version import __version__
@@ -36,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Columnar cell-feature store and models for LNP-mRNA time-lapse plates.",
     )
     parser.add_argument("--version", action="version", version=f"lnpstore {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: other libraries' INFO lines too (Dask, jax, ...); -vv: debug logging",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"lnpstore.cli.{name}").register(sub)
@@ -61,14 +68,52 @@ def parse_params(pairs: list[str] | None) -> dict:
     return out
 
 
+class _Formatter(logging.Formatter):
+    """``HH:MM:SS message`` for lnpstore's INFO lines; level and logger name for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        head = self.formatTime(record, "%H:%M:%S")
+        if record.levelno == logging.INFO and record.name.startswith("lnpstore"):
+            text = f"{head} {record.message}"
+        else:
+            text = f"{head} {record.levelname} {record.name}: {record.message}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+#: Loggers of other libraries that speak at INFO (or attach their own handlers); WARNING unless -v.
+NOISY_LOGGERS = ("distributed", "dask", "jax", "absl", "pooch", "numba", "matplotlib", "tsfresh")
+
+
+def configure_logging(verbose: int = 0) -> None:
+    """lnpstore's INFO lines (stages, summaries) always; other libraries' INFO only with ``-v``;
+    DEBUG everywhere with ``-vv``. Also quiets what libraries print outside :mod:`logging`: Dask's
+    own logging config (``DASK_LOGGING__DISTRIBUTED``) and XLA's C++ log (``TF_CPP_MIN_LOG_LEVEL``),
+    unless the user set those variables."""
+    if verbose == 0:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.getLogger("lnpstore").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if verbose == 0 else logging.NOTSET)
+    logging.captureWarnings(True)
+    # other libraries' Python warnings (deprecations and the like) only with -v
+    logging.getLogger("py.warnings").setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose)
     try:
         rc = args.func(args)
     except LnpstoreError as exc:

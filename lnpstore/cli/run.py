@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lnpstore.study.pipeline import RunResult
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -22,9 +26,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         dask_address=args.dask,
         overrides={"division_rule": args.division_rule} if args.division_rule else None,
     )
-    total = sum(t.seconds for t in result.timings)
-    print(f"\ndone in {total / 60:.1f} min. Report: {result.report_html}\nSummary: {result.report_md}")
+    print(summary(result))
     return 0
+
+
+def summary(result: RunResult) -> str:
+    """The few lines printed at the end of a run: time, what was made, where the report is."""
+    from lnpstore.runtime.progress import format_seconds
+
+    total = sum(t.seconds for t in result.timings)
+    cells = result.store.read("cells")
+    models = result.store.read("models")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(models.group_by("kind").len().iter_rows()))
+    n_test = cells.filter(cells["split"] == "test").height if "split" in cells.columns else 0
+    slowest = max(result.timings, key=lambda t: t.seconds, default=None)
+    return "\n".join(
+        [
+            f"lnpstore run: done in {format_seconds(total)}"
+            + (f" (longest stage: {slowest.name}, {format_seconds(slowest.seconds)})" if slowest else ""),
+            f"  cells: {cells.height} ({n_test} in the test split); models: {models.height} ({kinds})",
+            f"  report:  {result.report_html}",
+            f"  summary: {result.report_md}",
+        ]
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         default=None,
-        help="imagenet (default; found in the Keras/torch caches, $LNPSTORE_VGG16_WEIGHTS or ../shared), "
-        "random (a fixed-seed random base, reported loudly) or a path to a weights file",
+        help="imagenet (default; found in the Keras/torch caches, $LNPSTORE_VGG16_WEIGHTS, ../shared/weights "
+        "or the lnpstore cache, else downloaded there once, md5 checked), random (a fixed-seed random base, "
+        "reported loudly) or a path to a weights file",
     )
-    p.add_argument("--dask", default=None, metavar="ADDRESS", help="Dask scheduler address (default: local)")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://host:8786) to spread tracking and tsfresh over; default: this machine, "
+        "in threads (no cluster is started)",
+    )
     p.add_argument(
         "--division-rule",
         choices=["exclude", "follow"],

@@ -33,6 +33,8 @@ from lnpstore.study.crops import DivisionRule
 log = logging.getLogger(__name__)
 
 CHECKPOINTS_FRAMES = (5, 10, 15, 20)
+#: Where local per-field work runs (see :func:`run_study`).
+LocalBackend = Literal["threads", "processes"]
 MODES = ("classify", "regress")
 
 
@@ -140,9 +142,20 @@ def run_study(
     dask_address: str | None = None,
     overrides: dict[str, Any] | None = None,
     show_progress: bool = True,
+    local: LocalBackend = "threads",
 ) -> RunResult:
-    """Run the whole study into ``store_dir`` and write the report; see the module docstring."""
+    """Run the whole study into ``store_dir`` and write the report; see the module docstring.
+
+    Where per-field work (tracking, registration, crops) runs: on the Dask scheduler at
+    ``dask_address`` when given; otherwise on this machine, ``local="threads"`` (the default: works
+    from a plain script or a notebook, no ``if __name__ == "__main__":`` guard needed) or
+    ``"processes"`` (spawned worker processes, faster on several cores; the calling script needs the
+    guard: the ``lnpstore`` command has it).
+    """
+    from lnpstore.models.weights import ensure_weights
+
     cfg = config_for(preset, seed=seed, weights=weights, dask_address=dask_address, overrides=overrides)
+    ensure_weights(cfg.weights, show_progress=show_progress)  # found or fetched, or stop before any work
     root = Path(store_dir)
     root.mkdir(parents=True, exist_ok=True)
     store = Store.create(root / "store", exist_ok=True)
@@ -153,7 +166,7 @@ def run_study(
     truth_dir = None
     if plate_dir is None:
         plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress)
-    plate = _images_to_model_inputs(store, plate_dir, plate_map, cfg, timer, show_progress)
+    plate = _images_to_model_inputs(store, plate_dir, plate_map, cfg, timer, show_progress, local)
     _train_models(store, cfg, timer, show_progress)
     html, md = _evaluate_and_report(
         store, root, cfg, timer, plate=plate, plate_dir=Path(plate_dir), truth_dir=truth_dir
@@ -187,12 +200,14 @@ class _StageTimer:
         self.t_start = time.perf_counter()
 
     def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
-        log.info("stage %s ...", name)
+        from lnpstore.runtime.progress import format_seconds
+
+        log.debug("stage %s ...", name)
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0
         self.timings.append(StageTiming(name, dt))
-        log.info("stage %s done in %.1f s", name, dt)
+        log.info("%-16s %s", name, format_seconds(dt))  # one line per stage
         return out
 
 
@@ -223,6 +238,7 @@ def _images_to_model_inputs(
     cfg: RunConfig,
     stage: _StageTimer,
     show_progress: bool,
+    local: LocalBackend = "threads",
 ) -> str:
     """images -> tables: ingest, track, register, cells, crop; returns the plate's name."""
     from lnpstore.instrument.ingest import ingest_plate
@@ -235,7 +251,9 @@ def _images_to_model_inputs(
         "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
     )
     plate = report.plate
-    with Executor(address=cfg.dask_address) as ex:
+    # a cluster only when asked for; local threads spawn no process, so no __main__ guard is needed
+    executor = Executor(address=cfg.dask_address) if cfg.dask_address else Executor(backend=local)
+    with executor as ex:
         stage("track", lambda: track_plate(store, plate, executor=ex, show_progress=show_progress))
         prepare_plate(
             store,

@@ -1,0 +1,84 @@
+"""The command line as a user meets it: weights checked first, a quiet log, plain progress lines."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import pytest
+from lnpstore.models import weights as W
+
+from lnpstore.cli.main import configure_logging, main
+from lnpstore.runtime.progress import LineProgress, bar
+from lnpstore.store.core import Store
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """A user's machine without any copy of the weights and without network."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(W.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.delenv(W.ENV_VAR, raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed: connection refused
+    monkeypatch.setenv(W.URL_ENV_VAR, f"http://127.0.0.1:{port}/{W.KERAS_FILENAME}")
+    real = W.search_locations
+    monkeypatch.setattr(W, "search_locations", lambda: [p for p in real() if "shared" not in p.parts])
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """configure_logging changes the root logger; put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def test_run_stops_before_any_work_without_weights(no_weights, tmp_path, capsys):
+    rc = main(["run", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "lnpstore run: error:" in err and "no copy of the ImageNet VGG16 weights" in err
+    assert "cannot download" in err and "--weights random" in err
+    assert not (tmp_path / "run").exists()  # nothing simulated, no store created
+
+
+def test_embed_stops_before_any_work_without_weights(no_weights, tmp_path, capsys):
+    store = Store.create(tmp_path / "store")
+    rc = main(["embed", str(store.root)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no copy of the ImageNet VGG16 weights" in err
+    assert not store.exists("features")
+
+
+def test_third_party_info_only_with_verbose(capsys):
+    for verbose, shown in ((0, False), (1, True)):
+        configure_logging(verbose)
+        logging.getLogger("distributed.scheduler").info("scheduler at tcp://x")
+        logging.getLogger("jax._src.xla_bridge").info("Unable to initialize backend 'tpu'")
+        logging.getLogger("lnpstore.study.pipeline").info("track            42 s")
+        logging.getLogger("distributed.worker").warning("worker lost")
+        err = capsys.readouterr().err
+        assert ("scheduler at" in err) is shown and ("backend 'tpu'" in err) is shown
+        assert "track            42 s" in err and "WARNING distributed.worker: worker lost" in err
+
+
+def test_plain_progress_lines_off_a_terminal(capsys):
+    assert not sys.stderr.isatty()  # pytest captures stderr
+    assert isinstance(bar(desc="x", total=3), LineProgress)
+    b = LineProgress(desc="track P", total=200, unit="field", interval_s=0.0)
+    for _ in range(200):
+        b.update(1)
+    b.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == len(b.lines) == 10  # every 10 %
+    assert b.lines[0].startswith("  track P: 20/200 field (10 %)") and "(100 %)" in b.lines[-1]
+    slow = LineProgress(desc="embed", total=200, unit="crop")  # 30 s between lines
+    for _ in range(200):
+        slow.update(1)
+    assert slow.lines == []  # short work prints nothing; the stage's own line reports it
