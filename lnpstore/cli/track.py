@@ -150,7 +150,8 @@ def cmd_track_stack(args: argparse.Namespace) -> int:
 
     # any stack: follow every cell, to the edge, looking for new ones on every frame
     base = {
-        "method": "detect",  # real microscopy: cells found in every frame, then linked
+        # real microscopy: cells found in every frame, then linked; given seeds: the study's method
+        "method": "detect" if args.seeds == "auto" else "window",
         "edge_margin_um": 0.0,
         "report_new_cells": not args.frame1_cells_only,
         "new_peak_every_frames": 1,

@@ -262,6 +262,10 @@ def track_stack_to_folder(
     mask_frames = None if masks is None else stackio.open_stack(masks)
     if masks is None:
         settings = with_cell_diameter(settings, first, pixel_size_um)
+    if settings.method == "detect" and masks is None and seeds not in (None, "auto"):
+        raise TrackingError(
+            "--seeds apply to --method window; method 'detect' finds the cells of every frame"
+        )
     seed_spec = (
         None if masks is not None or settings.method == "detect" else stackio.read_seeds(seeds, first.shape)
     )
