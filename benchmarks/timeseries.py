@@ -26,8 +26,8 @@ tsfresh rows/s (rows of the long table, one per case x frame) and series/s (case
 
 ``--units 256`` restricts the LSTM candidates' units (both data sources); the per-shape lines show
 the time of each architecture shape in the search and its vmap width (width 1 = trained one
-candidate at a time, the XLA CPU deadlock workaround of ``models/lstm.py`` for 2-layer LSTMs whose
-second layer reads >= 256 features).
+candidate at a time, the XLA CPU deadlock workaround of ``models/lstm/search.py``: on CPU every shape
+trains one trial at a time unless ``--cpu-vmap-width`` says otherwise; width 8 hangs on 2-layer shapes).
 
 ``--compare-settings``: the accuracy cost of the cheaper tsfresh settings on the same data and split:
 EfficientFCParameters per augmentation (the reference), ``fast`` per augmentation, and both (and
@@ -122,9 +122,11 @@ def units_of(a) -> tuple[int, ...]:
 def lstm_variants(full, names: str) -> dict:
     """The LSTM-search speed-up variants (SearchConfig each), ``names`` a comma list ('' = all)."""
     variants = {
-        "plain_loop": replace(full, vmap_width=1, fused=False, halving=False, cache_compiles=False),
-        "compile_once": replace(full, vmap_width=1, fused=False, halving=False),
-        "fused_epochs": replace(full, vmap_width=1, halving=False),
+        "plain_loop": replace(
+            full, vmap_width=1, cpu_vmap_width=1, fused=False, halving=False, cache_compiles=False
+        ),
+        "compile_once": replace(full, vmap_width=1, cpu_vmap_width=1, fused=False, halving=False),
+        "fused_epochs": replace(full, vmap_width=1, cpu_vmap_width=1, halving=False),
         "vmap": replace(full, halving=False),
         "vmap_halving": full,
     }
@@ -214,8 +216,8 @@ class ShapeTimer:
     def by_shape(self, trials) -> dict[str, dict]:
         """Per shape 'units-layers-bi/uni-dense/nodense': candidates, vmap width, candidate-epochs
         trained in the search (from ``trials``), search and final seconds, s per candidate-epoch, and
-        ``deadlock_workaround`` (the rule of ``lstm_search``'s ``width_of``, copied: such shapes train
-        one candidate at a time, which the measured ``width`` of 1 confirms)."""
+        ``deadlock_workaround``: the shape trained one trial at a time (measured width 1; on CPU the
+        search's default, ``SearchConfig.cpu_vmap_width``, because of XLA CPU's vmap deadlock)."""
         out: dict[str, dict] = {}
         shapes = sorted({r[0] for r in self.rows})
         for sh in shapes:
@@ -239,7 +241,7 @@ class ShapeTimer:
                 "search_s": round(s_search, 2),
                 "s_per_candidate_epoch": round(s_search / cand_epochs, 3) if cand_epochs else None,
                 "final_s": round(sum(r[4] for r in final), 2),
-                "deadlock_workaround": layers == 2 and u * (2 if bi else 1) >= 256,
+                "deadlock_workaround": max((r[2] for r in search), default=0) == 1,
             }
         return out
 
@@ -256,10 +258,14 @@ def bench_lstm(a, X, y, cell, parts) -> dict:
         print("persistent JAX cache:", enable(a.jax_cache, min_compile_time_s=0.0))
     cfgs = L.sample_configs(a.lstm_samples, 0, units=units_of(a))
     print("LSTM candidates:", [c.shape for c in cfgs])
-    full = L.SearchConfig(
-        select=L.TrainConfig(lr=1e-3, epochs=a.lstm_epochs),
-        final=L.TrainConfig(lr=1e-5, epochs=a.lstm_final_epochs or 0),
+    full = L.SearchConfig(  # fixed lr and batch size: the variants differ only in speed-ups
+        select=L.TrainConfig(lr=1e-3, epochs=a.lstm_epochs, patience=0),
+        final=L.TrainConfig(lr=1e-5, epochs=a.lstm_final_epochs or 0, patience=0),
+        lr_range=None,
+        extra_lrs=(),
+        batch_sizes=(),
         vmap_width=8,
+        cpu_vmap_width=a.cpu_vmap_width,
         rung_epochs=max(1, a.lstm_epochs // 4),
     )
     variants = lstm_variants(full, a.lstm_variants)
@@ -495,7 +501,7 @@ def bench_lstm_panels(a, panels: dict, mode: str) -> dict:
     units = units_of(a)
     cfgs = L.sample_configs(a.lstm_samples, 0, units=units)
     print("LSTM candidates:", [c.shape for c in cfgs], flush=True)
-    default = L.SearchConfig(units=units)
+    default = L.SearchConfig(units=units, cpu_vmap_width=a.cpu_vmap_width)
     full = replace(
         default,
         select=replace(default.select, epochs=a.lstm_epochs),
@@ -631,6 +637,12 @@ def main(argv=None) -> None:
         "(default: all on synthetic data, vmap_halving on a store)",
     )
     ap.add_argument("--units", default="", help="comma list: the LSTM units sampled (default 32,64,128,256)")
+    ap.add_argument(
+        "--cpu-vmap-width",
+        type=int,
+        default=1,
+        help="trials of a shape trained at once on CPU (default 1; 8 hangs XLA CPU on 2-layer shapes)",
+    )
     ap.add_argument(
         "--per-shape", action="store_true", help="synthetic: per-shape LSTM times (store: always)"
     )

@@ -421,6 +421,7 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
             )
             self.train_index_, self.val_index_ = tr, va
             Xt, Lt, yt, Xv, Lv, yv = Xa[tr], La[tr], ya[tr], Xa[va], La[va], ya[va]
+            self._split_from = (Xa, La, ya)  # a model may refit on all rows (see TsfreshXGB.refit)
         else:
             X_val, y_val = self._targets(X_val, y_val, "y_val")
             Xv, Lv, _ = self._panel(X_val, "X_val")
@@ -438,7 +439,11 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
             Xt, Xv = _pad_steps(Xa, T), _pad_steps(Xv, T)
             Lt, yt = La, ya
             self.train_index_, self.val_index_ = np.arange(len(Xa)), None
-        self._fit_panel(Xt, Lt, yt, Xv, Lv, yv)
+            self._split_from = None
+        try:
+            self._fit_panel(Xt, Lt, yt, Xv, Lv, yv)
+        finally:
+            self._split_from = None
         return self
 
     def _check_fitted(self) -> None:

@@ -244,6 +244,16 @@ def _impute(F: pd.DataFrame, stats: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(v, index=F.index, columns=F.columns)
 
 
+class _NoPCA:
+    """Stands in for the PCA when ``n_components=0``: the identity on ``n`` features."""
+
+    def __init__(self, n: int):
+        self.n_components_ = n
+
+    def transform(self, Z: np.ndarray) -> np.ndarray:
+        return Z
+
+
 class TsfreshXGB(PanelEstimator):
     """tsfresh -> selection -> PCA -> XGBoost on panels, a scikit-learn-style estimator
     (:class:`lnpstore.models.panel.PanelEstimator`: ``fit``, ``predict``, ``predict_proba``,
@@ -251,14 +261,17 @@ class TsfreshXGB(PanelEstimator):
 
     ``fit(X, y, X_val=None, y_val=None)``: selection, PCA and the trees see only the training part;
     the validation part (split off X when not given, ``val_fraction``) only drives early stopping and
-    the choice among the ``n_samples`` XGBoost configurations. Binary, multi-class (any label type)
+    the choice among the ``n_samples`` XGBoost configurations. When the validation part was split off
+    X (``refit``, default), selection, PCA and the chosen trees (``best_iteration_ + 1`` of them) are
+    then refitted on every row of X (``refitted_``). Binary, multi-class (any label type)
     and regression; series of unequal length (padding steps are not extracted).
 
     Selection (``selection_path_`` records which path was taken, and it is logged): ``"fdr"`` when
     tsfresh's FDR test (``fdr_level``; per class one-vs-rest for multi-class) keeps at least
     ``min_features`` features; otherwise ``"fdr+top_p"`` / ``"top_p"``: the FDR-relevant features plus
     the lowest-p-value ones up to ``min_features`` (small data: too few rows for the FDR test to keep
-    the signal). PCA keeps at most ``n_components`` and fewer than the training rows.
+    the signal). PCA keeps at most ``n_components`` and fewer than the training rows (``n_components=0``:
+    no PCA, the scaled selected features go to XGBoost).
     """
 
     def __init__(
@@ -277,6 +290,7 @@ class TsfreshXGB(PanelEstimator):
         cache_dir: str | Path | None = None,
         channels: list[str] | None = None,
         val_fraction: float = 0.2,
+        refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
     ):
@@ -295,6 +309,7 @@ class TsfreshXGB(PanelEstimator):
         self.cache_dir = cache_dir
         self.channels = channels
         self.val_fraction = val_fraction
+        self.refit = refit
         self.id_col = id_col
         self.time_col = time_col
 
@@ -378,16 +393,12 @@ class TsfreshXGB(PanelEstimator):
         F = _impute(F.reindex(columns=self.selected_), self.impute_stats_)
         return self.pca_.transform(self.scaler_.transform(F.to_numpy()))
 
-    def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:
-        import time
-
+    def _reduce(self, F: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        """Impute, select, scale and PCA fitted on the rows of ``F``; returns their components."""
         from sklearn.decomposition import PCA
         from sklearn.preprocessing import StandardScaler
 
-        t0 = time.perf_counter()
-        F = self._extract(X, L, default_fc_parameters=fc_settings(self.fc_parameters))
-        self.n_extracted_ = F.shape[1]
-        t1 = time.perf_counter()
+        F = F.reset_index(drop=True)
         self.impute_stats_ = _impute_stats(F)
         F = _impute(F, self.impute_stats_)
         self.selected_ = self._select(F, y)
@@ -395,49 +406,93 @@ class TsfreshXGB(PanelEstimator):
         self.impute_stats_ = {k: v[cols] for k, v in self.impute_stats_.items()}
         Fs = F[self.selected_].to_numpy()
         self.scaler_ = StandardScaler().fit(Fs)
-        # PCA width: at most n_components, the features, and one less than the training rows
+        if self.n_components == 0:  # no PCA: the scaled selected features go to XGBoost
+            self.pca_ = _NoPCA(Fs.shape[1])
+            return self.scaler_.transform(Fs)
+        # PCA width: at most n_components, the features, and one less than the rows
         k = max(1, min(self.n_components, Fs.shape[1], Fs.shape[0] - 1))
         self.pca_ = PCA(n_components=k, random_state=self.seed).fit(self.scaler_.transform(Fs))
-        Z = self.pca_.transform(self.scaler_.transform(Fs))
+        return self.pca_.transform(self.scaler_.transform(Fs))
+
+    def _components(self, F: pd.DataFrame) -> np.ndarray:
+        """Components of already extracted features (any superset of the selected ones)."""
+        F = _impute(F.reindex(columns=self.selected_), self.impute_stats_)
+        return self.pca_.transform(self.scaler_.transform(F.to_numpy()))
+
+    def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:
+        import time
+
+        whole = getattr(self, "_split_from", None) if self.refit else None
+        full = fc_settings(self.fc_parameters)
+        t0 = time.perf_counter()
+        if whole is not None:  # the validation rows came from X: extract every row once
+            F_all = self._extract(whole[0], whole[1], default_fc_parameters=full)
+            F, Fv = F_all.iloc[self.train_index_], F_all.iloc[self.val_index_]
+        else:
+            F, Fv = self._extract(X, L, default_fc_parameters=full), None
+        self.n_extracted_ = F.shape[1]
+        t1 = time.perf_counter()
+        Z = self._reduce(F, y)
         t2 = time.perf_counter()
-        Zv = self._transform(Xv, Lv)
+        Zv = self._components(Fv) if Fv is not None else self._transform(Xv, Lv)
         t3 = time.perf_counter()
         self._search(Z, np.asarray(y), Zv, np.asarray(yv))
         t4 = time.perf_counter()
+        self.refitted_ = False
+        if whole is not None:
+            # refit on every row: selection, PCA and the chosen trees (best_iteration + 1, no early
+            # stopping), as GridSearchCV's refit does; the search's validation figures stay recorded
+            self.search_selection_path_ = self.selection_path_
+            self._refit(self._reduce(F_all, whole[2]), np.asarray(whole[2]))
+            self.refitted_ = True
         self.timings_ = {
             "extract_train_s": t1 - t0,
             "select_pca_s": t2 - t1,
             "extract_val_s": t3 - t2,
             "xgb_search_s": t4 - t3,
+            "refit_s": time.perf_counter() - t4,
         }
 
-    def _search(self, Z: np.ndarray, y: np.ndarray, Zv: np.ndarray, yv: np.ndarray) -> None:
+    def _xgb_setup(self, y: np.ndarray) -> tuple[Any, dict[str, Any], Any]:
+        """(XGBoost class, fixed parameters, function: targets -> sample weights or None)."""
         import xgboost as xgb
 
+        common: dict[str, Any] = {"tree_method": "hist", "n_jobs": max(1, self.n_jobs)}
+        if self.mode != "classify":
+            return xgb.XGBRegressor, common | {"eval_metric": "rmse"}, lambda v: None
+        n_classes = len(self.classes_)
+        if n_classes == 2:  # the study's class weighting
+            n1 = float((y == 1).sum())
+            common |= {"eval_metric": "logloss", "scale_pos_weight": (len(y) - n1) / n1 if n1 else 1.0}
+            return xgb.XGBClassifier, common, lambda v: None
+        counts = np.bincount(y.astype(np.int64), minlength=n_classes).astype(np.float64)
+        w = len(y) / (n_classes * np.maximum(counts, 1.0))  # balanced sample weights
+        common |= {"eval_metric": "mlogloss", "objective": "multi:softprob", "num_class": n_classes}
+        return xgb.XGBClassifier, common, lambda v: w[np.asarray(v, np.int64)]
+
+    def _refit(self, Z: np.ndarray, y: np.ndarray) -> None:
+        if self.mode == "classify":
+            y = y.astype(np.int64)
+        cls, common, weights = self._xgb_setup(y)
+        m = cls(
+            **self.best_params_,
+            **common,
+            n_estimators=self.best_iteration_ + 1,
+            random_state=self.seed + self.best_trial_,
+        )
+        m.fit(Z, y, sample_weight=weights(y), verbose=False)
+        self.model_ = m
+
+    def _search(self, Z: np.ndarray, y: np.ndarray, Zv: np.ndarray, yv: np.ndarray) -> None:
         sp = self.space or XGBSpace()
         params = sample_xgb_params(self.n_samples, self.seed, sp)
-        common: dict[str, Any] = {
-            "n_estimators": sp.n_estimators,
-            "early_stopping_rounds": sp.early_stopping_rounds,
-            "tree_method": "hist",
-            "n_jobs": max(1, self.n_jobs),
-        }
-        fit_kw: dict[str, Any] = {}
         if self.mode == "classify":
-            n_classes = len(self.classes_)
             y, yv = y.astype(np.int64), yv.astype(np.int64)
-            if n_classes == 2:  # the study's class weighting
-                n1 = float((y == 1).sum())
-                common |= {"eval_metric": "logloss", "scale_pos_weight": (len(y) - n1) / n1 if n1 else 1.0}
-            else:  # balanced sample weights, all classes known to the booster
-                counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-                w = len(y) / (n_classes * np.maximum(counts, 1.0))
-                common |= {"eval_metric": "mlogloss", "objective": "multi:softprob", "num_class": n_classes}
-                fit_kw = {"sample_weight": w[y], "sample_weight_eval_set": [w[yv]]}
-            cls = xgb.XGBClassifier
-        else:
-            common |= {"eval_metric": "rmse"}
-            cls = xgb.XGBRegressor
+        cls, common, weights = self._xgb_setup(y)
+        common |= {"n_estimators": sp.n_estimators, "early_stopping_rounds": sp.early_stopping_rounds}
+        fit_kw: dict[str, Any] = {}
+        if weights(y) is not None:
+            fit_kw = {"sample_weight": weights(y), "sample_weight_eval_set": [weights(yv)]}
         rows, best = [], None
         for i, p in enumerate(params):
             m = cls(**p, **common, random_state=self.seed + i)
@@ -534,6 +589,7 @@ class TsfreshClassifier(TsfreshXGB):
         cache_dir: str | Path | None = None,
         channels: list[str] | None = None,
         val_fraction: float = 0.2,
+        refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
     ):
@@ -551,6 +607,7 @@ class TsfreshClassifier(TsfreshXGB):
             cache_dir=cache_dir,
             channels=channels,
             val_fraction=val_fraction,
+            refit=refit,
             id_col=id_col,
             time_col=time_col,
         )
@@ -576,6 +633,7 @@ class TsfreshRegressor(TsfreshXGB):
         cache_dir: str | Path | None = None,
         channels: list[str] | None = None,
         val_fraction: float = 0.2,
+        refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
     ):
@@ -593,6 +651,7 @@ class TsfreshRegressor(TsfreshXGB):
             cache_dir=cache_dir,
             channels=channels,
             val_fraction=val_fraction,
+            refit=refit,
             id_col=id_col,
             time_col=time_col,
         )

@@ -103,7 +103,10 @@ def test_tsfresh_stage_writes_tables_resumes_and_never_leaks(store_cells, monkey
 def test_lstm_stage_average_augs(store_cells):
     store, cells = store_cells
     sc = SearchConfig(
-        select=TrainConfig(lr=1e-2, epochs=2), final=TrainConfig(lr=1e-3, epochs=1), rung_epochs=1
+        select=TrainConfig(lr=1e-2, epochs=2, batch_size=16),
+        final=TrainConfig(lr=1e-3, epochs=1, batch_size=16),
+        rung_epochs=1,
+        batch_sizes=(),  # one compiled program per shape: a fast test
     )
     # regress needs the regress CNN: only classify CNNs exist in this store, so the stage must say so
     from lnpstore.store.errors import LnpstoreError
@@ -137,7 +140,11 @@ def test_lstm_stage_average_augs(store_cells):
     assert pred.height == cells.filter(pl.col("split") == "test").height and pred[
         "aug"
     ].unique().to_list() == [-1]
-    assert store.read("search").filter(pl.col("kind") == "lstm").height == 2
+    search = store.read("search").filter(pl.col("kind") == "lstm")
+    assert search.height == 2
+    assert {"lr", "batch_size", "best_epoch"} <= set(json.loads(search["config"][0]))
+    cfg = json.loads(m["config"][0])
+    assert cfg["settings"]["lstm_search"]["select"]["epochs"] == 2  # the search settings are stored
 
 
 def test_cli_parses():

@@ -84,7 +84,7 @@ def test_small_multiclass_data_keep_the_signal_without_glue():
     assert m.classes_.tolist() == ["a", "b", "c", "d"]
     assert m.selection_path_ in ("fdr", "fdr+top_p", "top_p") and len(m.selected_) >= 4
     assert any("linear_trend" in f and f.startswith("c00") for f in m.selected_)
-    assert m.pca_.n_components_ < len(m.train_index_)
+    assert m.refitted_ and m.pca_.n_components_ < len(labels[:30])  # refitted on all 30 rows, PCA < rows
     assert m.predict_proba(X[30:]).shape == (100, 4)
     assert m.decision_function(X[30:]).shape == (100, 4)
     assert m.score(X[30:], labels[30:]) > 0.8
@@ -93,7 +93,9 @@ def test_small_multiclass_data_keep_the_signal_without_glue():
 def test_regression_beats_the_training_mean():
     X, _, slope = _small_planted(160, 5, seed=6)
     y = 3.0 + 2.0 * slope
-    m = TsfreshRegressor(fc_parameters=SMALL_FC, n_samples=3, min_features=2).fit(X[:100], y[:100])
+    m = TsfreshRegressor(fc_parameters=SMALL_FC, n_samples=3, min_features=2, n_components=0)
+    m.fit(X[:100], y[:100])
+    assert m.pca_.n_components_ == len(m.selected_)  # n_components=0: no PCA
     rmse = np.sqrt(np.mean((m.predict(X[100:]) - y[100:]) ** 2))
     assert rmse < 0.5 * np.std(y[100:] - y[:100].mean())
     assert m.trials_["stopped_early"].any()  # early stopping on the validation split
