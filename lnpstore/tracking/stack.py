@@ -9,6 +9,7 @@ versions) into a folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,15 +69,7 @@ def track_stack(
                 "seeds apply to method 'window'; method 'detect' finds the cells of every frame"
             )
         return _detect_and_link(stack, pixel_size_um, s, labels_out)
-    if isinstance(stack, np.ndarray) and stack.ndim != 3:
-        raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
-    frames = iter(stack)
-    try:
-        first = np.asarray(next(frames))
-    except StopIteration:
-        raise TrackingError("the stack has no frames") from None
-    if first.ndim != 2:
-        raise TrackingError(f"frame 1 must be a 2-D image, got shape {first.shape}")
+    frames, first = _first_frame(stack)
     seeds = _resolve_seeds(seeds, first, pixel_size_um, s)
     if seeds is None:
         seeds = auto_seeds(first, pixel_size_um=pixel_size_um, settings=s.seeds)
@@ -109,12 +102,8 @@ def track_stack(
     return tracks, LabelMovie(labels_out)
 
 
-def _detect_and_link(stack, pixel_size_um: float, s: TrackSettings, labels_out) -> tuple[pl.DataFrame, Any]:
-    """:func:`track_stack` with method 'detect': every frame's cells detected, then linked."""
-    from itertools import chain, tee
-
-    from lnpstore.tracking.detection import detect_cells, estimate_cell_diameter_um
-
+def _first_frame(stack) -> tuple[Iterator, np.ndarray]:
+    """(iterator over the frames after frame 1, frame 1) of a stack, checked to be T x Y x X."""
     if isinstance(stack, np.ndarray) and stack.ndim != 3:
         raise TrackingError(f"a stack must be T x Y x X (3-D), got shape {stack.shape}")
     frames = iter(stack)
@@ -122,6 +111,18 @@ def _detect_and_link(stack, pixel_size_um: float, s: TrackSettings, labels_out) 
         first = np.asarray(next(frames))
     except StopIteration:
         raise TrackingError("the stack has no frames") from None
+    if first.ndim != 2:
+        raise TrackingError(f"frame 1 must be a 2-D image, got shape {first.shape}")
+    return frames, first
+
+
+def _detect_and_link(stack, pixel_size_um: float, s: TrackSettings, labels_out) -> tuple[pl.DataFrame, Any]:
+    """:func:`track_stack` with method 'detect': every frame's cells detected, then linked."""
+    from itertools import chain, tee
+
+    from lnpstore.tracking.detection import detect_cells, estimate_cell_diameter_um
+
+    frames, first = _first_frame(stack)
     diameter_um = s.detect.cell_diameter_um or estimate_cell_diameter_um(first, pixel_size_um)
 
     def pairs():

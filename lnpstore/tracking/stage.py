@@ -242,18 +242,13 @@ def track_plate(
     image) or the path of a CSV with columns well, field, y_px, x_px. The settings, seed source and
     versions are written to ``artifacts/tracking/<plate>.json``.
     """
-    import json
     import time
 
-    from lnpstore._version import __version__
-    from lnpstore.runtime.execution import Executor
-    from lnpstore.store.schema import cell_uid_expr
-    from lnpstore.tracking.seeding import read_seed_csv, seeds_for
+    from lnpstore.tracking.seeding import read_seed_csv
 
     s = settings or TrackSettings()
     t0 = time.perf_counter()
     report = TrackReport(plate)
-    px, images, excluded = _plate_info(store, plate)
     manual = None
     source = "auto"
     if masks is not None:
@@ -261,12 +256,26 @@ def track_plate(
     elif str(seeds) != "auto":
         manual = read_seed_csv(seeds)
         source = f"csv:{Path(seeds).resolve()}"
+    px, jobs = _field_jobs(store, plate, s, manual, masks, report)
+    _record_run(store, plate, s, source, px, executor)
+    _run_jobs(store, plate, jobs, source, executor, show_progress, report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _field_jobs(
+    store, plate: str, s: TrackSettings, manual, masks, report: TrackReport
+) -> tuple[float, list[dict]]:
+    """The plate's pixel size and one :func:`track_field_job` job per field to track (excluded wells and
+    fields already tracked are counted in ``report`` and skipped)."""
+    from lnpstore.tracking.seeding import seeds_for
+
+    px, images, excluded = _plate_info(store, plate)
     done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
     ok = images.filter(pl.col("status") == "ok")
     n_frames = int(images.get_column("frame").max() or 0)
     jobs: list[dict] = []
-    per_well: dict[str, int] = {}
-    for (well, fld), grp in sorted(images.group_by(["well", "field"]), key=lambda kv: kv[0]):
+    for well, fld in sorted(images.select("well", "field").unique().iter_rows()):
         if well in excluded:
             report.fields_excluded += 1
             continue
@@ -277,8 +286,6 @@ def track_plate(
             (r["frame"], r["channel"]): r["path"]
             for r in ok.filter((pl.col("well") == well) & (pl.col("field") == fld)).iter_rows(named=True)
         }
-        del grp
-        frames = [{ch: paths.get((f, ch)) for ch in TRACK_CHANNELS} for f in range(1, n_frames + 1)]
         job = {
             "plate": plate,
             "well": well,
@@ -286,7 +293,7 @@ def track_plate(
             "pixel_size_um": px,
             "settings": s.to_dict(),
             "seeds": None if manual is None else seeds_for(manual, well, int(fld)),
-            "frames": frames,
+            "frames": [{ch: paths.get((f, ch)) for ch in TRACK_CHANNELS} for f in range(1, n_frames + 1)],
             "labels_path": str(labels_path_for(store, plate, well, int(fld))),
         }
         if masks is not None:
@@ -298,7 +305,15 @@ def track_plate(
                 )
             job["masks_path"] = str(given)
         jobs.append(job)
-        per_well[well] = per_well.get(well, 0) + 1
+    return px, jobs
+
+
+def _record_run(store, plate: str, s: TrackSettings, source: str, px: float, executor) -> None:
+    """Write the run's settings, seed source and versions to ``artifacts/tracking/<plate>.json``."""
+    import json
+
+    from lnpstore._version import __version__
+    from lnpstore.store.atomic import atomic_write_bytes
 
     meta = {
         "plate": plate,
@@ -308,14 +323,23 @@ def track_plate(
         "package_version": __version__,
         "executor": repr(executor),
     }
-    from lnpstore.store.atomic import atomic_write_bytes
-
     atomic_write_bytes(json.dumps(meta, indent=2).encode(), store.artifacts_dir("tracking") / f"{plate}.json")
 
-    pending: dict[str, list[dict]] = {}
-    ex = executor or Executor.synchronous()
+
+def _run_jobs(
+    store, plate: str, jobs: list[dict], source: str, executor, show_progress: bool, report: TrackReport
+) -> None:
+    """Run the jobs through the executor; write each well once all its fields are done."""
     import os
 
+    from lnpstore.runtime.execution import Executor
+    from lnpstore.store.schema import cell_uid_expr
+
+    per_well: dict[str, int] = {}
+    for job in jobs:
+        per_well[job["well"]] = per_well.get(job["well"], 0) + 1
+    pending: dict[str, list[dict]] = {}
+    ex = executor or Executor.synchronous()
     quiet_before = os.environ.get("LNPSTORE_QUIET")
     if not show_progress:
         os.environ["LNPSTORE_QUIET"] = "1"
@@ -331,8 +355,6 @@ def track_plate(
                 os.environ.pop("LNPSTORE_QUIET", None)
             else:
                 os.environ["LNPSTORE_QUIET"] = quiet_before
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: TrackReport) -> None:
