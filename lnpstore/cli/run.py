@@ -24,6 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         weights=args.weights,
         dask_address=args.dask,
+        local=args.local,
         overrides={"division_rule": args.division_rule} if args.division_rule else None,
     )
     print(summary(result))
@@ -74,8 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dask",
         default=None,
         metavar="ADDRESS",
-        help="a Dask scheduler (tcp://host:8786) to spread tracking and tsfresh over; default: this machine, "
-        "in threads (no cluster is started)",
+        help="a Dask scheduler (tcp://host:8786) to spread tracking and tsfresh over; default: this machine "
+        "(no cluster is started; see --local)",
+    )
+    p.add_argument(
+        "--local",
+        choices=["threads", "processes"],
+        default="threads",
+        help="without --dask, per-field work runs in threads (default) or in worker processes",
     )
     p.add_argument(
         "--division-rule",

@@ -165,7 +165,7 @@ def run_study(
 
     truth_dir = None
     if plate_dir is None:
-        plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress)
+        plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress, local)
     plate = _images_to_model_inputs(store, plate_dir, plate_map, cfg, timer, show_progress, local)
     _train_models(store, cfg, timer, show_progress)
     html, md = _evaluate_and_report(
@@ -212,7 +212,7 @@ class _StageTimer:
 
 
 def _simulated_plate(
-    root: Path, cfg: RunConfig, stage: _StageTimer, show_progress: bool
+    root: Path, cfg: RunConfig, stage: _StageTimer, show_progress: bool, local: LocalBackend = "threads"
 ) -> tuple[Path, Path, Path]:
     """Simulate the plate (once: a marker file says it is complete); returns its folder, plate map and
     ground truth folder."""
@@ -221,6 +221,8 @@ def _simulated_plate(
     sim_settings = SimulationSettings.from_preset(cfg.sim_preset, cfg.seed)
     if cfg.sim_overrides:
         sim_settings = replace(sim_settings, **dict(cfg.sim_overrides))
+    if local == "threads" and sim_settings.workers is None:
+        sim_settings = replace(sim_settings, workers=1)  # spawn no process: no __main__ guard needed
     sim_dir = root / "plate"
     marker = sim_dir / ".complete"
     if marker.exists():
