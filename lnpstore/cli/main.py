@@ -85,25 +85,61 @@ class _Formatter(logging.Formatter):
 
 #: Loggers of other libraries that speak at INFO (or attach their own handlers); WARNING unless -v.
 NOISY_LOGGERS = ("distributed", "dask", "jax", "absl", "pooch", "numba", "matplotlib", "tsfresh")
+#: lnpstore modules that log a line per trained model (dozens per run); their INFO only with -v.
+PER_MODEL_LOGGERS = (
+    "lnpstore.models.cnn",
+    "lnpstore.models.timeseries_stage",
+    "lnpstore.models.tsgbm",
+    "lnpstore.models.lstm",
+)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first ``limit`` WARNINGs from each place in the code through and counts the rest (a
+    warning raised once per model would otherwise fill the log); ERROR and above always pass."""
+
+    def __init__(self, limit: int = 3) -> None:
+        super().__init__()
+        self.limit = limit
+        self.seen: dict[tuple[str, int], int] = {}
+        self.hidden = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.pathname, record.lineno)
+        self.seen[key] = n = self.seen.get(key, 0) + 1
+        if n > self.limit:
+            self.hidden += 1
+            return False
+        return True
+
+
+#: The filter of the CLI's handler (None before :func:`configure_logging`, or with -v).
+repeat_filter: RepeatFilter | None = None
 
 
 def configure_logging(verbose: int = 0) -> None:
-    """lnpstore's INFO lines (stages, summaries) always; other libraries' INFO only with ``-v``;
-    DEBUG everywhere with ``-vv``. Also quiets what libraries print outside :mod:`logging`: Dask's
-    own logging config (``DASK_LOGGING__DISTRIBUTED``) and XLA's C++ log (``TF_CPP_MIN_LOG_LEVEL``),
-    unless the user set those variables."""
+    """lnpstore's INFO lines (stages, summaries) always; other libraries' INFO, lnpstore's per-model
+    lines and repeated warnings only with ``-v``; DEBUG everywhere with ``-vv``. Also quiets what
+    libraries print outside :mod:`logging`: Dask's own logging config (``DASK_LOGGING__DISTRIBUTED``)
+    and XLA's C++ log (``TF_CPP_MIN_LOG_LEVEL``), unless the user set those variables."""
+    global repeat_filter
     if verbose == 0:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handler = logging.StreamHandler()
     handler.setFormatter(_Formatter())
+    repeat_filter = RepeatFilter() if verbose == 0 else None
+    if repeat_filter is not None:
+        handler.addFilter(repeat_filter)
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
     logging.getLogger("lnpstore").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
-    for name in NOISY_LOGGERS:
+    for name in NOISY_LOGGERS + PER_MODEL_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if verbose == 0 else logging.NOTSET)
     logging.captureWarnings(True)
     # other libraries' Python warnings (deprecations and the like) only with -v
@@ -122,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lnpstore {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if repeat_filter is not None and repeat_filter.hidden:
+            print(f"({repeat_filter.hidden} repeated warnings not shown; -v shows them)", file=sys.stderr)
     return int(rc or 0)
 
 

@@ -66,6 +66,12 @@ def test_third_party_info_only_with_verbose(capsys):
         err = capsys.readouterr().err
         assert ("scheduler at" in err) is shown and ("backend 'tpu'" in err) is shown
         assert "track            42 s" in err and "WARNING distributed.worker: worker lost" in err
+        logging.getLogger("lnpstore.models.timeseries_stage").info("lstm-c-f0-t5: val_loss 0.5")
+        for i in range(5):  # one warning per model, from one place in the code
+            logging.getLogger("lnpstore.models.tsgbm").warning("model %d: few features", i)
+        err = capsys.readouterr().err
+        assert ("val_loss 0.5" in err) is shown
+        assert err.count("few features") == (5 if shown else 3)
 
 
 def test_plain_progress_lines_off_a_terminal(capsys):
