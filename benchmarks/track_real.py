@@ -42,15 +42,26 @@ SEQUENCES = {
 }
 
 
+PEAK_FILE = "peak_mb.txt"
+
+
 def run_child(args: list[str]) -> tuple[float, float]:
-    """Run this script's ``--child`` mode; (seconds, peak resident memory in MB) of that process."""
+    """Run this script's ``--child`` mode; (seconds, peak resident memory in MB) of that process (its
+    VmHWM after exec: ru_maxrss would count the parent's memory copied at fork)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, __file__, "--child", *args])
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.run([sys.executable, __file__, "--child", *args])
     if p.returncode:
         raise SystemExit(f"child failed ({p.returncode}): {args}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024.0
+    peak = Path(args[3]) / PEAK_FILE
+    return time.perf_counter() - t0, float(peak.read_text()) if peak.exists() else float("nan")
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def child(argv: list[str]) -> None:
@@ -83,6 +94,8 @@ def child(argv: list[str]) -> None:
             movie, pixel_size_um=float(px), max_step_um=d_um, split_um=2 * d_um, gap_frames=1
         )
         write_ctc(res, lap, movie, kind="RES")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / PEAK_FILE).write_text(f"{_peak_mb():.1f}")
 
 
 def seg_score(res: Path, gt: Path) -> float:
