@@ -141,6 +141,10 @@ def configure_logging(verbose: int = 0) -> None:
     logging.getLogger("lnpstore").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     for name in NOISY_LOGGERS + PER_MODEL_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if verbose == 0 else logging.NOTSET)
+    # tsfresh warns at every extraction that the optional matrixprofile package is missing
+    logging.getLogger("tsfresh.feature_extraction.settings").setLevel(
+        logging.ERROR if verbose == 0 else logging.NOTSET
+    )
     logging.captureWarnings(True)
     # other libraries' Python warnings (deprecations and the like) only with -v
     logging.getLogger("py.warnings").setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)

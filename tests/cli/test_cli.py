@@ -63,8 +63,10 @@ def test_third_party_info_only_with_verbose(capsys):
         logging.getLogger("jax._src.xla_bridge").info("Unable to initialize backend 'tpu'")
         logging.getLogger("lnpstore.study.pipeline").info("track            42 s")
         logging.getLogger("distributed.worker").warning("worker lost")
+        logging.getLogger("tsfresh.feature_extraction.settings").warning("matrix_profile disabled")
         err = capsys.readouterr().err
         assert ("scheduler at" in err) is shown and ("backend 'tpu'" in err) is shown
+        assert ("matrix_profile" in err) is shown
         assert "track            42 s" in err and "WARNING distributed.worker: worker lost" in err
         logging.getLogger("lnpstore.models.timeseries_stage").info("lstm-c-f0-t5: val_loss 0.5")
         for i in range(5):  # one warning per model, from one place in the code
