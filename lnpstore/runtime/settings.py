@@ -24,7 +24,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, dataclass_transform
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -50,6 +50,7 @@ def _message(cls_name: str, exc: ValidationError) -> str:
     return f"{cls_name}: " + "; ".join(parts)
 
 
+@dataclass_transform(field_specifiers=(Field,), frozen_default=True)  # type checkers see a dataclass
 def settings(cls: type[T]) -> type[T]:
     """Class decorator: a frozen, pydantic-validated dataclass whose errors are :class:`SettingsError`."""
     validated = _pydantic_dataclass(frozen=True, config=SETTINGS_CONFIG)(cls)
