@@ -49,7 +49,9 @@ def simulation_key(sim_settings) -> str:
         {
             "settings": settings,
             "package_version": __version__,
-            "simulator_sha256": hashlib.sha256(Path(simulator.__file__).read_bytes()).hexdigest(),
+            "simulator_sha256": hashlib.sha256(  # every module of lnpstore/simulate
+                b"".join(p.read_bytes() for p in sorted(Path(simulator.__file__).parent.glob("*.py")))
+            ).hexdigest(),
         },
         sort_keys=True,
         default=str,
