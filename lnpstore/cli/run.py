@@ -60,7 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Every stage skips work already done, so an interrupted run resumes when re-run.",
     )
     p.add_argument("store", nargs="?", default="lnpstore-run", help="run folder (default: %(default)s)")
-    p.add_argument("--preset", choices=["demo", "paper"], default="demo", help="demo (default) or paper")
+    p.add_argument(
+        "--preset",
+        choices=[
+            "demo",
+            "study",
+            "paper",
+        ],  # lnpstore.study.pipeline.PRESETS (not imported: --help stays fast)
+        default="demo",
+        help="demo (default), study (the study's plate size; not yet timed) or paper (the full protocol)",
+    )
     p.add_argument("--plate", help="a plate folder as the instrument wrote it (with --plate-map)")
     p.add_argument("--plate-map", help="CSV/Parquet with well, dose_ng, is_control")
     p.add_argument("--seed", type=int, default=None, help="seed for every random choice (default 0)")

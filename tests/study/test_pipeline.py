@@ -85,3 +85,11 @@ def test_paper_preset_prints_an_estimate(capsys):
     print_estimate(PRESETS["paper"])
     out = capsys.readouterr().out
     assert "paper preset" in out and " h on 2 cores" in out
+
+
+def test_run_command_offers_every_preset():
+    from lnpstore.cli.main import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    preset = next(a for a in run._actions if a.dest == "preset")
+    assert sorted(preset.choices) == sorted(PRESETS)
