@@ -90,21 +90,7 @@ class Settings:
     def load(cls, path: str | os.PathLike, *, key: str | None = None) -> Self:
         """Settings from a JSON or TOML file; ``key`` picks a section (e.g. ``"settings"``)."""
         p = Path(path)
-        try:
-            text = p.read_text()
-            data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
-        except FileNotFoundError:
-            raise SettingsError(f"settings file {p} does not exist") from None
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(
-                f"settings file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}"
-            ) from None
-        if key is not None:
-            if not isinstance(data, dict) or key not in data:
-                raise SettingsError(f"settings file {p} has no section {key!r}")
-            data = data[key]
-        if not isinstance(data, dict):
-            raise SettingsError(f"settings file {p}: expected a mapping of setting names to values")
+        data = read_settings_file(p, key=key)
         try:
             return cls.from_dict(data)
         except SettingsError as exc:
@@ -127,4 +113,26 @@ class Settings:
         return out
 
 
-__all__ = ["Field", "SETTINGS_CONFIG", "Settings", "SettingsError", "settings"]
+def read_settings_file(path: str | os.PathLike, *, key: str | None = None) -> dict[str, Any]:
+    """The mapping of setting names to values in a JSON or TOML file: its ``key`` section when ``key``
+    is given (an error when absent), else the whole file. Errors name the file and what is wrong."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {p} does not exist") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"settings file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
+    if key is not None:
+        if not isinstance(data, dict) or key not in data:
+            raise SettingsError(f"settings file {p} has no section {key!r}")
+        data = data[key]
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {p}: expected a mapping of setting names to values")
+    return data
+
+
+__all__ = ["Field", "SETTINGS_CONFIG", "Settings", "SettingsError", "read_settings_file", "settings"]

@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 
 import polars as pl
 
-from lnpstore.runtime.settings import Field, Settings, settings
+from lnpstore.runtime.settings import Field, Settings, read_settings_file, settings
 from lnpstore.store.errors import SettingsError
 from lnpstore.tracking.detection import DetectSettings
 from lnpstore.tracking.seeding import SeedSettings
@@ -230,24 +230,10 @@ def resolve_settings(
 
 
 def _settings_file(path: Path) -> dict[str, Any]:
-    """The settings mapping of a JSON/TOML file (its ``settings`` section when it has one)."""
-    import json
-    import tomllib
-
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except FileNotFoundError:
-        raise SettingsError(f"settings file {path} does not exist") from None
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(
-            f"settings file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
-        ) from None
-    if isinstance(data, dict) and isinstance(data.get("settings"), dict):
-        data = data["settings"]
-    if not isinstance(data, dict):
-        raise SettingsError(f"settings file {path}: expected a mapping of setting names to values")
-    return data
+    """The settings mapping of a JSON/TOML file (its ``settings`` section when it has one, as in a
+    run's ``track_stack.json``)."""
+    data = read_settings_file(path)
+    return data["settings"] if isinstance(data.get("settings"), dict) else data
 
 
 def _deep_update(target: dict[str, Any], new: Mapping[str, Any]) -> None:

@@ -76,7 +76,8 @@ def test_third_party_info_only_with_verbose(capsys):
         assert err.count("few features") == (5 if shown else 3)
 
 
-def test_plain_progress_lines_off_a_terminal(capsys):
+def test_plain_progress_lines_off_a_terminal(capsys, monkeypatch):
+    monkeypatch.delenv("LNPSTORE_QUIET", raising=False)  # CI sets it to silence every bar
     assert not sys.stderr.isatty()  # pytest captures stderr
     assert isinstance(bar(desc="x", total=3), LineProgress)
     b = LineProgress(desc="track P", total=200, unit="field", interval_s=0.0)
