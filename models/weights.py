@@ -486,7 +486,7 @@ def fetch_weights(
     import pooch
     import requests
 
-    from lnpstore.runtime.progress import bar
+    from lnpstore.runtime.progress import bar, quiet
 
     url = url or weights_url()
     if url is None:
@@ -507,9 +507,10 @@ def fetch_weights(
         _check_reachable(url)
     except OSError as exc:
         raise WeightsNotFoundError(f"cannot download {url}: {exc}") from None
-    progressbar = bar(desc=f"download {target.name}", unit="B", unit_scale=True, disable=not show_progress)
+    show_progress = show_progress and not quiet()  # a disabled bar has no truth value for pooch
+    progressbar = bar(desc=f"download {target.name}", unit="B", unit_scale=True) if show_progress else False
     downloader = pooch.HTTPDownloader(
-        progressbar=progressbar if show_progress else False,
+        progressbar=progressbar,
         timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
     )
     fetcher = pooch.create(
