@@ -191,175 +191,225 @@ def lstm_search(
     ``progress(n)`` is called with the number of trials each call trained. ``t_pad`` pads the steps to
     that length (masked), so checkpoints t <= t_pad share compiled programs.
     """
-    import jax
-
     sc = search or SearchConfig()
     _check_panel(X, y, "X")
     _check_panel(X_val, y_val, "X_val")
     trials_in = sample_trials(n_samples, seed, sc, configs)
-    n = len(trials_in)
-    if n == 0:
+    if not trials_in:
         raise ValueError("the search has no trial: n_samples must be >= 1")
-    n_out = n_classes if (mode == "classify" and n_classes > 2) else 1
-    mean, std = standardizer(X, lengths)
-    Xs = ((np.asarray(X, np.float32) - mean) / std).astype(np.float32)
-    Xvs = ((np.asarray(X_val, np.float32) - mean) / std).astype(np.float32)
-    data_by_bs: dict[int, Any] = {}
+    run = _Search(X, y, X_val, y_val, mode, sc, trials_in, seed, t_pad, lengths, lengths_val, n_classes)
+    for r_end in rungs_of(sc.select.epochs, sc):
+        run.train_rung(r_end, progress)
+        if sc.halving and r_end < sc.select.epochs:
+            run.halve()
+    winner = run.winner()
+    return run.final_model(winner), run.trials_table(winner)
 
-    def data(bs: int):
-        if bs not in data_by_bs:
-            data_by_bs[bs] = _prepare(
+
+class _Search:
+    """The state of one random search: standardised data, the trials' keys and rates, their training
+    states, best losses and epochs, and which are still alive (successive halving)."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        mode: Mode,
+        sc: SearchConfig,
+        trials_in: list,
+        seed: int,
+        t_pad: int | None,
+        lengths: np.ndarray | None,
+        lengths_val: np.ndarray | None,
+        n_classes: int,
+    ) -> None:
+        import jax
+
+        self.mode, self.sc, self.trials_in, self.seed = mode, sc, trials_in, seed
+        self.t_pad, self.n_classes = t_pad, n_classes
+        self.n = n = len(trials_in)
+        self.n_out = n_classes if (mode == "classify" and n_classes > 2) else 1
+        self.mean, self.std = standardizer(X, lengths)
+        self._xy = (
+            ((np.asarray(X, np.float32) - self.mean) / self.std).astype(np.float32),
+            y,
+            ((np.asarray(X_val, np.float32) - self.mean) / self.std).astype(np.float32),
+            y_val,
+        )
+        self._lengths = (lengths, lengths_val)
+        self._data_by_bs: dict[int, Any] = {}
+        base = jax.random.PRNGKey(seed)
+        self.keys = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(n)])
+        self.rates = np.array([[t.arch.dropout, t.arch.recurrent_dropout] for t in trials_in], np.float32)
+        self.lrs = np.array([t.lr for t in trials_in], np.float32)
+        self.width = _width_limit(sc)
+        self.best_loss = np.full(n, np.inf)
+        self.best_epoch = np.zeros(n, np.int64)
+        self.trained = np.zeros(n, np.int64)  # epochs the trial ran
+        self.budget = np.zeros(n, np.int64)  # epochs the trial was given (a stopped trial ran fewer)
+        self.stopped = np.zeros(n, bool)
+        self.alive = np.ones(n, bool)
+        self.groups: dict[tuple, list[int]] = {}
+        for i, t in enumerate(trials_in):
+            key = (t.arch.shape, t.batch_size) if sc.cache_compiles else ("trial", i)
+            self.groups.setdefault(key, []).append(i)
+        self.trainers: dict[tuple, _Trainer] = {}
+        self.states: dict[int, Any] = {}  # trial -> its (unstacked) state
+        self.gwidth: dict[tuple, int] = {}
+
+    def data(self, bs: int) -> Any:
+        """Training and validation batches at batch size ``bs`` (prepared once per size)."""
+        if bs not in self._data_by_bs:
+            Xs, y, Xvs, y_val = self._xy
+            self._data_by_bs[bs] = _prepare(
                 Xs,
                 y,
                 Xvs,
                 y_val,
-                mode,
+                self.mode,
                 bs,
-                t_pad=t_pad,
-                lengths=lengths,
-                lengths_val=lengths_val,
-                n_classes=n_classes,
+                t_pad=self.t_pad,
+                lengths=self._lengths[0],
+                lengths_val=self._lengths[1],
+                n_classes=self.n_classes,
             )
-        return data_by_bs[bs]
+        return self._data_by_bs[bs]
 
-    base = jax.random.PRNGKey(seed)
-    keys = np.stack([np.asarray(jax.random.fold_in(base, i)) for i in range(n)])
-    rates = np.array([[t.arch.dropout, t.arch.recurrent_dropout] for t in trials_in], np.float32)
-    lrs = np.array([t.lr for t in trials_in], np.float32)
-
-    total = sc.select.epochs
-    rungs = rungs_of(total, sc)
-    width = _width_limit(sc)
-
-    best_loss = np.full(n, np.inf)
-    best_epoch = np.zeros(n, np.int64)
-    trained = np.zeros(n, np.int64)  # epochs the trial ran
-    budget = np.zeros(n, np.int64)  # epochs the trial was given (a stopped trial ran fewer)
-    stopped = np.zeros(n, bool)
-    alive = np.ones(n, bool)
-    groups: dict[tuple, list[int]] = {}
-    for i, t in enumerate(trials_in):
-        groups.setdefault((t.arch.shape, t.batch_size) if sc.cache_compiles else ("trial", i), []).append(i)
-    trainers: dict[tuple, _Trainer] = {}
-
-    def width_of(n_todo: int) -> int:
-        w = 1  # a power of 2 (<= the limit): few distinct widths, so few compiles across searches
-        while w < min(width, n_todo):
+    def width_of(self, n_todo: int) -> int:
+        """A power of 2 (<= the limit): few distinct widths, so few compiles across searches."""
+        w = 1
+        while w < min(self.width, n_todo):
             w *= 2
-        return min(w, width)
+        return min(w, self.width)
 
-    states: dict[int, Any] = {}  # trial -> its (unstacked) state
-    gwidth: dict[tuple, int] = {}
-
-    def trainer(gkey: tuple, i: int) -> _Trainer:
-        if gkey not in trainers:
-            t = trials_in[i]
-            trainers[gkey] = _Trainer(
+    def trainer(self, gkey: tuple, i: int) -> _Trainer:
+        """The compiled trainer of a group of trials that share shape and batch size."""
+        if gkey not in self.trainers:
+            t = self.trials_in[i]
+            self.trainers[gkey] = _Trainer(
                 t.arch,
-                mode,
-                data(t.batch_size),
-                n_out=n_out,
-                patience=sc.select.patience,
+                self.mode,
+                self.data(t.batch_size),
+                n_out=self.n_out,
+                patience=self.sc.select.patience,
+                fused=self.sc.fused,
+                cached=self.sc.cache_compiles,
+            )
+        return self.trainers[gkey]
+
+    def train_rung(self, r_end: int, progress: Callable[[int], None] | None) -> None:
+        """Train every live, unstopped trial up to epoch ``r_end``, group by group, ``width`` at a time."""
+        for gkey, members in self.groups.items():
+            todo = [i for i in members if self.alive[i] and not self.stopped[i] and self.budget[i] < r_end]
+            for i in members:  # a stopped trial needs no more epochs: it counts as done
+                if self.alive[i] and self.stopped[i]:
+                    self.budget[i] = r_end
+            if not todo:
+                continue
+            tr = self.trainer(gkey, members[0])
+            # the group keeps its first width through the rungs (padded): no compile per rung
+            w = self.gwidth.setdefault(gkey, self.width_of(len(todo)))
+            for c0 in range(0, len(todo), w):
+                self._train_chunk(tr, todo[c0 : c0 + w], w, r_end)
+                if progress is not None:
+                    progress(len(todo[c0 : c0 + w]))
+
+    def _train_chunk(self, tr: _Trainer, chunk: list[int], w: int, r_end: int) -> None:
+        import jax
+
+        idx = chunk + [chunk[-1]] * (w - len(chunk))  # pad: fixed width, one compile
+        if any(i not in self.states for i in idx):
+            st = tr.init(self.keys[idx], self.rates[idx], self.lrs[idx])
+        else:
+            st = jax.tree_util.tree_map(lambda *a: np.stack(a), *[self.states[i] for i in idx])
+        st, _ = tr.train(st, r_end - int(self.budget[chunk[0]]))
+        st = jax.device_get(st)
+        for j, i in enumerate(chunk):
+            self.states[i] = jax.tree_util.tree_map(lambda a, j=j: a[j], st)
+            self.best_loss[i] = float(st["best_loss"][j])
+            self.best_epoch[i] = int(st["best_epoch"][j])
+            self.trained[i] = int(st["epoch"][j])
+            self.stopped[i] = bool(st["stopped"][j])
+            self.budget[i] = r_end
+
+    def halve(self) -> None:
+        """Successive halving: keep the best 1/eta of the live trials by validation loss."""
+        idx_alive = np.flatnonzero(self.alive)
+        keep = max(1, math.ceil(len(idx_alive) / self.sc.eta))
+        order = idx_alive[np.argsort(self.best_loss[idx_alive], kind="stable")]
+        self.alive[order[keep:]] = False
+        for i in order[keep:]:
+            self.states.pop(int(i), None)  # free memory of dropped trials
+
+    def winner(self) -> int:
+        """The live trial with the lowest best validation loss."""
+        losses = np.where(np.isfinite(self.best_loss), self.best_loss, np.inf)
+        full = np.flatnonzero(self.alive)
+        return int(full[np.argmin(losses[full])])
+
+    def trials_table(self, winner: int) -> pl.DataFrame:
+        """One row per trial: its architecture, learning rate, batch size, losses and fate."""
+        t_in, n = self.trials_in, self.n
+        return pl.DataFrame(
+            {
+                "trial": np.arange(n, dtype=np.int32),
+                **{
+                    k: [getattr(t.arch, k) for t in t_in]
+                    for k in ("units", "layers", "bidirectional", "dense")
+                },
+                "dropout": [t.arch.dropout for t in t_in],
+                "recurrent_dropout": [t.arch.recurrent_dropout for t in t_in],
+                "lr": [t.lr for t in t_in],
+                "batch_size": [t.batch_size for t in t_in],
+                "val_loss": self.best_loss,
+                "best_epoch": self.best_epoch,
+                "epochs_trained": self.trained,
+                "pruned": ~self.alive,
+                "patience_stopped": self.stopped,
+                "stopped_early": self.trained < self.sc.select.epochs,
+                "seed": [self.seed] * n,
+                "selected": np.arange(n) == winner,
+            }
+        )
+
+    def final_model(self, winner: int) -> LSTMModel:
+        """The winner as a model: retrained with ``search.final`` when it has epochs, else as searched."""
+        import jax
+
+        sc, win = self.sc, self.trials_in[winner]
+        model = LSTMModel(
+            self.mode,
+            arch=win.arch,
+            train=sc.select.replace(lr=win.lr, batch_size=win.batch_size),
+            seed=self.seed,
+            n_classes=self.n_classes,
+        )
+        model.mean_, model.std_ = self.mean, self.std
+        model.t_pad_ = self.t_pad
+        # retrain at the width the winner's group was trained at (padded copies): an already compiled program
+        w_final = next(w for g, w in self.gwidth.items() if winner in self.groups[g])
+        st = jax.tree_util.tree_map(lambda a: np.stack([np.asarray(a)] * w_final), self.states[winner])
+        if sc.final.epochs > 0:
+            fc = sc.final
+            tr = _Trainer(
+                win.arch,
+                self.mode,
+                self.data(fc.batch_size),
+                n_out=self.n_out,
+                patience=fc.patience,
                 fused=sc.fused,
                 cached=sc.cache_compiles,
             )
-        return trainers[gkey]
-
-    for r_end in rungs:
-        for gkey, members in groups.items():
-            todo = [i for i in members if alive[i] and not stopped[i] and budget[i] < r_end]
-            for i in members:  # a stopped trial needs no more epochs: it counts as done
-                if alive[i] and stopped[i]:
-                    budget[i] = r_end
-            if not todo:
-                continue
-            tr = trainer(gkey, members[0])
-            # the group keeps its first width through the rungs (padded): no compile per rung
-            w = gwidth.setdefault(gkey, width_of(len(todo)))
-            for c0 in range(0, len(todo), w):
-                chunk = todo[c0 : c0 + w]
-                idx = chunk + [chunk[-1]] * (w - len(chunk))  # pad: fixed width, one compile
-                if any(i not in states for i in idx):
-                    st = tr.init(keys[idx], rates[idx], lrs[idx])
-                else:
-                    st = jax.tree_util.tree_map(lambda *a: np.stack(a), *[states[i] for i in idx])
-                st, _ = tr.train(st, r_end - int(budget[chunk[0]]))
-                st = jax.device_get(st)
-                for j, i in enumerate(chunk):
-                    states[i] = jax.tree_util.tree_map(lambda a, j=j: a[j], st)
-                    best_loss[i] = float(st["best_loss"][j])
-                    best_epoch[i] = int(st["best_epoch"][j])
-                    trained[i] = int(st["epoch"][j])
-                    stopped[i] = bool(st["stopped"][j])
-                    budget[i] = r_end
-                if progress is not None:
-                    progress(len(chunk))
-        if sc.halving and r_end < total:
-            idx_alive = np.flatnonzero(alive)
-            keep = max(1, math.ceil(len(idx_alive) / sc.eta))
-            order = idx_alive[np.argsort(best_loss[idx_alive], kind="stable")]
-            alive[order[keep:]] = False
-            for i in order[keep:]:
-                states.pop(int(i), None)  # free memory of dropped trials
-
-    losses = np.where(np.isfinite(best_loss), best_loss, np.inf)
-    full = np.flatnonzero(alive)
-    winner = int(full[np.argmin(losses[full])])
-    trials = pl.DataFrame(
-        {
-            "trial": np.arange(n, dtype=np.int32),
-            **{
-                k: [getattr(t.arch, k) for t in trials_in]
-                for k in ("units", "layers", "bidirectional", "dense")
-            },
-            "dropout": [t.arch.dropout for t in trials_in],
-            "recurrent_dropout": [t.arch.recurrent_dropout for t in trials_in],
-            "lr": [t.lr for t in trials_in],
-            "batch_size": [t.batch_size for t in trials_in],
-            "val_loss": best_loss,
-            "best_epoch": best_epoch,
-            "epochs_trained": trained,
-            "pruned": ~alive,
-            "patience_stopped": stopped,
-            "stopped_early": trained < total,
-            "seed": [seed] * n,
-            "selected": np.arange(n) == winner,
-        }
-    )
-
-    win = trials_in[winner]
-    model = LSTMModel(
-        mode,
-        arch=win.arch,
-        train=sc.select.replace(lr=win.lr, batch_size=win.batch_size),
-        seed=seed,
-        n_classes=n_classes,
-    )
-    model.mean_, model.std_ = mean, std
-    model.t_pad_ = t_pad
-    # retrain at the width the winner's group was trained at (padded copies): an already compiled program
-    w_final = next(w for g, w in gwidth.items() if winner in groups[g])
-    st = jax.tree_util.tree_map(lambda a: np.stack([np.asarray(a)] * w_final), states[winner])
-    search_best = float(best_loss[winner])
-    if sc.final.epochs > 0:
-        fc = sc.final
-        tr = _Trainer(
-            win.arch,
-            mode,
-            data(fc.batch_size),
-            n_out=n_out,
-            patience=fc.patience,
-            fused=sc.fused,
-            cached=sc.cache_compiles,
-        )
-        st = {**st, "params": st["best_params"], "lr": np.full(w_final, fc.lr, np.float32)}
-        st, vls = tr.train(st, fc.epochs, restart=True)
-        model.train_config = fc
-        model.history_ = [float(v) for v in np.asarray(vls)[:, 0] if np.isfinite(v)]
-    model._take(jax.device_get(st), 0)
-    model.search_val_loss_ = search_best  # type: ignore[attr-defined]
-    model.search_best_epoch_ = int(best_epoch[winner])  # type: ignore[attr-defined]
-    return model, trials
+            st = {**st, "params": st["best_params"], "lr": np.full(w_final, fc.lr, np.float32)}
+            st, vls = tr.train(st, fc.epochs, restart=True)
+            model.train_config = fc
+            model.history_ = [float(v) for v in np.asarray(vls)[:, 0] if np.isfinite(v)]
+        model._take(jax.device_get(st), 0)
+        model.search_val_loss_ = float(self.best_loss[winner])  # type: ignore[attr-defined]
+        model.search_best_epoch_ = int(self.best_epoch[winner])  # type: ignore[attr-defined]
+        return model
 
 
 TRIAL_KEYS = (
