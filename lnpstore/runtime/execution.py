@@ -92,6 +92,7 @@ class Executor:
         processes: bool = True,
         *,
         backend: Backend = "dask",
+        start_method: str = "spawn",
         _synchronous: bool = False,
     ):
         if threads_per_worker < 1:
@@ -114,11 +115,14 @@ class Executor:
             self.pool = cf.ThreadPoolExecutor(max_workers=n)
             self.n_workers = n
         elif self.backend == "processes":
-            # spawn: a fresh interpreter per worker (fork after jax/XLA threads start can deadlock);
-            # the thread caps are set before the worker imports anything
+            # spawn (default): a fresh interpreter per worker (fork after jax/XLA threads start can
+            # deadlock), but it re-imports the caller's __main__; "fork" suits numpy-only work called from
+            # an unguarded script. The thread caps are set before the worker runs anything.
+            if start_method not in mp.get_all_start_methods():
+                start_method = "spawn"
             self.pool = cf.ProcessPoolExecutor(
                 max_workers=n,
-                mp_context=mp.get_context("spawn"),
+                mp_context=mp.get_context(start_method),
                 initializer=_apply_thread_env,
                 initargs=(self.env,),
             )

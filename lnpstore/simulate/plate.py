@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def simulate_plate(
     ``truth/ctc/``, see :func:`lnpstore.simulate.truth.write_ctc_ground_truth`).
 
     Existing files of the same names are overwritten. Fields are written by ``settings.workers``
-    processes (default up to 2, 1 for a small plate; spawned, so a script that calls this at import level
-    needs an ``if __name__ == "__main__":`` guard); the output does not depend on the number of workers.
+    processes (default up to 2, 1 for a small plate; forked, so a plain script needs no ``__main__`` guard,
+    unless jax/xgboost/torch/distributed is already imported: then spawned, and the guard is needed); the
+    output does not depend on the number of workers.
     """
     out = Path(out_dir)
     plate_dir, truth_dir = out / settings.plate, out / "truth"
@@ -81,7 +83,10 @@ def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progres
     workers = settings.workers or _default_workers(settings, len(jobs))
     workers = max(1, min(workers, len(jobs)))
     backend = "serial" if workers == 1 else "processes"
-    with Executor(backend=backend, n_workers=workers) as ex:
+    # fork when safe: the workers use only numpy/scipy/tifffile, and spawn would re-run a caller's
+    # unguarded script (the README's Python example); spawn once a threaded runtime is loaded
+    start = "spawn" if _threaded_runtime_loaded() else "fork"
+    with Executor(backend=backend, n_workers=workers, start_method=start) as ex:
         return list(
             ex.map(
                 simulate_field,
@@ -92,6 +97,11 @@ def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progres
                 show_progress=show_progress,
             )
         )
+
+
+def _threaded_runtime_loaded() -> bool:
+    """Whether a library whose threads make ``fork`` unsafe is already imported in this process."""
+    return any(m in sys.modules for m in ("jax", "jaxlib", "xgboost", "torch", "distributed"))
 
 
 def _default_workers(settings: SimulationSettings, n_fields: int) -> int:
