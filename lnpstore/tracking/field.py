@@ -64,7 +64,7 @@ from lnpstore.tracking.segmentation import (
     window_box,
     window_markers,
 )
-from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings
+from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings, gap_node
 from lnpstore.tracking.spots import count_spots
 
 log = logging.getLogger(__name__)
@@ -559,23 +559,7 @@ class FieldTracker:
         py, px_ = self._predicted(t)
         e = self.edge_px
         in_bounds = bool(e <= py <= shape[0] - 1 - e and e <= px_ <= shape[1] - 1 - e)
-        node = {c: None for c in FIELD_COLUMNS}
-        node.update(
-            track_id=t.track_id,
-            frame=frame,
-            node_id=t.track_id * NODE_ID_STRIDE + frame,
-            parent_track_id=t.parent_track_id,
-            lineage_id=t.lineage_id,
-            y_px=py,
-            x_px=px_,
-            displacement_px=math.hypot(py - t.y, px_ - t.x),
-            in_bounds=in_bounds,
-            gap_filled=True,
-            flag_jump=False,
-            flag_area=False,
-            flag_lost=True,
-        )
-        t.rows.append(node)
+        t.rows.append(gap_node(t, frame, py, px_, in_bounds=in_bounds))
         t.y, t.x = py, px_
 
     def _stop(self, t: _Track, reason: str) -> None:

@@ -31,7 +31,7 @@ import polars as pl
 from lnpstore.store.errors import TrackingError
 from lnpstore.tracking.field import add_quality_flags
 from lnpstore.tracking.integrity import check_frame, keep_largest_pieces
-from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings
+from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings, gap_node
 
 BIG = 1e9  # the cost of a forbidden pair in the assignment
 
@@ -320,23 +320,7 @@ class MaskLinker:
             return
         t.gap += 1
         py, px_ = t.y + t.vy * self.s.motion_damping, t.x + t.vx * self.s.motion_damping
-        node = {c: None for c in FIELD_COLUMNS}
-        node.update(
-            track_id=t.track_id,
-            frame=frame,
-            node_id=t.track_id * NODE_ID_STRIDE + frame,
-            parent_track_id=t.parent_track_id,
-            lineage_id=t.lineage_id,
-            y_px=py,
-            x_px=px_,
-            displacement_px=math.hypot(py - t.y, px_ - t.x),
-            in_bounds=True,
-            gap_filled=True,
-            flag_jump=False,
-            flag_area=False,
-            flag_lost=True,
-        )
-        t.rows.append(node)
+        t.rows.append(gap_node(t, frame, py, px_, in_bounds=True))
         t.y, t.x = py, px_
 
     @staticmethod

@@ -7,6 +7,7 @@ named ``*_frames``. The settings are recorded with every output (``artifacts/tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -242,3 +243,26 @@ def _deep_update(target: dict[str, Any], new: Mapping[str, Any]) -> None:
             _deep_update(target[k], v)
         else:
             target[k] = v
+
+
+def gap_node(t: Any, frame: int, y_px: float, x_px: float, *, in_bounds: bool) -> dict[str, Any]:
+    """The node of a frame in which track ``t`` (``track_id``, ``parent_track_id``, ``lineage_id``, and
+    its last centre ``y``, ``x`` in px) lost its region: the centre is motion-predicted, no label pixels,
+    ``gap_filled`` and ``flag_lost`` set (exports split the track there)."""
+    node: dict[str, Any] = {c: None for c in FIELD_COLUMNS}
+    node.update(
+        track_id=t.track_id,
+        frame=frame,
+        node_id=t.track_id * NODE_ID_STRIDE + frame,
+        parent_track_id=t.parent_track_id,
+        lineage_id=t.lineage_id,
+        y_px=y_px,
+        x_px=x_px,
+        displacement_px=math.hypot(y_px - t.y, x_px - t.x),
+        in_bounds=in_bounds,
+        gap_filled=True,
+        flag_jump=False,
+        flag_area=False,
+        flag_lost=True,
+    )
+    return node
