@@ -41,6 +41,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -575,16 +576,22 @@ class FieldTracker:
     # -- result -----------------------------------------------------------------------------------
     def finish(self) -> pl.DataFrame:
         """The field's tracks (:data:`FIELD_COLUMNS`), every live track ended ('end'), with quality flags."""
-        for t in self.tracks:
-            if t.alive and t.report:
-                self._stop(t, "end")
-        rows = [r for t in self.tracks for r in t.rows]
-        df = (
-            pl.DataFrame(rows, schema=FIELD_COLUMNS, orient="row")
-            if rows
-            else pl.DataFrame(schema=FIELD_COLUMNS)
-        )
-        return add_quality_flags(df, pixel_size_um=self.px, settings=self.s)
+        return finish_tracks(self.tracks, self._stop, pixel_size_um=self.px, settings=self.s)
+
+
+def finish_tracks(
+    tracks: list[Any], stop: Callable[[Any, str], None], *, pixel_size_um: float, settings: TrackSettings
+) -> pl.DataFrame:
+    """End every live reported track ('end', through ``stop``) and return all nodes as the field's
+    tracks (:data:`FIELD_COLUMNS`) with quality flags; shared by the window tracker and the mask linker."""
+    for t in tracks:
+        if t.alive and t.report:
+            stop(t, "end")
+    rows = [r for t in tracks for r in t.rows]
+    df = (
+        pl.DataFrame(rows, schema=FIELD_COLUMNS, orient="row") if rows else pl.DataFrame(schema=FIELD_COLUMNS)
+    )
+    return add_quality_flags(df, pixel_size_um=pixel_size_um, settings=settings)
 
 
 def add_quality_flags(df: pl.DataFrame, *, pixel_size_um: float, settings: TrackSettings) -> pl.DataFrame:

@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from lnpstore.store.errors import TrackingError
-from lnpstore.tracking.field import add_quality_flags
+from lnpstore.tracking.field import finish_tracks
 from lnpstore.tracking.integrity import check_frame, keep_largest_pieces
 from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings, gap_node
 
@@ -341,16 +341,7 @@ class MaskLinker:
         ]
 
     def finish(self) -> pl.DataFrame:
-        for t in self.tracks:
-            if t.alive and t.report:
-                self._stop(t, "end")
-        rows = [r for t in self.tracks for r in t.rows]
-        df = (
-            pl.DataFrame(rows, schema=FIELD_COLUMNS, orient="row")
-            if rows
-            else pl.DataFrame(schema=FIELD_COLUMNS)
-        )
-        return add_quality_flags(df, pixel_size_um=self.px, settings=self.s)
+        return finish_tracks(self.tracks, self._stop, pixel_size_um=self.px, settings=self.s)
 
 
 def link_labels(
