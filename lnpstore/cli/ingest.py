@@ -7,18 +7,16 @@ import logging
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from lnpstore.instrument.ingest import ingest_plate
+    from lnpstore.instrument.ingest import ingest_to_store
     from lnpstore.runtime.progress import quiet
-    from lnpstore.store.core import Store
 
-    store = Store.create(args.store, exist_ok=True)
     # the summary lists the warnings; keep the log from printing them a second time
     ingest_log = logging.getLogger("lnpstore.instrument.ingest")
     level = ingest_log.level
     ingest_log.setLevel(logging.ERROR)
-    try:
-        report = ingest_plate(
-            store,
+    try:  # a failed ingest into a new store leaves no store folder behind
+        report = ingest_to_store(
+            args.store,
             args.plate_dir,
             plate_map=args.plate_map,
             pixel_size_um=args.pixel_size_um,
@@ -36,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest",
         help="index and validate a plate folder (TIFFs + MeasurementData.mlf) into a store",
-        description="Index every image of a CV7000/CV8000 plate folder, flag missing, unreadable and "
-        "wrong-size images, exclude wells with missing frames, and write the plates, wells and images "
-        "tables. Re-running on an unchanged plate changes nothing.",
+        description="Index every image of a CV7000/CV8000 plate folder, flag missing, unreadable, "
+        "wrong-size and wrong-type (non-uint16/uint8) images, exclude wells with such images, list files "
+        "outside MeasurementData.mlf's grid as extra, and write the plates, wells and images tables. "
+        "Re-running on an unchanged plate changes nothing; a re-ingest that excludes a well removes its "
+        "downstream rows. A failed ingest leaves no new store behind.",
     )
     p.add_argument(
         "plate_dir",
@@ -46,7 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder with the plate's TIFF files, or a folder holding one such folder and its "
         "plate_map.csv (the simulator's output)",
     )
-    p.add_argument("--store", required=True, help="store folder (created when it does not exist)")
+    p.add_argument(
+        "--store",
+        required=True,
+        help="store folder (created when it does not exist; removed again if the ingest fails)",
+    )
     p.add_argument(
         "--plate-map",
         metavar="FILE",

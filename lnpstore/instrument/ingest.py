@@ -1,28 +1,38 @@
 """Ingest a plate folder: index and validate every image, and write the plates, wells and images tables.
 
-The index comes from the image file names (:func:`lnpstore.layout.parse_image_name`) and, where present,
-from ``MeasurementData.mlf`` (time stamps, stage positions, and the list of images the instrument
-wrote) and ``MeasurementDetail.mrf`` (pixel size, image size per channel). The expected grid is every
-well x field x frame x channel seen on the plate, frames ``1..max`` (or ``1..expected_frames``); each
-cell of the grid gets one row in ``images`` with a status:
+The index comes from the image file names (:func:`lnpstore.layout.parse_image_name`, case-insensitive)
+and, where present, from ``MeasurementData.mlf`` (time stamps, stage positions, and the list of images
+the instrument wrote) and ``MeasurementDetail.mrf`` (pixel size, image size and bit depth per channel).
+
+The expected grid is well x field x frame x channel. With an mlf it is the mlf's wells, fields and
+channels, frames ``1..`` its last (or ``1..expected_frames``); a file outside it (a channel, well or
+field the mlf does not list, a frame beyond its last) is ``extra``: listed in the report, not indexed,
+and it never excludes a well. Without an mlf the grid is every well, field and channel of the file
+names, frames ``1..max``; the report says which grid was used. Each cell of the grid gets one row in
+``images`` with a status:
 
 ===============  ====================================================================================
 status           meaning
 ===============  ====================================================================================
-ok               the file is there, its TIFF header reads, its size is the expected one
+ok               the file is there, its TIFF header reads, its size and pixel type are the expected
 missing          no file (listed in MeasurementData.mlf but not on disk, or a gap in the grid)
 unreadable       the TIFF header cannot be read, or the file is shorter than its header says
 wrong_size       the image is not a 2-D image of the channel's expected height x width
+wrong_dtype      the pixels are not the instrument's type (uint16; uint8 for an 8-bit channel), e.g. float
 unknown_channel  a readable image of an instrument channel this assay does not use
 ===============  ====================================================================================
 
-Only headers are read (shape, dtype, strip offsets), never pixels, so ingest runs at file-system speed.
-A well with a missing, unreadable or wrong-size image is ``excluded`` with its reason (the study drops
-such wells); nothing about a damaged plate raises, and everything is reported in :class:`IngestReport`.
+Only headers are read (shape, dtype, strip offsets), never pixels, so ingest runs at file-system speed
+(the pixel type bounds the value range; values themselves are not read). A well with a missing,
+unreadable, wrong-size or wrong-type image is ``excluded`` with its reason (the study drops such
+wells); nothing about a damaged plate raises, except a plate whose every readable image has the wrong
+pixel type (nothing could be used), and everything is reported in :class:`IngestReport`.
 
 Everything is validated before anything is written, so bad input (a plate map that disagrees with the
-images, two plates in one folder, an unknown pixel size) leaves the store as it was. Re-ingesting an
-unchanged plate writes nothing and keeps its ``data_version``.
+images or has a non-finite dose, two plates in one folder, an unknown pixel size) leaves the store as it
+was; :func:`ingest_to_store` also removes a store it created for a failed ingest. Re-ingesting an
+unchanged plate writes nothing and keeps its ``data_version``. A re-ingest that excludes a well removes
+that well's rows from the downstream tables (:func:`drop_downstream_rows`), so the stages redo them.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -69,9 +80,11 @@ from lnpstore.store.errors import IngestError
 
 log = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = ("ok", "missing", "unreadable", "wrong_size", "unknown_channel")
+STATUSES: tuple[str, ...] = ("ok", "missing", "unreadable", "wrong_size", "wrong_dtype", "unknown_channel")
 #: Statuses that make a well unusable (the study excluded wells with missing frames).
-EXCLUDING_STATUSES: tuple[str, ...] = ("missing", "unreadable", "wrong_size")
+EXCLUDING_STATUSES: tuple[str, ...] = ("missing", "unreadable", "wrong_size", "wrong_dtype")
+#: The pixel types CV7000/CV8000 images have (16-bit cameras; 8-bit when the protocol says so).
+INSTRUMENT_DTYPES: tuple[str, ...] = ("uint16", "uint8")
 
 GridKey = tuple[str, int, int, int]  # well, field, frame, channel number
 
@@ -141,10 +154,13 @@ class IngestReport:
     wells: pl.DataFrame = field(repr=False)
     images: pl.DataFrame = field(repr=False)
     plate_map_path: str = ""  # the plate map file read ("" when a DataFrame or none was given)
+    grid_source: str = ""  # which list bounds the expected images (the mlf's, or the file names)
+    extra: dict[str, str] = field(default_factory=dict)  # file outside the grid -> why (not indexed)
+    dropped_downstream: dict[str, list[str]] = field(default_factory=dict)  # table -> wells removed
 
     @property
     def n_images(self) -> int:
-        """Expected images (the grid), whatever their status."""
+        """Expected images (the grid), whatever their status (``extra`` files are not in it)."""
         return sum(self.status_counts.values())
 
     @property
@@ -160,13 +176,27 @@ class IngestReport:
             f"channels ({ch}) = {self.n_images} images; pixel {self.pixel_size_um:g} um",
             "  status: " + " | ".join(f"{s} {self.status_counts.get(s, 0)}" for s in STATUSES),
         ]
+        if self.grid_source:
+            lines.append(f"  grid: {self.grid_source}")
         if self.plate_map_path:
             lines.append(f"  plate map: {self.plate_map_path}")
         if self.excluded_wells:
             lines.append(f"  excluded wells ({len(self.excluded_wells)} of {self.n_wells}):")
             lines += [f"    {w}: {r}" for w, r in sorted(self.excluded_wells.items())]
+            lines += [f"  first {s}: {d}" for s, d in self._first_problems().items()]
         else:
             lines.append("  excluded wells: none")
+        if self.extra:
+            lines.append(
+                f"  extra files ({len(self.extra)}): outside the grid, listed here, not indexed, no well "
+                "excluded. Hint: move them out of the plate folder if they do not belong to it"
+            )
+            shown = sorted(self.extra.items())[:_MAX_EXTRA_SHOWN]
+            lines += [f"    {name}: {why}" for name, why in shown]
+            if len(self.extra) > len(shown):
+                lines.append(f"    (+{len(self.extra) - len(shown)} more)")
+        if self.dropped_downstream:
+            lines.append(f"  {_dropped_text(self.dropped_downstream)}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         if self.n_problems:
@@ -179,6 +209,19 @@ class IngestReport:
             f"{self.images.height}; data_version {self.data_version[:16]}"
         )
         return "\n".join(lines)
+
+    def _first_problems(self) -> dict[str, str]:
+        """The first ``status_detail`` of each status that excludes wells (it names the file and what to do)."""
+        bad = self.images.filter(pl.col("status").is_in(list(EXCLUDING_STATUSES))).sort(
+            "well", "field", "frame", "channel"
+        )
+        out: dict[str, str] = {}
+        for status, detail in bad.select("status", "status_detail").iter_rows():
+            out.setdefault(status, detail)
+        return {s: out[s] for s in EXCLUDING_STATUSES if s in out}
+
+
+_MAX_EXTRA_SHOWN = 10
 
 
 # -- indexing --------------------------------------------------------------------------------------
@@ -247,7 +290,7 @@ def locate_plate(
 def _no_images_error(plate_dir: Path) -> IngestError:
     below = sorted(
         str(p.parent.relative_to(plate_dir))
-        for p in plate_dir.glob("*/*.tif")
+        for p in plate_dir.glob("*/*")
         if parse_image_name(p.name) is not None
     )
     hint = (
@@ -329,16 +372,28 @@ def _resolve_pixel_size(
     return float(sizes[0])
 
 
-def _build_grid(
+@dataclass
+class _Grid:
+    """The expected images of a plate (wells x fields x frames 1..n_frames x channels) and the files
+    outside it."""
+
+    plate: str
+    entries: dict[GridKey, _Entry]
+    wells: list[str]
+    fields: list[int]
+    n_frames: int
+    channels: list[int]
+    source: str  # which list bounds the grid, for the report
+    extra: dict[str, str]  # file name -> why it is outside the grid (listed, not indexed)
+
+
+def _choose_z(
     plate_dir: Path,
     files: dict[str, tuple[ImageName, int]],
     records: list[MeasurementRecord],
-    *,
-    expected_frames: int | None,
     z_plane: int | None,
-    warnings: list[str],
-) -> tuple[str, dict[GridKey, _Entry], list[str], list[int], int, list[int]]:
-    """Plate name and the grid: entries per (well, field, frame, channel), wells, fields, n_frames, channels."""
+) -> int:
+    """The z-plane to index: the only one, or ``z_plane`` (checked to exist)."""
     zs = {n.z for n, _ in files.values()} | {r.z_index for r in records}
     if z_plane is None:
         if len(zs) > 1:
@@ -347,30 +402,46 @@ def _build_grid(
                 "one plane per well, field, frame and channel. Hint: choose one with z_plane=K "
                 "(`lnpstore ingest ... --z-plane K`)"
             )
-        z_plane = next(iter(zs), 1)
-    elif z_plane not in zs:
+        return next(iter(zs), 1)
+    if z_plane not in zs:
         raise IngestError(
             f"{plate_dir}: no image of z-plane {z_plane}; the plate has z-plane(s) {_ranges(sorted(zs))}"
         )
+    return z_plane
 
-    plates = Counter(n.plate for n, _ in files.values() if n.z == z_plane)
+
+def _plate_name(
+    plate_dir: Path, files: dict[str, tuple[ImageName, int]], records: list[MeasurementRecord], z: int
+) -> str:
+    """The one plate name of the folder's files and mlf records (names differing only in case are one
+    plate, spelled as most files spell it); an error naming them when there are several."""
+    spellings = Counter(n.plate for n, _ in files.values() if n.z == z)
     for r in records:
         parsed = parse_image_name(r.filename)
-        if parsed is not None and r.z_index == z_plane:
-            plates[parsed.plate] += 0
+        if parsed is not None and r.z_index == z:
+            spellings[parsed.plate] += 0
+    plates: dict[str, Counter] = defaultdict(Counter)
+    for name, n in spellings.items():
+        plates[name.casefold()][name] += n
     if len(plates) > 1:
-        listed = ", ".join(f"{p!r} ({n} files)" for p, n in plates.most_common())
+        listed = ", ".join(
+            f"{c.most_common(1)[0][0]!r} ({c.total()} files)"
+            for c in sorted(plates.values(), key=lambda c: -c.total())
+        )
         raise IngestError(
             f"{plate_dir}: image files of {len(plates)} plates in one folder: {listed}. "
             "Hint: give each plate its own folder"
         )
     if not plates:
         raise _no_images_error(plate_dir)
-    plate = next(iter(plates))
+    return next(iter(plates.values())).most_common(1)[0][0]
 
+
+def _file_entries(plate_dir: Path, files: dict[str, tuple[ImageName, int]], z: int) -> dict[GridKey, _Entry]:
+    """The image files of plane ``z`` by (well, field, frame, channel); an error for two files of one key."""
     entries: dict[GridKey, _Entry] = {}
     for fname, (n, size) in sorted(files.items()):
-        if n.z != z_plane:
+        if n.z != z:
             continue
         key = (n.well, n.field, n.frame, n.channel_number)
         if key in entries:
@@ -379,40 +450,88 @@ def _build_grid(
                 f"frame {n.frame}, channel C{n.channel_number:02d}. Hint: remove the duplicate"
             )
         entries[key] = _Entry(name=n, filename=fname, file_bytes=size)
-    if records:
-        unlisted = set(entries)
-        for r in records:
-            if r.z_index != z_plane:
-                continue
-            key = (r.well, r.field, r.time_point, r.channel)
-            e = entries.setdefault(key, _Entry(filename=r.filename))
-            e.record = r
-            unlisted.discard(key)
-        if unlisted:
-            names = sorted(entries[k].filename or "" for k in unlisted)
-            warnings.append(
-                f"{len(unlisted)} image file(s) are not listed in {MLF_NAME} (indexed from their names), e.g. {names[0]}"
-            )
+    return entries
 
-    wells = sorted({k[0] for k in entries})
-    fields = sorted({k[1] for k in entries})
-    channels = sorted({k[3] for k in entries})
-    max_frame = max(k[2] for k in entries)
-    if expected_frames is not None:
-        if expected_frames < 1:
-            raise IngestError(f"expected_frames must be >= 1, got {expected_frames}")
-        beyond = [k for k in entries if k[2] > expected_frames]
-        if beyond:
-            warnings.append(
-                f"{len(beyond)} image(s) of frames {_ranges([k[2] for k in beyond])} are beyond "
-                f"expected_frames={expected_frames} and were not indexed"
-            )
-            for k in beyond:
-                del entries[k]
-        n_frames = expected_frames
+
+def _outside_reason(
+    key: GridKey,
+    wells: set[str],
+    fields: set[int],
+    channels: set[int],
+    n_frames: int,
+    bound_by: str,
+    frames_by: str,
+) -> str | None:
+    """Why the image ``key`` is outside the grid (None when it is inside)."""
+    well, fld, frame, ch = key
+    if well not in wells:
+        return f"well {well} is not in {bound_by} (wells {', '.join(sorted(wells))})"
+    if fld not in fields:
+        return f"field {fld} is not in {bound_by} (fields {_ranges(sorted(fields))})"
+    if ch not in channels:
+        return f"channel C{ch:02d} is not in {bound_by} (channels {', '.join(f'C{c:02d}' for c in sorted(channels))})"
+    if frame > n_frames:
+        return f"frame {frame} is beyond {frames_by} ({n_frames})"
+    return None
+
+
+def _build_grid(
+    plate_dir: Path,
+    files: dict[str, tuple[ImageName, int]],
+    records: list[MeasurementRecord],
+    *,
+    expected_frames: int | None,
+    z_plane: int | None,
+    warnings: list[str],
+) -> _Grid:
+    """The plate's grid. With a ``MeasurementData.mlf`` it is the mlf's wells x fields x channels x frames
+    1..last (or ``expected_frames``): files outside it are ``extra`` (listed, never indexed, never
+    excluding a well). Without one it is every well, field and channel of the files, frames 1..last."""
+    z = _choose_z(plate_dir, files, records, z_plane)
+    plate = _plate_name(plate_dir, files, records, z)
+    entries = _file_entries(plate_dir, files, z)
+    recs = [r for r in records if r.z_index == z]
+    if expected_frames is not None and expected_frames < 1:
+        raise IngestError(f"expected_frames must be >= 1, got {expected_frames}")
+    if recs:
+        wells = sorted({r.well for r in recs})
+        fields = sorted({r.field for r in recs})
+        channels = sorted({r.channel for r in recs})
+        last = max(r.time_point for r in recs)
+        bound_by = MLF_NAME
+        source = f"{MLF_NAME} ({len(recs)} images listed): its wells, fields, channels, frames 1-{last}"
     else:
-        n_frames = max_frame
-    return plate, entries, wells, fields, n_frames, channels
+        wells = sorted({k[0] for k in entries})
+        fields = sorted({k[1] for k in entries})
+        channels = sorted({k[3] for k in entries})
+        last = max(k[2] for k in entries)
+        bound_by = "the files"
+        source = f"the file names (no {MLF_NAME}): every well, field and channel seen, frames 1-{last}"
+    n_frames = last if expected_frames is None else expected_frames
+    if expected_frames is not None:
+        source += f", cut to frames 1-{n_frames} (expected_frames)"
+    frames_by = (
+        f"expected_frames={n_frames}" if expected_frames is not None else f"the last frame of {bound_by}"
+    )
+    extra: dict[str, str] = {}
+    for key in list(entries):
+        why = _outside_reason(key, set(wells), set(fields), set(channels), n_frames, bound_by, frames_by)
+        if why is not None:
+            extra[entries.pop(key).filename or ""] = why
+    unlisted = set(entries) if recs else set()
+    for r in recs:
+        if r.time_point > n_frames:
+            continue
+        key = (r.well, r.field, r.time_point, r.channel)
+        e = entries.setdefault(key, _Entry(filename=r.filename))
+        e.record = r
+        unlisted.discard(key)
+    if unlisted:
+        names = sorted(entries[k].filename or "" for k in unlisted)
+        warnings.append(
+            f"{len(unlisted)} image file(s) are not listed in {MLF_NAME} (indexed from their names), e.g. {names[0]}"
+        )
+    return _Grid(plate, entries, wells, fields, n_frames, channels, source, extra)
 
 
 # -- the ingest ------------------------------------------------------------------------------------
@@ -466,9 +585,11 @@ def ingest_plate(
             f"no {MLF_NAME}: no time stamps or stage positions; the grid comes from the file names"
         )
 
-    plate, entries, wells, fields, n_frames, channel_numbers = _build_grid(
+    grid = _build_grid(
         plate_dir, files, records, expected_frames=expected_frames, z_plane=z_plane, warnings=warnings
     )
+    plate, entries, wells, fields, n_frames = grid.plate, grid.entries, grid.wells, grid.fields, grid.n_frames
+    channel_numbers = grid.channels
     px_um = _resolve_pixel_size(plate_dir, detail, set(channel_numbers), pixel_size_um)
     if pm is not None:
         check_plate_map_wells(pm, wells, plate=plate, origin=pm_origin)
@@ -483,9 +604,20 @@ def ingest_plate(
     to_read = [(k, e) for k, e in entries.items() if e.file_bytes is not None]
     headers = _read_headers(plate_dir, plate, to_read, n_threads=n_threads, show_progress=show_progress)
     expected_shape = _expected_shapes(channel_numbers, detail, headers)
+    expected_dtype = _expected_dtypes(channel_numbers, detail)
     images, data_version = _images_table(
-        plate, plate_dir, entries, headers, expected_shape, wells, fields, n_frames, channel_numbers
+        plate,
+        plate_dir,
+        entries,
+        headers,
+        expected_shape,
+        expected_dtype,
+        wells,
+        fields,
+        n_frames,
+        channel_numbers,
     )
+    _check_some_dtype_ok(plate_dir, images)
     wells_df, excluded = _wells_table(plate, images, wells, fields, n_frames, pm)
     status_counts = {st: int(images.filter(pl.col("status") == st).height) for st in STATUSES}
     channels = {CHANNEL_BY_NUMBER.get(c, f"C{c:02d}"): c for c in channel_numbers}
@@ -505,7 +637,9 @@ def ingest_plate(
         status_counts,
         data_version,
     )
+    gone = set(store.read("wells", plate=plate).get_column("well").to_list()) - set(wells)
     images, wells_df, plates_df, written = _validate_and_write(store, plate, images, wells_df, plates_df)
+    dropped = drop_downstream_rows(store, plate, sorted(set(excluded) | gone))
     report = IngestReport(
         plate=plate,
         plate_dir=plate_dir,
@@ -528,9 +662,23 @@ def ingest_plate(
         wells=wells_df,
         images=images,
         plate_map_path=pm_origin,
+        grid_source=grid.source,
+        extra=grid.extra,
+        dropped_downstream=dropped,
     )
     for w in warnings:
         log.warning("plate %s: %s", plate, w)
+    if grid.extra:
+        name, why = next(iter(sorted(grid.extra.items())))
+        log.warning(
+            "plate %s: %d extra file(s) outside the grid (listed, not indexed, no well excluded), e.g. %s: %s",
+            plate,
+            len(grid.extra),
+            name,
+            why,
+        )
+    if dropped:
+        log.warning("plate %s: %s", plate, _dropped_text(dropped))
     return report
 
 
@@ -575,12 +723,44 @@ def _expected_shapes(
     return expected_shape
 
 
+def _expected_dtypes(channel_numbers: list[int], detail: Any) -> dict[int, tuple[tuple[str, ...], str]]:
+    """The pixel types the instrument writes per channel, and where that comes from: uint8 for a channel
+    the mrf gives 8 bits or fewer, uint16 for more; uint8 or uint16 without an mrf."""
+    out: dict[int, tuple[tuple[str, ...], str]] = {}
+    for ch in channel_numbers:
+        if detail is not None and ch in detail.channels:
+            bits = detail.channels[ch].bit_depth
+            want = ("uint8",) if bits <= 8 else ("uint16",)
+            out[ch] = (want, f"{MRF_NAME} channel C{ch:02d}: {bits}-bit")
+        else:
+            out[ch] = (INSTRUMENT_DTYPES, "the instrument's types")
+    return out
+
+
+def _check_some_dtype_ok(plate_dir: Path, images: pl.DataFrame) -> None:
+    """Raise :class:`IngestError` when every readable image of the plate has the wrong pixel type (a
+    whole plate exported as float, say): then no well could be used, and nothing is written."""
+    wrong = images.filter(pl.col("status") == "wrong_dtype")
+    usable = images.filter(pl.col("status").is_in(["ok", "unknown_channel"])).height
+    if wrong.height == 0 or usable:
+        return
+    first = wrong.row(0, named=True)
+    dtypes = ", ".join(sorted(set(wrong.get_column("dtype").drop_nulls().to_list())))
+    raise IngestError(
+        f"{plate_dir}: every readable image ({wrong.height}) has pixel type {dtypes}, not the instrument's "
+        f"uint16 (or uint8), e.g. {Path(first['path']).name}. Such images (e.g. rescaled to 0..1 by an "
+        "export) give wrong intensities. Hint: ingest the instrument's original 16-bit TIFFs (or re-export "
+        "the plate as 16-bit TIFFs); nothing was written"
+    )
+
+
 def _images_table(
     plate: str,
     plate_dir: Path,
     entries: dict[GridKey, _Entry],
     headers: dict[GridKey, TiffHeader],
     expected_shape: dict[int, tuple[tuple[int, int], str]],
+    expected_dtype: dict[int, tuple[tuple[str, ...], str]],
     wells: list[str],
     fields: list[int],
     n_frames: int,
@@ -597,7 +777,14 @@ def _images_table(
                     key = (well, fld, frame, ch)
                     e = entries.get(key, _Entry())
                     r = _image_row(
-                        plate, plate_dir, key, e, headers.get(key), expected_shape.get(ch), n_frames
+                        plate,
+                        plate_dir,
+                        key,
+                        e,
+                        headers.get(key),
+                        expected_shape.get(ch),
+                        expected_dtype[ch],
+                        n_frames,
                     )
                     rows.append(r)
                     rel = e.filename or image_filename(plate, well, frame, fld, ch)
@@ -715,6 +902,105 @@ def _validate_and_write(
     return images, wells_df, plates_df, written
 
 
+#: Tables ingest writes itself; every other table with plate and well columns is downstream of a well.
+INGEST_TABLES: tuple[str, ...] = ("plates", "wells", "images")
+
+
+def downstream_tables() -> list[str]:
+    """Tables holding rows of a plate's wells made by later stages (registration, seeds, tracks,
+    label_images, cells, crops, features). Model-level tables (embeddings, predictions, models,
+    metrics) name cells only by ``cell_uid``; their model ids hash the ``features`` and ``cells`` files,
+    so removing a well's rows there makes the model stages train and predict anew."""
+    return [
+        name
+        for name, t in S.TABLES.items()
+        if name not in INGEST_TABLES and {"plate", "well"} <= set(t.column_names)
+    ]
+
+
+def drop_downstream_rows(store: Store, plate: str, wells: list[str]) -> dict[str, list[str]]:
+    """Remove every downstream row (see :func:`downstream_tables`) of ``wells`` of ``plate``, and the
+    label movies of the removed ``label_images`` rows; returns table -> wells that had rows.
+
+    Called by :func:`ingest_plate` with the plate's excluded wells and the wells no longer in the grid:
+    stages never make rows for excluded wells, so after this the store holds what a fresh run would,
+    and the stages redo what depends on them (``cells`` is rebuilt per plate; models get new ids).
+    Only :class:`Store`'s public reads, writes and deletes are used."""
+    if not wells:
+        return {}
+    dropped: dict[str, list[str]] = {}
+    for name in downstream_tables():
+        t = S.table(name)
+        if "well" in t.partition_by:  # one partition file per well: delete it
+            hit = [w for w in wells if store.exists(name, plate=plate, well=w)]
+            for w in hit:
+                store.delete(name, plate=plate, well=w)
+        else:  # a partition per plate: rewrite it without the wells
+            rows = store.read(name, plate=plate)
+            gone = rows.filter(pl.col("well").is_in(wells))
+            hit = sorted(set(gone.get_column("well").to_list()))
+            if hit:
+                keep = rows.filter(~pl.col("well").is_in(wells))
+                if keep.height:
+                    store.write(name, keep, mode="replace")
+                else:
+                    store.delete(name, plate=plate)
+                if name == "label_images":
+                    _remove_label_movies(store, gone.get_column("path").to_list())
+        if hit:
+            dropped[name] = hit
+    return dropped
+
+
+def _remove_label_movies(store: Store, paths: list[str]) -> None:
+    """Delete the label movies of removed ``label_images`` rows (paths relative to the store root, or
+    absolute in older stores); files outside the store are left alone."""
+    root = store.root.resolve()
+    for p in paths:
+        path = (root / p).resolve()
+        if path.is_relative_to(root):
+            path.unlink(missing_ok=True)
+
+
+def _dropped_text(dropped: dict[str, list[str]]) -> str:
+    wells = sorted({w for ws in dropped.values() for w in ws})
+    return (
+        f"removed the downstream rows of excluded well(s) {', '.join(wells)} from {', '.join(dropped)}; "
+        "`lnpstore run` (or each stage) redoes what depends on them"
+    )
+
+
+def ingest_to_store(
+    store_root: str | os.PathLike, plate_dir: str | os.PathLike, **kwargs: Any
+) -> IngestReport:
+    """:func:`ingest_plate` into the store at ``store_root``, created when it does not exist; when the
+    ingest fails, a store it created is removed again (with any parent folders it made), so a failed
+    ingest leaves nothing behind. ``kwargs`` go to :func:`ingest_plate`."""
+    root = Path(store_root).expanduser().absolute()
+    created = _first_missing(root)
+    was_empty = created is None and root.is_dir() and not any(root.iterdir())
+    store = Store.create(root, exist_ok=True)
+    try:
+        return ingest_plate(store, plate_dir, **kwargs)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif was_empty:
+            for p in root.iterdir():
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself or a parent) that does not exist; None when it exists."""
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
 def _image_row(
     plate: str,
     plate_dir: Path,
@@ -722,6 +1008,7 @@ def _image_row(
     e: _Entry,
     header: TiffHeader | None,
     expected: tuple[tuple[int, int], str] | None,
+    dtypes: tuple[tuple[str, ...], str],
     n_frames: int,
 ) -> dict[str, Any]:
     well, fld, frame, ch = key
@@ -753,6 +1040,15 @@ def _image_row(
             want = f"{expected[0][0]}x{expected[0][1]} px ({expected[1]})" if expected else "a 2-D image"
             got = "x".join(str(n) for n in header.shape or ())
             detail = f"{name}: image is {got} px, expected {want}. Hint: re-export it; until then well {well} is excluded"
+        elif header.dtype not in dtypes[0]:
+            status = "wrong_dtype"
+            want = " or ".join(dtypes[0])
+            bits = "8" if dtypes[0] == ("uint8",) else "16"
+            detail = (
+                f"{name}: pixels are {header.dtype}, the instrument writes {want} ({dtypes[1]}); such an "
+                f"image (e.g. rescaled to 0..1 by an export) gives wrong intensities. Hint: re-export it as a "
+                f"{bits}-bit TIFF from the instrument's original; until then well {well} is excluded"
+            )
         elif ch not in CHANNEL_BY_NUMBER:
             status = "unknown_channel"
             known = ", ".join(f"{k} C{v:02d}" for k, v in CHANNELS.items())
@@ -792,8 +1088,11 @@ def _exclude_reason(bad: pl.DataFrame) -> str | None:
         sub = bad.filter(pl.col("status") == status)
         if sub.height:
             flds = _ranges(sub["field"].to_list())
+            what = status
+            if status == "wrong_dtype":
+                what += f" ({', '.join(sorted(set(sub['dtype'].drop_nulls().to_list())))})"
             parts.append(
-                f"{status}: {sub.height} image(s), frame(s) {_ranges(sub['frame'].to_list())} (field(s) {flds})"
+                f"{what}: {sub.height} image(s), frame(s) {_ranges(sub['frame'].to_list())} (field(s) {flds})"
             )
     return "; ".join(parts)
 

@@ -2,7 +2,8 @@
 
 A file name is ``{plate}_{well}_T{t:04d}F{f:03d}L{l:02d}A{a:02d}Z{z:02d}C{c:02d}.tif``. The plate name
 may itself contain underscores, ``#`` and other characters (``AssayPlate_Greiner_#781091``), so the
-name is parsed from the right.
+name is parsed from the right. Matching ignores case (``.TIF``, ``t0001f001...``), as the
+instrument's Windows file system does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ CROP_CHANNELS: tuple[str, ...] = ("CS", "BF", "LNP")
 
 _NAME_RE = re.compile(
     r"^(?P<plate>.+)_(?P<well>[A-Pa-p]\d{2})_T(?P<t>\d{4})F(?P<f>\d{3})L(?P<l>\d{2})A(?P<a>\d{2})"
-    r"Z(?P<z>\d{2})C(?P<c>\d{2})\.tiff?$"
+    r"Z(?P<z>\d{2})C(?P<c>\d{2})\.tiff?$",
+    re.IGNORECASE,
 )
 WELL_RE = re.compile(r"^([A-P])(\d{2})$")
 

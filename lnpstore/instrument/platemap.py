@@ -6,7 +6,7 @@ A plate map is a CSV or Parquet file (or a polars DataFrame) with the columns
 column         type      meaning
 =============  ========  =====================================================================
 well           text      well id, row letter + column (``C03``; ``c3`` is accepted)
-dose_ng        number    mRNA dose in ng (>= 0)
+dose_ng        number    mRNA dose in ng (finite, >= 0)
 is_control     boolean   optional: control well (LNPs without mRNA); missing -> ``dose_ng == 0``
 =============  ========  =====================================================================
 
@@ -46,32 +46,49 @@ def normalise_well(text: str) -> str | None:
     return f"{m[1].upper()}{int(m[2]):02d}"
 
 
-def _as_bool(s: pl.Series, origin: str) -> pl.Series:
+def _as_bool(s: pl.Series, origin: str, wells: list[str | None]) -> pl.Series:
+    """``is_control`` as booleans; a :class:`PlateMapError` naming the values and wells that are not."""
+
+    def fail(bad: pl.Series) -> PlateMapError:
+        where = [str(w) for w, b in zip(wells, bad.to_list(), strict=True) if b]
+        values = s.filter(bad).cast(pl.String).unique(maintain_order=True).to_list()[:5]
+        return PlateMapError(
+            f"{origin}: column `is_control` has values {values} (well(s) {_list(where)}); use true/false"
+        )
+
     if s.dtype == pl.Boolean:
         return s
     if s.dtype.is_numeric():
-        bad = s.filter(~s.is_in([0, 1]) & s.is_not_null())
-        if bad.len():
-            raise PlateMapError(
-                f"{origin}: column `is_control` has values {bad.unique().to_list()}; use true/false"
-            )
+        bad = (~s.is_in([0, 1]) & s.is_not_null()).fill_null(False)
+        if bad.any():
+            raise fail(bad)
         return s.cast(pl.Boolean)
     text = s.cast(pl.String).str.strip_chars().str.to_lowercase()
-    bad = text.filter(~text.is_in(list(_TRUE | _FALSE)) & text.is_not_null())
-    if bad.len():
-        raise PlateMapError(
-            f"{origin}: column `is_control` has values {bad.unique().to_list()[:5]}; use true/false"
-        )
+    bad = (~text.is_in(list(_TRUE | _FALSE)) & text.is_not_null()).fill_null(False)
+    if bad.any():
+        raise fail(bad)
     return pl.Series(
         "is_control", [None if v is None else v in _TRUE for v in text.to_list()], dtype=pl.Boolean
     )
+
+
+def _check_finite(out: pl.DataFrame, origin: str) -> None:
+    """Raise :class:`PlateMapError` naming the wells whose ``dose_ng`` is NaN or infinite."""
+    bad = out.filter(~pl.col("dose_ng").is_finite())
+    if bad.height:
+        pairs = [f"{w} ({d})" for w, d in bad.select("well", "dose_ng").rows()]
+        raise PlateMapError(
+            f"{origin}: column `dose_ng` is not a finite number for well(s) {_list(pairs)}. "
+            "Hint: give each well's mRNA dose in ng (0 for control wells)"
+        )
 
 
 def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
     """Read and validate a plate map; returns columns ``well`` (String), ``dose_ng`` (Float64), ``is_control``.
 
     Raises :class:`PlateMapError` naming the file and the offending wells for a missing column, a
-    malformed well id, a duplicated well, or a missing, non-numeric or negative dose.
+    malformed well id, a duplicated well, or a missing, non-numeric, non-finite (NaN, inf) or negative
+    dose.
     """
     if isinstance(source, pl.DataFrame):
         df, origin = source, "plate map (DataFrame)"
@@ -111,14 +128,15 @@ def read_plate_map(source: PlateMapSource) -> pl.DataFrame:
             f"{df.get_column('dose_ng').head(3).to_list()}); give the mRNA dose in ng"
         ) from None
     out = pl.DataFrame({"well": wells, "dose_ng": dose})
-    null_dose = out.filter(pl.col("dose_ng").is_null() | pl.col("dose_ng").is_nan())["well"].to_list()
+    null_dose = out.filter(pl.col("dose_ng").is_null())["well"].to_list()
     if null_dose:
         raise PlateMapError(f"{origin}: well(s) {_list(null_dose)} have no dose_ng; give 0 for control wells")
+    _check_finite(out, origin)
     negative = out.filter(pl.col("dose_ng") < 0)["well"].to_list()
     if negative:
         raise PlateMapError(f"{origin}: well(s) {_list(negative)} have a negative dose_ng")
     if "is_control" in df.columns:
-        ctrl = _as_bool(df.get_column("is_control"), origin)
+        ctrl = _as_bool(df.get_column("is_control"), origin, wells)
         out = out.with_columns(ctrl.alias("is_control"))
         out = out.with_columns(pl.col("is_control").fill_null(pl.col("dose_ng") == 0))
     else:

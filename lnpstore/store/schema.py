@@ -205,7 +205,7 @@ _table(
                 pl.String,
                 role=Role.FLAG,
                 nullable=False,
-                description="ok | missing | unreadable | wrong_size | unknown_channel",
+                description="ok | missing | unreadable | wrong_size | wrong_dtype | unknown_channel",
             ),
             Column("status_detail", pl.String, role=Role.FLAG),
             Column("height_px", pl.Int32, "px"),

@@ -4,107 +4,28 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import tifffile
+from _plates import TABLES, make_plate, read_tables, simulate
 from polars.testing import assert_frame_equal
 
 from lnpstore.cli.main import main
-from lnpstore.instrument.cvmeta import (
-    ChannelDetail,
-    MeasurementDetail,
-    MeasurementRecord,
-    write_measurement_data,
-    write_measurement_detail,
-)
 from lnpstore.instrument.ingest import IngestReport, ingest_plate, read_tiff_header
-from lnpstore.instrument.layout import image_filename, split_well
+from lnpstore.instrument.layout import image_filename
 from lnpstore.instrument.platemap import read_plate_map
 from lnpstore.store.core import Store
 from lnpstore.store.errors import IngestError, PlateMapError
 
 CV8000 = Path(__file__).parent / "data" / "cv8000-minimal"
-TABLES = ("plates", "wells", "images")
-
-
-@dataclass
-class Plate:
-    plate_dir: Path
-    plate_map: Path
-    plate: str
-
-
-def make_plate(
-    out_dir: Path,
-    plate: str = "AssayPlate_Greiner_#781091",
-    *,
-    wells: tuple[str, ...] = ("C03", "C04", "D03", "D04"),
-    n_fields: int = 2,
-    n_frames: int = 3,
-    channels: tuple[int, ...] = (7, 9),
-    size_px: tuple[int, int] = (24, 32),
-    pixel_size_um: float = 0.65,
-    with_metadata: bool = True,
-) -> Plate:
-    """A small CV7000-like plate folder: TIFFs, MeasurementData.mlf, MeasurementDetail.mrf, plate_map.csv."""
-    plate_dir = out_dir / plate
-    plate_dir.mkdir(parents=True)
-    records = []
-    rng = np.random.default_rng(0)
-    for w in wells:
-        row, col = split_well(w)
-        for f in range(1, n_fields + 1):
-            for t in range(1, n_frames + 1):
-                for c in channels:
-                    name = image_filename(plate, w, t, f, c)
-                    tifffile.imwrite(plate_dir / name, rng.integers(0, 4000, size_px, dtype=np.uint16))
-                    records.append(
-                        MeasurementRecord(
-                            name,
-                            "ABCDEFGHIJKLMNOP".index(row) + 1,
-                            col,
-                            t,
-                            f,
-                            1,
-                            c,
-                            f"2024-03-01T10:{10 * (t - 1):02d}:0{f}+01:00",
-                            100.0 * f,
-                            -50.0 * f,
-                            0.0,
-                        )
-                    )
-    if with_metadata:
-        write_measurement_data(plate_dir / "MeasurementData.mlf", records)
-        chans = {c: ChannelDetail(c, pixel_size_um, size_px[1], size_px[0]) for c in channels}
-        detail = MeasurementDetail(plate, "CV7000", "", "", n_frames, n_fields, 1, 16, 24, chans)
-        write_measurement_detail(plate_dir / "MeasurementDetail.mrf", detail)
-    plate_map = out_dir / "plate_map.csv"
-    pl.DataFrame(
-        {"well": list(wells), "dose_ng": [0.0] + [10.0 * i for i in range(1, len(wells))]}
-    ).write_csv(plate_map)
-    return Plate(plate_dir, plate_map, plate)
-
-
-def read_tables(store: Store) -> dict[str, pl.DataFrame]:
-    return {t: store.read(t) for t in TABLES}
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store.create(tmp_path / "store")
-
-
-def simulate(out_dir: Path, **overrides) -> Plate:
-    """A small simulated plate (lnpstore.simulator's tiny preset, 96 x 96 px, 6 frames)."""
-    from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
-
-    kw = dict(n_frames=6, field_width_px=96, field_height_px=96, cells_per_field=3, workers=1) | overrides
-    sim = simulate_plate(out_dir, SimulationSettings.tiny(0, **kw), show_progress=False)
-    return Plate(sim.plate_dir, sim.plate_map, sim.settings.plate)
 
 
 # -- simulated plates ------------------------------------------------------------------------------
@@ -115,7 +36,14 @@ def test_simulated_plate_with_faults(tmp_path: Path, store: Store) -> None:
     assert (r.plate, r.instrument, r.pixel_size_um) == ("LNP_Tiny01", "simulated", 0.325)
     assert r.channels == {"GFP": 5, "LNP": 6, "CS": 7, "BF": 9}
     # 3 wells x 1 field x 6 frames x 4 channels; E03 lacks frames 4-5 in every channel
-    assert r.status_counts == {"ok": 63, "missing": 8, "unreadable": 1, "wrong_size": 0, "unknown_channel": 0}
+    assert r.status_counts == {
+        "ok": 63,
+        "missing": 8,
+        "unreadable": 1,
+        "wrong_size": 0,
+        "wrong_dtype": 0,
+        "unknown_channel": 0,
+    }
     assert r.excluded_wells == {
         "C03": "unreadable: 1 image(s), frame(s) 2 (field(s) 1)",
         "E03": "missing: 8 image(s), frame(s) 4-5 (field(s) 1)",
@@ -148,8 +76,16 @@ def test_clean_plate(tmp_path: Path, store: Store) -> None:
     assert isinstance(r, IngestReport)
     assert r.plate == "AssayPlate_Greiner_#781091"
     assert (r.n_wells, r.n_fields, r.n_frames, r.channels) == (4, 2, 3, {"CS": 7, "BF": 9})
-    assert r.status_counts == {"ok": 48, "missing": 0, "unreadable": 0, "wrong_size": 0, "unknown_channel": 0}
-    assert r.excluded_wells == {} and r.written and r.warnings == []
+    assert r.status_counts == {
+        "ok": 48,
+        "missing": 0,
+        "unreadable": 0,
+        "wrong_size": 0,
+        "wrong_dtype": 0,
+        "unknown_channel": 0,
+    }
+    assert r.excluded_wells == {} and r.written and r.warnings == [] and r.extra == {}
+    assert r.grid_source.startswith("MeasurementData.mlf (48 images listed)")
 
     images = store.read("images")
     assert (
@@ -196,20 +132,22 @@ def test_faults_are_flagged_reported_and_excluded(tmp_path: Path, store: Store) 
     truncated = d / image_filename(p.plate, "D03", 3, 1, 7)
     truncated.write_bytes(truncated.read_bytes()[:-200])
     tifffile.imwrite(d / image_filename(p.plate, "D04", 1, 1, 7), np.zeros((10, 10), np.uint16))
-    tifffile.imwrite(
-        d / image_filename(p.plate, "C03", 1, 1, 1), np.zeros((24, 32), np.uint16)
-    )  # unused channel
+    stray = image_filename(p.plate, "C03", 1, 1, 1)  # a channel the mlf does not list
+    tifffile.imwrite(d / stray, np.zeros((24, 32), np.uint16))
 
     r = ingest_plate(store, d, plate_map=p.plate_map, show_progress=False)
-    # C01 joins the grid: 4 wells x 2 fields x 3 frames x 3 channels, 23 of the C01 ones missing
+    # the mlf's grid: 4 wells x 2 fields x 3 frames x 2 channels; the C01 file is extra, outside it
     assert r.status_counts == {
         "ok": 43,
-        "missing": 25,
+        "missing": 2,
         "unreadable": 2,
         "wrong_size": 1,
-        "unknown_channel": 1,
+        "wrong_dtype": 0,
+        "unknown_channel": 0,
     }
+    assert r.extra == {stray: "channel C01 is not in MeasurementData.mlf (channels C07, C09)"}
     images = store.read("images")
+    assert images.height == 48 and "C01" not in images["channel"].to_list()
     status = {
         (w, f, t, c): s
         for w, f, t, c, s in images.select("well", "field", "frame", "channel", "status").rows()
@@ -217,8 +155,6 @@ def test_faults_are_flagged_reported_and_excluded(tmp_path: Path, store: Store) 
     assert status[("C04", 1, 2, "CS")] == "missing" and status[("C04", 1, 3, "CS")] == "missing"
     assert status[("D03", 2, 2, "BF")] == "unreadable" and status[("D03", 1, 3, "CS")] == "unreadable"
     assert status[("D04", 1, 1, "CS")] == "wrong_size"
-    assert status[("C03", 1, 1, "C01")] == "unknown_channel"
-    assert status[("C03", 1, 2, "C01")] == "missing"
     detail = images.filter(well="D04", field=1, frame=1, channel="CS")["status_detail"].item()
     assert "10x10 px, expected 24x32 px" in detail and image_filename(p.plate, "D04", 1, 1, 7) in detail
     detail = images.filter(well="C04", field=1, frame=2, channel="CS")["status_detail"].item()
@@ -226,13 +162,21 @@ def test_faults_are_flagged_reported_and_excluded(tmp_path: Path, store: Store) 
     assert "truncated" in images.filter(well="D03", field=1, frame=3, channel="CS")["status_detail"].item()
     assert images.filter(status="missing")["path"].null_count() == images.filter(status="missing").height
 
-    # every well lacks its C01 images except C03's frame 1, so all are excluded; the reason says why
+    # each damaged well is excluded with its reason; C03 (only the stray file) is not
     wells = store.read("wells").sort("well")
-    assert wells["excluded"].all()
+    assert wells.select("well", "excluded").rows() == [
+        ("C03", False),
+        ("C04", True),
+        ("D03", True),
+        ("D04", True),
+    ]
     reason = dict(wells.select("well", "exclude_reason").rows())
+    assert reason["C04"] == "missing: 2 image(s), frame(s) 2-3 (field(s) 1)"
     assert "unreadable: 2 image(s)" in reason["D03"] and "wrong_size: 1 image(s)" in reason["D04"]
     text = r.summary()
-    assert "excluded wells (4 of 4)" in text and "unreadable 2" in text and "wrong_size 1" in text
+    assert "excluded wells (3 of 4)" in text and "unreadable 2" in text and "wrong_size 1" in text
+    assert "extra files (1)" in text and f"    {stray}: channel C01 is not in" in text
+    assert "first wrong_size: " + image_filename(p.plate, "D04", 1, 1, 7) in text
 
 
 def test_missing_frames_exclude_only_that_well(tmp_path: Path, store: Store) -> None:
@@ -426,7 +370,14 @@ def test_real_cv8000_folder(tmp_path: Path, store: Store) -> None:
     assert (r.pixel_size_um, r.n_wells, r.n_fields, r.n_frames) == (0.325, 3, 4, 1)
     assert r.channels == {"C01": 1, "C02": 2}  # not channels of this assay
     # only well D08's plane-1 images are in tests/data; the mlf lists E03's and F08's too -> missing
-    assert r.status_counts == {"ok": 0, "missing": 16, "unreadable": 0, "wrong_size": 0, "unknown_channel": 8}
+    assert r.status_counts == {
+        "ok": 0,
+        "missing": 16,
+        "unreadable": 0,
+        "wrong_size": 0,
+        "wrong_dtype": 0,
+        "unknown_channel": 8,
+    }
     assert sorted(r.excluded_wells) == ["E03", "F08"]
     d08 = store.read("images").filter(well="D08", field=1, channel="C01").row(0, named=True)
     assert (d08["height_px"], d08["width_px"], d08["dtype"]) == (2000, 2000, "uint16")
