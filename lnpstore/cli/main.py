@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "cnn",
     "timeseries",
     "export_tracks",
+    "export_profiles",
     "score_tracks",
 ]
 
