@@ -14,14 +14,21 @@ schema version, table name, units and roles in its key-value metadata.
 
 Writes are atomic per file: the new file is written beside the old one under a temporary name,
 flushed, then renamed over it. A reader sees the old file or the new one, never half of one, and a
-write that is killed leaves the previous version intact (the temporary file is cleaned up on the next
-write, once it is an hour old). Writes are validated against :mod:`lnpstore.schema` before anything touches the disk.
+write that is killed leaves the previous version intact (the temporary file is cleaned up by the next
+writer). Writes are validated against :mod:`lnpstore.schema` before anything touches the disk.
+
+One writer at a time: every write holds the store's lock (:mod:`lnpstore.store.lock`); readers
+never take it. Each table's live files, with row counts and sizes, are listed in its manifest
+(:mod:`lnpstore.store.manifest`), rewritten atomically with every write: a live file that is missing
+or truncated makes reads raise :class:`StoreDamaged` (naming the file and the command to re-run)
+and :meth:`Store.exists` answer False, so a stage redoes that work instead of skipping it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -36,9 +43,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lnpstore._version import __version__
+from lnpstore.store import manifest as M
 from lnpstore.store import schema as S
 from lnpstore.store.atomic import atomic_path, atomic_write_bytes
-from lnpstore.store.errors import QueryError, SchemaError, StoreError
+from lnpstore.store.errors import QueryError, SchemaError, StoreDamaged, StoreError
+from lnpstore.store.lock import store_lock
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # duckdb is imported where used: the array code paths (models) do not need it
     import duckdb
@@ -50,6 +61,37 @@ DATA_FILE = "data.parquet"
 WriteMode = Literal["upsert", "replace"]
 
 _QUERY_DIR = Path(__file__).resolve().parents[2] / "queries"
+
+
+#: The command that writes each table: what to re-run when one of its files is damaged.
+REDO_COMMAND = {
+    "plates": "lnpstore ingest PLATE_DIR --store {store}",
+    "wells": "lnpstore ingest PLATE_DIR --store {store}",
+    "images": "lnpstore ingest PLATE_DIR --store {store}",
+    "registration": "lnpstore crop {store}",
+    "seeds": "lnpstore track {store}",
+    "tracks": "lnpstore track {store}",
+    "label_images": "lnpstore track {store}",
+    "cells": "lnpstore crop {store}",
+    "crops": "lnpstore crop {store}",
+    "features": "lnpstore embed {store}",
+    "embeddings": "lnpstore train-cnn {store}",
+    "models": "the training command of that model (lnpstore train-cnn / train-lstm / train-tsfresh {store})",
+    "predictions": "the training command of that model (lnpstore train-cnn / train-lstm / train-tsfresh {store})",
+    "search": "lnpstore train-lstm {store}",
+    "metrics": "lnpstore evaluate {store}",
+}
+#: A row of ``models`` counts as done only while that model's partitions of these tables are intact.
+MODEL_OUTPUT_COLUMN = "model_id"
+
+
+def redo_hint(store_root: Path, table: str) -> str:
+    """What to run to rewrite ``table`` in the store at ``store_root`` (or all of it: ``lnpstore run``)."""
+    cmd = REDO_COMMAND.get(table, "the stage that writes it").format(store=store_root)
+    return (
+        f"re-run {cmd} (it redoes the damaged part; `lnpstore run` redoes every stage), "
+        f"after `lnpstore check {store_root}` lists all damage"
+    )
 
 
 def queries_dir() -> Path:
@@ -200,7 +242,7 @@ class Store:
                 f"{root} is not an lnpstore store (no {MARKER}). Hint: create one with "
                 f"`lnpstore ingest PLATE_DIR --store {root}` or Store.create"
             )
-        info = json.loads(marker.read_text())
+        info = _read_marker(marker)
         major = str(info.get("schema_version", "0")).split(".")[0]
         if major != S.SCHEMA_VERSION.split(".")[0]:
             raise StoreError(
@@ -211,7 +253,22 @@ class Store:
 
     @property
     def info(self) -> dict:
-        return json.loads((self.root / MARKER).read_text())
+        return _read_marker(self.root / MARKER)
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process may write the store folder (readers never need to)."""
+        return os.access(self.root, os.W_OK)
+
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        """Hold the store's write lock for the block (re-entrant; every write method takes it itself).
+
+        A second process waits (``LNPSTORE_LOCK_TIMEOUT`` s, default 600) and then raises
+        :class:`StoreLocked`; a read-only store raises :class:`StoreReadOnly`.
+        """
+        with store_lock(self.root, on_first=self._recover):
+            yield self
 
     # -- paths --------------------------------------------------------------------------------
     def table_dir(self, name: str) -> Path:
@@ -230,11 +287,49 @@ class Store:
             d = d / f"{col}={_safe_part(values[col])}"
         return d / DATA_FILE
 
-    def files(self, name: str) -> list[Path]:
+    def _disk_files(self, name: str) -> list[Path]:
         d = self.table_dir(name)
         if not d.exists():
             return []
         return sorted(p for p in d.rglob(DATA_FILE) if p.is_file())
+
+    def live(self, name: str) -> dict[Path, M.Entry] | None:
+        """The table's live files from its manifest (path -> rows, bytes); None for a table written
+        before manifests (its files are then the ones on disk)."""
+        d = self.table_dir(name)
+        entries = M.load(d)
+        if entries is None:
+            return None
+        return {d / rel: e for rel, e in entries.items()}
+
+    def files(self, name: str) -> list[Path]:
+        """The table's live files (from its manifest; the files on disk for a table without one)."""
+        live = self.live(name)
+        return sorted(live) if live is not None else self._disk_files(name)
+
+    def damage(self, name: str, *, read_footer: bool = False, **partition: Any) -> dict[Path, str]:
+        """Live files of ``name`` (optionally only matching ``partition``) that are missing or
+        damaged -> what is wrong. Cheap (a stat per file) unless ``read_footer``."""
+        live = self.live(name)
+        if not live:
+            return {}
+        files = self._matching(name, sorted(live), partition)
+        out = {}
+        for f in files:
+            why = M.problem(f, live[f], read_footer=read_footer)
+            if why:
+                out[f] = why
+        return out
+
+    def _raise_damaged(self, name: str, bad: Mapping[Path, str]) -> None:
+        if not bad:
+            return
+        listed = "; ".join(f"{f} ({why})" for f, why in list(bad.items())[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise StoreDamaged(
+            f"table `{name}` of store {self.root} is damaged: {listed}{more}. "
+            f"Hint: {redo_hint(self.root, name)}"
+        )
 
     # -- reading ------------------------------------------------------------------------------
     def table(self, name: str, **filters: Any) -> pl.LazyFrame:
@@ -244,12 +339,13 @@ class Store:
         plate="P1", well="C03")``; filters on other columns are applied lazily.
         """
         t = S.table(name)
-        files = self.files(name)
         part_filters = {k: v for k, v in filters.items() if k in t.partition_by}
-        if part_filters:
-            files = [
-                f for f in files if all(f"{k}={_safe_part(v)}" in f.parts for k, v in part_filters.items())
-            ]
+        live = self.live(name)
+        files = self._matching(
+            name, sorted(live) if live is not None else self._disk_files(name), part_filters
+        )
+        if live is not None:
+            self._raise_damaged(name, {f: why for f in files if (why := M.problem(f, live[f]))})
         if not files:
             lf = pl.LazyFrame(schema=t.polars_schema)
         else:
@@ -272,7 +368,27 @@ class Store:
         return self.table(name, **filters).collect()
 
     def exists(self, name: str, **filters: Any) -> bool:
-        """Whether any row matches (cheap for partition filters: used to skip finished work)."""
+        """Whether any row matches (cheap for partition filters: used to skip finished work).
+
+        False when a matching live file is missing or damaged, so a stage redoes that work; for
+        ``models``, also when that model's partitions of its output tables (``predictions``,
+        ``embeddings``) are damaged.
+        """
+        t = S.table(name)
+        part = {k: v for k, v in filters.items() if k in t.partition_by}
+        bad = self.damage(name, **part)
+        if name == "models" and MODEL_OUTPUT_COLUMN in filters:
+            for other, decl in S.TABLES.items():
+                if MODEL_OUTPUT_COLUMN in decl.partition_by:
+                    bad |= self.damage(other, **{MODEL_OUTPUT_COLUMN: filters[MODEL_OUTPUT_COLUMN]})
+        if bad:
+            log.warning(
+                "store %s: %s damaged (%s): redoing that work",
+                self.root,
+                ", ".join(str(f.relative_to(self.root)) for f in bad),
+                next(iter(bad.values())),
+            )
+            return False
         return self.table(name, **filters).head(1).collect().height > 0
 
     # -- writing ------------------------------------------------------------------------------
@@ -295,43 +411,99 @@ class Store:
             ]
         else:
             groups = [({}, df)]
-        for values, part in groups:
-            path = self.partition_path(name, values)
-            if mode == "upsert" and path.exists():
-                old = pl.read_parquet(path)
-                old = validate(name, old)  # an old file of an older minor schema is re-cast here
-                part = pl.concat([old.join(part.select(t.key), on=list(t.key), how="anti"), part])
-            part = part.sort(list(t.key))
-            atomic_write_parquet(t, part, path)
-        self._catalog_changed()
+        with self.writing():
+            d = self.table_dir(name)
+            live = M.load(d) or {}
+            for values, part in groups:
+                path = self.partition_path(name, values)
+                rel = path.relative_to(d).as_posix()
+                if mode == "upsert" and rel in live:
+                    old = self._read_old(name, path, live[rel])
+                    if old is not None:
+                        part = pl.concat([old.join(part.select(t.key), on=list(t.key), how="anti"), part])
+                part = part.sort(list(t.key))
+                atomic_write_parquet(t, part, path)
+                live[rel] = M.Entry(rows=part.height, bytes=path.stat().st_size)
+            M.save(d, name, live)
+            self._catalog_changed()
         return df.height
+
+    def _read_old(self, name: str, path: Path, entry: M.Entry) -> pl.DataFrame | None:
+        """The stored rows of a partition an upsert adds to; None (with a warning) when the file is
+        missing or damaged: the upsert then rewrites the partition from the new rows alone."""
+        why = M.problem(path, entry)
+        if why is None:
+            try:
+                return validate(name, pl.read_parquet(path))  # an older minor schema is re-cast here
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                why = f"unreadable ({str(exc).splitlines()[0]})"
+        log.warning("store %s: %s was damaged (%s); rewritten from the new rows", self.root, path, why)
+        return None
 
     def delete(self, name: str, **partition: Any) -> int:
         """Delete the partition files matching ``partition`` (all of the table when empty)."""
-        n = 0
-        for f in self.table_files_matching(name, partition):
-            f.unlink()
-            n += 1
-        self._catalog_changed()
+        with self.writing():
+            d = self.table_dir(name)
+            live = M.load(d) or {}
+            n = 0
+            for f in self.table_files_matching(name, partition):
+                f.unlink(missing_ok=True)
+                live.pop(f.relative_to(d).as_posix(), None)
+                n += 1
+            M.save(d, name, live)
+            self._catalog_changed()
         return n
 
-    def table_files_matching(self, name: str, partition: Mapping[str, Any]) -> list[Path]:
+    def _matching(self, name: str, files: list[Path], partition: Mapping[str, Any]) -> list[Path]:
         t = S.table(name)
         bad = set(partition) - set(t.partition_by)
         if bad:
             raise SchemaError(f"table `{name}` is partitioned by {t.partition_by}, not by {sorted(bad)}")
-        return [
-            f
-            for f in self.files(name)
-            if all(f"{k}={_safe_part(v)}" in f.parts for k, v in partition.items())
-        ]
+        return [f for f in files if all(f"{k}={_safe_part(v)}" in f.parts for k, v in partition.items())]
+
+    def table_files_matching(self, name: str, partition: Mapping[str, Any]) -> list[Path]:
+        return self._matching(name, self.files(name), partition)
+
+    # -- manifests ----------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """On the first writing open in a process (lock held): write the manifest of every table that
+        has none (a store of an older lnpstore), and adopt a live file rewritten by a write that was
+        killed before its manifest was (readable, lnpstore's metadata for this table)."""
+        for name in S.TABLES:
+            d = self.table_dir(name)
+            live = M.load(d)
+            if live is None:
+                files = self._disk_files(name)
+                if files:
+                    adopted = {f.relative_to(d).as_posix(): e for f in files if (e := _adoptable(name, f))}
+                    M.save(d, name, adopted)
+                    log.info(
+                        "store %s: table `%s`: manifest written (%d files)", self.root, name, len(adopted)
+                    )
+                continue
+            changed = False
+            for rel, entry in list(live.items()):
+                f = d / rel
+                if f.exists() and M.problem(f, entry) and (e := _adoptable(name, f)):
+                    live[rel] = e
+                    changed = True
+                    log.info("store %s: %s: adopted the file of an interrupted write", self.root, f)
+            if changed:
+                M.save(d, name, live)
 
     # -- SQL ----------------------------------------------------------------------------------
     def _view_sql(self, name: str) -> str:
         t = S.table(name)
+        bad = self.damage(name)
+        if bad:
+            # a damaged table's view raises its error when queried; the other views keep working
+            f, why = next(iter(bad.items()))
+            msg = f"table {name} of store {self.root} is damaged: {f} ({why}). Hint: {redo_hint(self.root, name)}"
+            cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
+            return f"SELECT {cols} FROM range(1) WHERE error({_sql_str(msg)}) IS NULL"
         files = self.files(name)
         if files:
-            lst = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            lst = ", ".join(_sql_str(str(f)) for f in files)
             # Parquet has no fixed-size list: DuckDB reads Array columns back as LIST, so cast them to
             # the declared FLOAT[n] again.
             arrays = [c for c in t.columns if isinstance(c.dtype, pl.Array)]
@@ -343,13 +515,29 @@ class Store:
         cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
         return f"SELECT {cols} WHERE false"
 
+    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        import duckdb
+
+        for name in S.TABLES:
+            try:
+                con.execute(f'CREATE VIEW "{name}" AS {self._view_sql(name)}')
+            except duckdb.Error as exc:  # a live file that DuckDB cannot read (same size, bad bytes)
+                t = S.table(name)
+                msg = (
+                    f"table {name} of store {self.root} is damaged: {str(exc).splitlines()[0]}. "
+                    f"Hint: {redo_hint(self.root, name)}"
+                )
+                cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
+                con.execute(
+                    f'CREATE VIEW "{name}" AS SELECT {cols} FROM range(1) WHERE error({_sql_str(msg)}) IS NULL'
+                )
+
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table (never locks the catalog file)."""
         import duckdb
 
         con = duckdb.connect(":memory:")
-        for name in S.TABLES:
-            con.execute(f'CREATE VIEW "{name}" AS {self._view_sql(name)}')
+        self._create_views(con)
         return con
 
     @contextmanager
@@ -378,12 +566,11 @@ class Store:
         """
         import duckdb
 
-        with atomic_path(self.root / CATALOG) as tmp:  # duckdb creates the file itself
+        with self.writing(), atomic_path(self.root / CATALOG) as tmp:  # duckdb creates the file itself
             try:
                 con = duckdb.connect(str(tmp))
                 try:
-                    for name in S.TABLES:
-                        con.execute(f'CREATE VIEW "{name}" AS {self._view_sql(name)}')
+                    self._create_views(con)
                     con.execute("CHECKPOINT")
                 finally:
                     con.close()
@@ -395,6 +582,9 @@ class Store:
         """Run SQL over the store's tables; ``$name`` placeholders take ``params``. Returns polars."""
         import duckdb
 
+        for name in S.TABLES:  # the tables the SQL names must be intact (the others may be damaged)
+            if re.search(rf"\b{name}\b", text):
+                self._raise_damaged(name, self.damage(name))
         con = self.connect()
         try:
             used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", text)}
@@ -434,14 +624,61 @@ class Store:
         return h.hexdigest()[:16]
 
     def summary(self) -> pl.DataFrame:
-        """Rows and files per table."""
+        """Rows, files, size and damaged files per table (from the manifests; a table without one is
+        counted from its files' footers)."""
         rows = []
         for name in S.TABLES:
-            files = self.files(name)
-            n = pl.scan_parquet([str(f) for f in files]).select(pl.len()).collect().item() if files else 0
-            size = sum(f.stat().st_size for f in files)
-            rows.append({"table": name, "rows": n, "files": len(files), "mbytes": round(size / 1e6, 3)})
+            live = self.live(name)
+            if live is None:
+                live = {f: _entry_or_zero(f) for f in self._disk_files(name)}
+            n_bad = len(self.damage(name))
+            rows.append(
+                {
+                    "table": name,
+                    "rows": sum(e["rows"] for e in live.values()),
+                    "files": len(live),
+                    "mbytes": round(sum(e["bytes"] for e in live.values()) / 1e6, 3),
+                    "damaged": n_bad,
+                }
+            )
         return pl.DataFrame(rows)
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _entry_or_zero(path: Path) -> M.Entry:
+    try:
+        return M.entry_of(path)
+    except Exception:  # pyarrow raises several types for a bad file: counted as damaged elsewhere
+        return M.Entry(rows=0, bytes=path.stat().st_size)
+
+
+def _adoptable(name: str, path: Path) -> M.Entry | None:
+    """The manifest entry of a file lnpstore wrote for table ``name``; None for a file that is
+    unreadable or is not that table's."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        if meta.get(b"lnpstore.table", name.encode()) != name.encode():
+            return None
+        return M.entry_of(path)
+    except Exception:  # pyarrow raises several types for a bad file
+        return None
+
+
+def _read_marker(marker: Path) -> dict:
+    """``lnpstore.json``; :class:`StoreDamaged` when it is not the JSON lnpstore writes."""
+    try:
+        info = json.loads(marker.read_text())
+        if not isinstance(info, dict) or "schema_version" not in info:
+            raise ValueError("no schema_version")
+        return info
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreDamaged(
+            f"{marker} is corrupt ({str(exc).splitlines()[0]}), so the store cannot be opened. Hint: run "
+            f"`lnpstore check {marker.parent} --repair` to rewrite it from the tables' metadata"
+        ) from None
 
 
 def _duck_type(dtype: Any) -> str:

@@ -79,3 +79,15 @@ class CropError(LnpstoreError):
 
 class PanelError(LnpstoreError, ValueError):
     """A panel (series x steps x channels) or its targets cannot be used as given (shape, lengths, labels)."""
+
+
+class StoreLocked(StoreError):
+    """Another process is writing the store (one writer per store) and did not finish in time."""
+
+
+class StoreReadOnly(StoreError, PermissionError):
+    """A writing command was given a store (or output folder) it has no permission to write."""
+
+
+class StoreDamaged(StoreError):
+    """A live file of a table is missing, truncated or unreadable, or ``lnpstore.json`` is corrupt."""
