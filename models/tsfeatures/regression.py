@@ -280,7 +280,7 @@ def friedrich_rows(X: np.ndarray, m: int, r: int) -> np.ndarray:
     # pd.qcut(signal, r): quantiles linspace(0, 1, r + 1), nudged up where r * q is not exact
     q = np.linspace(0, 1, r + 1)
     np.putmask(q, r * q != np.arange(r + 1), np.nextafter(q, 1))
-    edges = np.percentile(sig, q * 100.0, axis=1).T  # (b, r + 1)
+    edges = np.quantile(sig, q, axis=1).T  # (b, r + 1); pandas 3's Series.quantile is np.quantile
     ok = np.all(edges[:, 1:] != edges[:, :-1], axis=1)
     ids = np.sum(edges[:, None, :] < sig[:, :, None], axis=2)  # searchsorted(edges, v, "left")
     ids[sig == edges[:, :1]] = 1  # include_lowest

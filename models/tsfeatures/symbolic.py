@@ -98,13 +98,13 @@ def binned_entropy(X: np.ndarray, max_bins: int) -> np.ndarray:
 @simple("change_quantiles")
 def change_quantiles(X: np.ndarray, ql: float, qh: float, isabs: bool, f_agg: str) -> np.ndarray:
     # tsfresh: pd.qcut(x, [ql, qh], labels=False) == 0 marks ql-quantile <= x <= qh-quantile (pandas
-    # qcut takes the quantiles with np.percentile(x, q * 100); two edges never raise for duplicates)
+    # 3's qcut takes the quantiles with np.quantile; two edges never raise for duplicates)
     if ql >= qh:
         return np.zeros(X.shape[0])
     div = np.diff(X, axis=1)
     if isabs:
         div = np.abs(div)
-    edges = np.percentile(X, np.asarray([ql, qh]) * 100.0, axis=1)
+    edges = np.quantile(X, np.asarray([ql, qh]), axis=1)
     inside = (X >= edges[0][:, None]) & (X <= edges[1][:, None])
     ind = inside[:, 1:] & inside[:, :-1]
     cnt = np.sum(ind, axis=1)
