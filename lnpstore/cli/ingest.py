@@ -14,15 +14,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     ingest_log = logging.getLogger("lnpstore.instrument.ingest")
     level = ingest_log.level
     ingest_log.setLevel(logging.ERROR)
+    from lnpstore.instrument.omezarr import ingest_omezarr, is_omezarr_plate
+
+    if is_omezarr_plate(args.plate_dir):  # an OME-Zarr HCS plate (or a folder holding one)
+        how = {"ingest": ingest_omezarr, "channel_map": args.channel_map}
+    else:
+        how = {"expected_frames": args.expected_frames, "show_progress": not quiet()}
     try:  # a failed ingest into a new store leaves no store folder behind
         report = ingest_to_store(
             args.store,
             args.plate_dir,
             plate_map=args.plate_map,
             pixel_size_um=args.pixel_size_um,
-            expected_frames=args.expected_frames,
             z_plane=args.z_plane,
-            show_progress=not quiet(),
+            **how,
         )
     finally:
         ingest_log.setLevel(level)
@@ -43,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "plate_dir",
         metavar="PLATE_DIR",
-        help="folder with the plate's TIFF files, or a folder holding one such folder and its "
-        "plate_map.csv (the simulator's output)",
+        help="folder with the plate's TIFF files, an OME-Zarr HCS plate (.zarr), or a folder holding one "
+        "of these and its plate_map.csv (the simulator's output)",
     )
     p.add_argument(
         "--store",
@@ -65,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--expected-frames", type=int, metavar="N", help="time points per well (default: last seen)"
+    )
+    p.add_argument(
+        "--channel-map",
+        metavar="NAME=ROLE,...",
+        help="OME-Zarr plates: channel names -> roles CS, BF, LNP, GFP where the names differ, e.g. "
+        "'Hoechst=CS,Brightfield=BF,mCherry=LNP,EGFP=GFP'",
     )
     p.add_argument("--z-plane", type=int, metavar="K", help="z index to ingest from a z-stack")
     p.set_defaults(func=cmd_ingest)

@@ -49,9 +49,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise LnpstoreError(str(exc)) from None
     t0 = time.perf_counter()
-    plate = simulate_plate(args.out_dir, settings, show_progress=True)
-    n_bytes = sum(p.stat().st_size for p in plate.plate_dir.iterdir())
-    n_files = sum(1 for _ in plate.plate_dir.iterdir())
+    plate = simulate_plate(args.out_dir, settings, show_progress=True, plate_format=args.format)
+    files = [p for p in plate.plate_dir.rglob("*") if p.is_file()]
+    n_bytes, n_files = sum(p.stat().st_size for p in files), len(files)
     print(
         f"wrote {plate.plate_dir} ({n_files} files, {n_bytes / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s\n"
         f"plate map {plate.plate_map}\ntruth     {plate.truth_dir}"
@@ -88,6 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="repeatable: missing_frames:WELL[:FIRST-LAST], unreadable:WELL[:FRAME[:CHANNEL]], "
         "empty_field:WELL[:FIELD]",
+    )
+    p.add_argument(
+        "--format",
+        choices=["yokogawa", "ome-zarr"],
+        default="yokogawa",
+        help="plate layout: yokogawa (CV7000 TIFFs + mlf/mrf, default) or ome-zarr (OUT_DIR/<plate>.zarr, "
+        "an NGFF 0.5 HCS plate)",
     )
     p.add_argument("--no-control-lnp", action="store_true", help="control wells get no LNPs at all")
     p.add_argument(

@@ -971,17 +971,18 @@ def _dropped_text(dropped: dict[str, list[str]]) -> str:
 
 
 def ingest_to_store(
-    store_root: str | os.PathLike, plate_dir: str | os.PathLike, **kwargs: Any
+    store_root: str | os.PathLike, plate_dir: str | os.PathLike, *, ingest: Any = None, **kwargs: Any
 ) -> IngestReport:
     """:func:`ingest_plate` into the store at ``store_root``, created when it does not exist; when the
     ingest fails, a store it created is removed again (with any parent folders it made), so a failed
-    ingest leaves nothing behind. ``kwargs`` go to :func:`ingest_plate`."""
+    ingest leaves nothing behind. ``kwargs`` go to :func:`ingest_plate`, or to ``ingest`` (another
+    function of the same form, e.g. :func:`lnpstore.instrument.omezarr.ingest_omezarr`)."""
     root = Path(store_root).expanduser().absolute()
     created = _first_missing(root)
     was_empty = created is None and root.is_dir() and not any(root.iterdir())
     store = Store.create(root, exist_ok=True)
     try:
-        return ingest_plate(store, plate_dir, **kwargs)
+        return (ingest or ingest_plate)(store, plate_dir, **kwargs)
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)

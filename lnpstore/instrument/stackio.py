@@ -25,6 +25,18 @@ LABELS_FILE = "labels.tif"
 META_FILE = "track_stack.json"
 
 
+def read_image(path: str) -> np.ndarray:
+    """One image of the ``images`` table by its ``path``: a TIFF file, or a plane of an OME-Zarr plate
+    (``ARRAY_PATH[t,c,z]``, see :mod:`lnpstore.instrument.omezarr`). The one reader the stages use."""
+    from lnpstore.instrument.omezarr import parse_plane_address, read_plane
+
+    if parse_plane_address(path) is not None:
+        return read_plane(path)
+    import tifffile
+
+    return tifffile.imread(path)
+
+
 def _natural_key(p: Path) -> list:
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.name)]
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -18,6 +20,7 @@ from lnpstore.runtime.execution import Executor
 from lnpstore.simulate.field import FieldJob, simulate_field
 from lnpstore.simulate.field_truth import FieldResult
 from lnpstore.simulate.metadata import write_metadata
+from lnpstore.simulate.omezarr import check_omezarr_settings, write_omezarr_plate
 from lnpstore.simulate.render import registration_offset_px
 from lnpstore.simulate.settings import SimulationSettings
 from lnpstore.simulate.truth import LABELS_DIR, label_stack_name, write_ctc_ground_truth
@@ -45,16 +48,24 @@ def simulate_plate(
     *,
     show_progress: bool = True,
     ctc_ground_truth: bool = True,
+    plate_format: Literal["yokogawa", "ome-zarr"] = "yokogawa",
 ) -> SimulatedPlate:
     """Write a simulated plate: ``out_dir/<plate>/`` (TIFFs, mlf, mrf), ``plate_map.csv`` and ``truth/``
     (with ``ctc_ground_truth``, also each field's truth in the Cell Tracking Challenge layout under
     ``truth/ctc/``, see :func:`lnpstore.simulate.truth.write_ctc_ground_truth`).
+
+    ``plate_format="ome-zarr"`` writes the images as the OME-Zarr HCS plate ``out_dir/<plate>.zarr``
+    instead of the TIFF folder (:mod:`lnpstore.simulate.omezarr`; no ``faults``).
 
     Existing files of the same names are overwritten. Fields are written by ``settings.workers``
     processes (default up to 2, 1 for a small plate; forked, so a plain script needs no ``__main__`` guard,
     unless jax/xgboost/torch/distributed is already imported: then spawned, and the guard is needed); the
     output does not depend on the number of workers.
     """
+    if plate_format not in ("yokogawa", "ome-zarr"):
+        raise ValueError(f"plate_format must be 'yokogawa' or 'ome-zarr', not {plate_format!r}")
+    if plate_format == "ome-zarr":
+        check_omezarr_settings(settings.faults)
     out = Path(out_dir)
     plate_dir, truth_dir = out / settings.plate, out / "truth"
     plate_dir.mkdir(parents=True, exist_ok=True)
@@ -73,9 +84,27 @@ def simulate_plate(
     _write_settings(settings, truth_dir / "settings.json")
     if ctc_ground_truth:
         write_ctc_ground_truth(truth_dir)
+    if plate_format == "ome-zarr":
+        plate_dir = _as_omezarr(settings, plate_dir, out / f"{settings.plate}.zarr")
     return SimulatedPlate(
         plate_dir=plate_dir, plate_map=out / "plate_map.csv", truth_dir=truth_dir, settings=settings
     )
+
+
+def _as_omezarr(settings: SimulationSettings, plate_dir: Path, zarr_path: Path) -> Path:
+    """Rewrite the TIFF plate folder as the OME-Zarr plate ``zarr_path`` and remove the folder."""
+    write_omezarr_plate(
+        plate_dir,
+        zarr_path,
+        plate=settings.plate,
+        wells=list(settings.wells),
+        n_fields=settings.n_fields,
+        n_frames=settings.n_frames,
+        pixel_size_um=settings.pixel_size_um,
+        frame_interval_min=settings.frame_interval_min,
+    )
+    shutil.rmtree(plate_dir)
+    return zarr_path
 
 
 def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progress: bool) -> list[FieldResult]:

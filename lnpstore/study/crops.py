@@ -203,7 +203,7 @@ def crop_field(task: dict[str, Any]) -> pl.DataFrame:
     ``task``: plate, well, field, size_px, shift_px, margin_px, ``centres`` (a DataFrame of track_id,
     cell_uid, frame, y_px, x_px) and ``paths`` ({frame: {channel: path}}).
     """
-    import tifffile
+    from lnpstore.instrument.stackio import read_image
 
     centres: pl.DataFrame = task["centres"]
     size = int(task["size_px"])
@@ -217,7 +217,7 @@ def crop_field(task: dict[str, Any]) -> pl.DataFrame:
                 f"plate {task['plate']} well {task['well']} field {task['field']} frame {frame}: no readable "
                 f"{'/'.join(missing)} image. Hint: check the `images` table's status for it, or crop fewer frames"
             )
-        images = {c: tifffile.imread(paths[c]) for c in CROP_CHANNELS}
+        images = {c: read_image(paths[c]) for c in CROP_CHANNELS}
         for r in frame_centres.iter_rows(named=True):
             stack = np.stack(
                 [

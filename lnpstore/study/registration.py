@@ -112,12 +112,12 @@ def register_field(task: dict[str, Any]) -> dict[str, Any]:
     ``task`` holds plate, well, field, ``paths`` (list of (bf_path, cs_path), one per frame), sigma_px
     and upsample_factor. Returns the field's row without the plate columns.
     """
-    import tifffile
+    from lnpstore.instrument.stackio import read_image
 
     estimates = []
     for bf_path, cs_path in task["paths"]:
-        bf = tifffile.imread(bf_path)
-        cs = tifffile.imread(cs_path)
+        bf = read_image(bf_path)
+        cs = read_image(cs_path)
         estimates.append(
             estimate_offset(bf, cs, sigma_px=task["sigma_px"], upsample_factor=task["upsample_factor"])
         )

@@ -167,7 +167,7 @@ def assign_split(
 
 def _gfp_sums_field(task: dict[str, Any]) -> pl.DataFrame:
     """GFP central sums of one field's nodes (frame, track_id, y_px, x_px); picklable for the Executor."""
-    import tifffile
+    from lnpstore.instrument.stackio import read_image
 
     nodes: pl.DataFrame = task["nodes"]
     out = {"track_id": [], "frame": [], "gfp_sum": []}
@@ -178,7 +178,7 @@ def _gfp_sums_field(task: dict[str, Any]) -> pl.DataFrame:
                 f"plate {task['plate']} well {task['well']} field {task['field']} frame {frame}: no readable GFP "
                 "image. Hint: check the `images` table's status"
             )
-        gfp = tifffile.imread(path)
+        gfp = read_image(path)
         for r in fn.iter_rows(named=True):
             out["track_id"].append(r["track_id"])
             out["frame"].append(int(frame))

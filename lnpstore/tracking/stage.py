@@ -47,12 +47,12 @@ class TrackReport:
 
 
 def _read_image(path: str | None, where: str):
-    import tifffile
+    from lnpstore.instrument.stackio import read_image
 
     if path is None:
         return None
     try:
-        return tifffile.imread(path)
+        return read_image(path)
     except Exception as exc:  # tifffile raises several types for damaged files
         raise TrackingError(
             f"{where}: cannot read {path} ({exc!r}). Hint: re-run `lnpstore ingest` to re-check the images"

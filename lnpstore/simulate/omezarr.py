@@ -1,0 +1,130 @@
+"""The simulated plate as an OME-Zarr HCS plate (NGFF 0.5): the same images as the Yokogawa layout.
+
+Layout (as bioformats2raw / faim-hcs write a plate)::
+
+    <plate>.zarr/            plate metadata: rows, columns, wells, the acquisition
+      C/3/                   well metadata: its fields
+        0/                   field 1 (fields are 0-based paths): an image with one multiscale level
+          0                  uint16 array T x C x Z x Y x X (Z = 1), one chunk per plane
+
+Axes ``t`` (minute; scale = the frame interval), ``c`` (channels named GFP, LNP, CS, BF in the
+instrument's C order), ``z``, ``y``, ``x`` (micrometer; scale = the pixel size). The metadata and the
+arrays are written by ``yaozarrs`` (its NGFF 0.5 models validate what is written) through zarr-python.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lnpstore.instrument.layout import CHANNELS, image_filename, split_well
+from lnpstore.store.atomic import atomic_dir
+from lnpstore.store.errors import SettingsError
+
+#: Channel order in the simulated OME-Zarr plate: by instrument C number (GFP 5, LNP 6, CS 7, BF 9).
+CHANNEL_ORDER: tuple[str, ...] = tuple(sorted(CHANNELS, key=CHANNELS.__getitem__))
+#: Display colours (hex RGB) of the channels in viewers (napari, OMERO).
+CHANNEL_COLORS = {"GFP": "00FF00", "LNP": "FF00FF", "CS": "0000FF", "BF": "FFFFFF"}
+
+
+def image_model(
+    *, pixel_size_um: float, frame_interval_min: float, channels: tuple[str, ...], name: str | None = None
+):  # noqa: ANN201 - a yaozarrs v05.Image
+    """The NGFF 0.5 image metadata of one field: axes t, c, z, y, x, one full-resolution level "0"."""
+    from yaozarrs import v05
+
+    axes = [
+        v05.TimeAxis(name="t", unit="minute"),
+        v05.ChannelAxis(name="c"),
+        v05.SpaceAxis(name="z", unit="micrometer"),
+        v05.SpaceAxis(name="y", unit="micrometer"),
+        v05.SpaceAxis(name="x", unit="micrometer"),
+    ]
+    scale = [float(frame_interval_min), 1.0, 1.0, float(pixel_size_um), float(pixel_size_um)]
+    omero = v05.Omero(
+        channels=[
+            v05.OmeroChannel(
+                label=c,
+                color=CHANNEL_COLORS.get(c, "FFFFFF"),
+                window=v05.OmeroWindow(start=0, end=4095, min=0, max=65535),
+                active=True,
+            )
+            for c in channels
+        ]
+    )
+    return v05.Image(
+        multiscales=[
+            v05.Multiscale(
+                name=name,
+                axes=axes,
+                datasets=[
+                    v05.Dataset(path="0", coordinateTransformations=[v05.ScaleTransformation(scale=scale)])
+                ],
+            )
+        ],
+        omero=omero,
+    )
+
+
+def _field_stack(plate_dir: Path, plate: str, well: str, field: int, n_frames: int) -> np.ndarray:
+    """One field's images from the Yokogawa folder as a T x C x 1 x Y x X uint16 array."""
+    import tifffile
+
+    planes = [
+        [
+            tifffile.imread(plate_dir / image_filename(plate, well, t, field, CHANNELS[c]))
+            for c in CHANNEL_ORDER
+        ]
+        for t in range(1, n_frames + 1)
+    ]
+    return np.asarray(planes, dtype=np.uint16)[:, :, None]
+
+
+def write_omezarr_plate(
+    plate_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    plate: str,
+    wells: list[str],
+    n_fields: int,
+    n_frames: int,
+    pixel_size_um: float,
+    frame_interval_min: float,
+) -> Path:
+    """Write the Yokogawa plate folder ``plate_dir`` as the OME-Zarr HCS plate ``out`` (replaced when it
+    exists; written atomically). Every image of the grid must be on disk and readable. Holds one field
+    (T x 4 x Y x X uint16) in memory at a time. Returns ``out``."""
+    from yaozarrs.write.v05 import PlateBuilder
+
+    plate_dir, out = Path(plate_dir), Path(out)
+    image = image_model(
+        pixel_size_um=pixel_size_um, frame_interval_min=frame_interval_min, channels=CHANNEL_ORDER, name=plate
+    )
+    with atomic_dir(out) as tmp:
+        tmp.rmdir()  # the builder creates the group itself
+        builder = PlateBuilder(
+            tmp,
+            writer="zarr",
+            chunks="auto",
+            compression="blosc-zstd",
+            extra_attributes={"lnpstore": {"plate": plate}},
+        )
+        for well in wells:
+            row, col = split_well(well)
+            fields = {
+                str(f - 1): (image, _field_stack(plate_dir, plate, well, f, n_frames))
+                for f in range(1, n_fields + 1)
+            }
+            builder.write_well(row=row, col=str(col), images=fields)
+    return out
+
+
+def check_omezarr_settings(faults: tuple[str, ...]) -> None:
+    """The OME-Zarr layout holds no missing or damaged images: simulated faults need the Yokogawa one."""
+    if faults:
+        raise SettingsError(
+            f"faults {list(faults)} are simulated as missing or damaged TIFF files, which an OME-Zarr plate "
+            "cannot hold. Hint: simulate faults with the Yokogawa layout (plate_format='yokogawa')"
+        )
