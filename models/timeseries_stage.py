@@ -44,6 +44,9 @@ class TimeseriesSettings(Settings):
     seed: int = Field(0, description="seed of the search and the models")
     fc_parameters: str = Field("efficient", description="tsfresh calculators ('' for the LSTM)")
     average_augs: bool = Field(False, description="one sequence per cell: the mean of its augmentations")
+    tsfresh_engine: Literal["tsfresh", "array"] = Field(
+        "array", description="tsfresh feature extraction: tsfresh's own, or the array engine (same features)"
+    )
     lstm_search: dict[str, Any] = Field(
         default_factory=dict, description="the LSTM SearchConfig as a dict ({} for tsfresh)"
     )
@@ -110,6 +113,7 @@ def _fit(
         dask_address=dask_address,
         cache_dir=store.artifacts_dir("tsfresh", data_version),
         channels=list(tr.channels),
+        engine=settings.tsfresh_engine,
     ).fit(tr.X, tr.y, va.X, va.y)
     assert model.trials_ is not None
     keys = [
@@ -146,6 +150,7 @@ def run_timeseries(
     show_progress: bool = True,
     n_jobs: int = 0,
     lstm_search_config: Any = None,
+    tsfresh_engine: str = "array",
 ) -> pl.DataFrame:
     """Train ``kind`` for every (fold, checkpoint); returns one row per unit (model_id, status, val_loss).
 
@@ -174,6 +179,7 @@ def run_timeseries(
         fc_parameters=fc_parameters if kind == "tsfresh_xgb" else "",
         average_augs=average_augs,
         lstm_search=search_dict,
+        tsfresh_engine=tsfresh_engine if kind == "tsfresh_xgb" else "array",
     )
     data_version = store.data_version("embeddings", "cells")
     t_pad = None

@@ -62,6 +62,9 @@ class RunConfig(Settings):
     tsfresh_samples: int = Field(10, ge=1, description="XGBoost random-search samples")
     tsfresh_fc: Literal["minimal", "fast", "efficient"] = Field("minimal", description="tsfresh feature set")
     tsfresh_average_augs: bool = Field(True, description="tsfresh on the augmentation-averaged sequence")
+    tsfresh_engine: Literal["tsfresh", "array"] = Field(
+        "array", description="tsfresh feature extraction engine"
+    )
     checkpoints_frames: tuple[int, ...] = Field(
         CHECKPOINTS_FRAMES, min_length=1, description="t (frames) of the time-series models"
     )
@@ -317,6 +320,7 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
                 fc_parameters=cfg.tsfresh_fc,
                 average_augs=cfg.tsfresh_average_augs,
                 dask_address=cfg.dask_address,
+                tsfresh_engine=cfg.tsfresh_engine,
             ),
         )
 
