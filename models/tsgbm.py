@@ -37,6 +37,11 @@ from lnpstore.models.panel import PanelEstimator
 log = logging.getLogger(__name__)
 
 Mode = Literal["classify", "regress"]
+#: How features are extracted: tsfresh's extract_features (its Dask distributor for clusters), or the
+#: array engine (:mod:`lnpstore.models.tsfeatures`: the same features, every series at once; tested
+#: equal to tsfresh's to 1e-6 relative).
+Engine = Literal["tsfresh", "array"]
+ENGINES: tuple[str, ...] = ("tsfresh", "array")
 
 #: Calculators dropped from EfficientFCParameters for ``fc_parameters="fast"``. Measured by
 #: ``benchmarks/timeseries.py`` (10-frame series): change_quantiles takes ~50% of Efficient's time,
@@ -136,21 +141,41 @@ def extract(
     dask_address: str | None = None,
     cache: FeatureCache | None = None,
     lengths: np.ndarray | None = None,
+    engine: Engine = "tsfresh",
 ) -> pd.DataFrame:
     """tsfresh features of every case, one row per case in the order of ``X`` (no imputation);
-    ``lengths``: real steps per case (padding steps are not extracted)."""
-    from tsfresh import extract_features
-
+    ``lengths``: real steps per case (padding steps are not extracted). ``engine="array"`` computes
+    them with :func:`lnpstore.models.tsfeatures.panel_features` in this process (``n_jobs`` and
+    ``dask_address`` are tsfresh's and not used)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     settings = {"default": default_fc_parameters, "by_kind": kind_to_fc_parameters}
     if lengths is not None and (np.asarray(lengths) < X.shape[1]).any():
         settings["lengths"] = np.asarray(lengths).tolist()
     else:
         lengths = None
+    if engine != "tsfresh":  # tsfresh's cache keys stay as they were
+        settings["engine"] = engine
     key = FeatureCache.key(X, channels, settings)
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
             return hit
+    if engine == "array":
+        from lnpstore.models.tsfeatures import panel_features
+
+        feats = panel_features(
+            X,
+            channels,
+            default_fc_parameters=default_fc_parameters,
+            kind_to_fc_parameters=kind_to_fc_parameters,
+            lengths=lengths,
+        )
+        if cache is not None:
+            cache.put(key, feats)
+        return feats
+    from tsfresh import extract_features
+
     distributor = None
     if dask_address:
         from tsfresh.utilities.distribution import ClusterDaskDistributor
@@ -272,6 +297,10 @@ class TsfreshXGB(PanelEstimator):
     the lowest-p-value ones up to ``min_features`` (small data: too few rows for the FDR test to keep
     the signal). PCA keeps at most ``n_components`` and fewer than the training rows (``n_components=0``:
     no PCA, the scaled selected features go to XGBoost).
+
+    ``engine``: ``"array"`` (default) extracts with :mod:`lnpstore.models.tsfeatures`, every series at
+    once and equal to tsfresh's features (tests/models/test_tsfeatures_array.py); ``"tsfresh"`` runs
+    tsfresh's ``extract_features`` (``n_jobs`` processes, or the Dask cluster at ``dask_address``).
     """
 
     def __init__(
@@ -293,6 +322,7 @@ class TsfreshXGB(PanelEstimator):
         refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
+        engine: Engine = "array",
     ):
         if mode not in ("classify", "regress"):
             raise ValueError(f"mode must be 'classify' or 'regress', not {mode!r}")
@@ -312,6 +342,9 @@ class TsfreshXGB(PanelEstimator):
         self.refit = refit
         self.id_col = id_col
         self.time_col = time_col
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+        self.engine: Engine = engine
 
     @property
     def cache(self) -> FeatureCache:
@@ -335,6 +368,7 @@ class TsfreshXGB(PanelEstimator):
             dask_address=self.dask_address,
             cache=self.cache,
             lengths=lengths,
+            engine=self.engine,
             **kw,
         )
 
@@ -531,6 +565,7 @@ class TsfreshXGB(PanelEstimator):
         return {
             "mode": self.mode,
             "fc_parameters": fc,
+            "engine": self.engine,
             "n_samples": self.n_samples,
             "n_components": int(self.pca_.n_components_),
             "fdr_level": self.fdr_level,
@@ -592,6 +627,7 @@ class TsfreshClassifier(TsfreshXGB):
         refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
+        engine: Engine = "array",
     ):
         super().__init__(
             "classify",
@@ -610,6 +646,7 @@ class TsfreshClassifier(TsfreshXGB):
             refit=refit,
             id_col=id_col,
             time_col=time_col,
+            engine=engine,
         )
 
 
@@ -636,6 +673,7 @@ class TsfreshRegressor(TsfreshXGB):
         refit: bool = True,
         id_col: str = "id",
         time_col: str = "time",
+        engine: Engine = "array",
     ):
         super().__init__(
             "regress",
@@ -654,10 +692,12 @@ class TsfreshRegressor(TsfreshXGB):
             refit=refit,
             id_col=id_col,
             time_col=time_col,
+            engine=engine,
         )
 
 
 __all__ = [
+    "ENGINES",
     "FAST_EXCLUDE",
     "FeatureCache",
     "TsfreshClassifier",

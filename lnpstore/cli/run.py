@@ -25,7 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         weights=args.weights,
         dask_address=args.dask,
         local=args.local,
-        overrides={"division_rule": args.division_rule} if args.division_rule else None,
+        overrides={"tsfresh_engine": args.tsfresh_engine}
+        | ({"division_rule": args.division_rule} if args.division_rule else {}),
     )
     print(summary(result))
     return 0
@@ -101,4 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="a cell that divides before the last frame: exclude it (default), or follow one daughter",
     )
+    from lnpstore.cli.timeseries import add_engine_option
+
+    add_engine_option(p)
     p.set_defaults(func=cmd_run)

@@ -35,11 +35,23 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         average_augs=getattr(args, "average_augs", False),
         dask_address=getattr(args, "dask", None),
         n_jobs=getattr(args, "jobs", 0),
+        tsfresh_engine=getattr(args, "tsfresh_engine", "array"),
     )
     for r in out.iter_rows(named=True):
         loss = "" if r["val_loss"] is None else f"  val_loss {r['val_loss']:.4f}"
         print(f"{r['model_id']}  {r['status']}{loss}")
     return 0
+
+
+def add_engine_option(p: argparse.ArgumentParser) -> None:
+    """``--tsfresh-engine tsfresh|array`` (shared with ``lnpstore run``)."""
+    p.add_argument(
+        "--tsfresh-engine",
+        choices=["array", "tsfresh"],
+        default="array",
+        help="feature extraction: array (default; every series at once, the same features as tsfresh's, "
+        "tested to 1e-6) or tsfresh (tsfresh's extract_features; with --dask, on the cluster)",
+    )
 
 
 def cmd_train_lstm(args: argparse.Namespace) -> int:
@@ -83,4 +95,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dask", metavar="ADDRESS", default=None, help="Dask scheduler address for tsfresh extraction"
     )
     p.add_argument("--jobs", type=int, default=0, help="tsfresh/xgboost worker processes (0 = serial)")
+    add_engine_option(p)
     p.set_defaults(func=cmd_train_tsfresh)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from lnpstore.models.tsfeatures import basic, regression, spectral, symbolic  # noqa: F401 (registers)
 from lnpstore.models.tsfeatures.registry import REGISTRY, SKIPPED_BY_TSFRESH, check_supported
+
 from lnpstore.store.errors import SettingsError
 
 

@@ -10,7 +10,6 @@ no batch axis; each step is named after the library code it mirrors.
 from __future__ import annotations
 
 import numpy as np
-
 from lnpstore.models.tsfeatures.registry import combiner, simple
 
 
@@ -43,7 +42,14 @@ def linregress_rows(Y: np.ndarray) -> dict[str, np.ndarray]:
             p = 2 * student_t.sf(np.abs(tt), df)
             se = np.sqrt((1 - r**2) * ssym / ssxm / df)
             ise = se * np.sqrt(ssxm + xm**2)
-    return {"slope": slope, "intercept": intercept, "rvalue": r, "pvalue": p, "stderr": se, "intercept_stderr": ise}
+    return {
+        "slope": slope,
+        "intercept": intercept,
+        "rvalue": r,
+        "pvalue": p,
+        "stderr": se,
+        "intercept_stderr": ise,
+    }
 
 
 @combiner("linear_trend")
@@ -121,7 +127,9 @@ def _levinson_durbin_pacf(acv: np.ndarray, nlags: int) -> np.ndarray:
     phi[:, 1, 1] = acv[:, 1] / acv[:, 0]
     sig[:, 1] = acv[:, 0] - phi[:, 1, 1] * acv[:, 1]
     for k in range(2, nlags + 1):
-        phi[:, k, k] = (acv[:, k] - np.einsum("ij,ij->i", phi[:, 1:k, k - 1], acv[:, 1:k][:, ::-1])) / sig[:, k - 1]
+        phi[:, k, k] = (acv[:, k] - np.einsum("ij,ij->i", phi[:, 1:k, k - 1], acv[:, 1:k][:, ::-1])) / sig[
+            :, k - 1
+        ]
         for j in range(1, k):
             phi[:, j, k] = phi[:, j, k - 1] - phi[:, k, k] * phi[:, k - j, k - 1]
         sig[:, k] = sig[:, k - 1] * (1 - phi[:, k, k] ** 2)
@@ -261,7 +269,9 @@ def augmented_dickey_fuller(X: np.ndarray, param: list[dict]) -> list[tuple[str,
         stat, pval, lag = adfuller_rows(X)
     odd = _adf_constant_column(X)  # statsmodels' add_trend then drops the constant: its own code
     if odd.any():
-        for (_, v), w in zip(per_series("augmented_dickey_fuller", X[odd], _ADF_ATTRS), (stat, pval, lag), strict=True):
+        for (_, v), w in zip(
+            per_series("augmented_dickey_fuller", X[odd], _ADF_ATTRS), (stat, pval, lag), strict=True
+        ):
             w[odd] = v
     by = {"teststat": stat, "pvalue": pval, "usedlag": lag}
     nan = np.full(X.shape[0], np.nan)

@@ -7,7 +7,6 @@ library routines tsfresh calls per series.
 from __future__ import annotations
 
 import numpy as np
-
 from lnpstore.models.tsfeatures.registry import combiner, simple
 from lnpstore.models.tsfeatures.symbolic import binned_entropy_rows
 

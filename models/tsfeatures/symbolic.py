@@ -7,7 +7,6 @@ Each mirrors the tsfresh 0.21 calculator of the same name on every row of ``X`` 
 from __future__ import annotations
 
 import numpy as np
-
 from lnpstore.models.tsfeatures.registry import combiner, simple
 
 
@@ -189,9 +188,8 @@ def benford_correlation(X: np.ndarray) -> np.ndarray:
 
 @combiner("query_similarity_count")
 def query_similarity_count(X: np.ndarray, param: list[dict]) -> list[tuple[str, np.ndarray]]:
-    from tsfresh.utilities.string_manipulation import convert_to_output_format
-
     from lnpstore.models.tsfeatures.registry import per_series
+    from tsfresh.utilities.string_manipulation import convert_to_output_format
 
     out = []
     for p in param:
