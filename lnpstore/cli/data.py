@@ -1,4 +1,4 @@
-"""Store subcommands: info, query, sql."""
+"""Store subcommands: info, query, sql (reading only: no store lock; info refreshes the catalog when it may)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,25 @@ def _add_format(p: argparse.ArgumentParser) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from lnpstore.store.core import Store
+    from lnpstore.store.errors import StoreDamaged
 
     store = Store.open(args.store)
-    store.refresh_catalog()
+    if store.writable:  # reading works on a read-only store too; the catalog is then left as it is
+        store.refresh_catalog()
     info = store.info
     print(f"store {store.root}  (schema {info['schema_version']}, created {info['created_at']})")
-    _print_df(store.summary(), args.format)
-    plates = store.read("plates")
+    summary = store.summary()  # counts from the manifests
+    _print_df(summary, args.format)
+    n_bad = int(summary["damaged"].sum())
+    if n_bad:
+        print(
+            f"warning: {n_bad} damaged file(s); `lnpstore check {store.root}` lists them and what to re-run"
+        )
+    try:
+        plates = store.read("plates")
+    except StoreDamaged as exc:
+        print(f"plates: {exc}")
+        return 1
     if plates.height:
         _print_df(
             plates.select(
@@ -50,14 +62,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from lnpstore.cli.main import parse_params
-    from lnpstore.store.core import Store, list_queries
+    from lnpstore.store.core import Store, list_queries, query_params, read_query
 
     if args.list or not args.name:
         for name, doc in list_queries().items():
             print(f"{name:28s} {doc}")
         return 0
     store = Store.open(args.store)
-    _print_df(store.query(args.name, **parse_params(args.param)), args.format)
+    text = read_query(args.name)
+    params = parse_params(args.param)
+    missing = query_params(text) - set(params)
+    if missing:
+        store.query(args.name, **params)  # raises the QueryError naming the missing parameters
+    used = {k: v for k, v in params.items() if k in query_params(text)}
+    _print_df(store.sandboxed_sql(text, used), args.format)
     return 0
 
 
@@ -65,8 +83,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from lnpstore.cli.main import parse_params
     from lnpstore.store.core import Store
 
-    store = Store.open(args.store)
-    _print_df(store.sql(args.text, **parse_params(args.param)), args.format)
+    store = Store.open(args.store)  # read-only: no lock, no catalog refresh
+    df = store.sandboxed_sql(
+        args.text, parse_params(args.param), allow_write=args.allow_write, allow_files=args.allow_files
+    )
+    _print_df(df, args.format)
     return 0
 
 
@@ -88,7 +109,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_format(p)
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("sql", help="run SQL over the store's tables (DuckDB dialect)")
+    p = sub.add_parser(
+        "sql",
+        help="run SQL over the store's tables (DuckDB dialect; read-only unless --allow-write)",
+        description="Runs SQL over the store's tables. By default only SELECT/EXPLAIN statements run and "
+        "DuckDB reads only the store's own files (no COPY, ATTACH, INSTALL, read_text of other files).",
+    )
     p.add_argument("text", help='SQL, e.g. "SELECT well, count(*) FROM images GROUP BY well"')
     p.add_argument(
         "--store",
@@ -96,5 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store folder (default: %(default)s, the one `lnpstore run` makes)",
     )
     p.add_argument("--param", action="append", metavar="K=V", help="$name parameter, repeatable")
+    p.add_argument("--allow-files", action="store_true", help="let the SQL read files outside the store")
+    p.add_argument(
+        "--allow-write",
+        action="store_true",
+        help="let the SQL run any statement and write files (COPY ... TO for exports; implies --allow-files)",
+    )
     _add_format(p)
     p.set_defaults(func=cmd_sql)

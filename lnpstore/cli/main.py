@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "export_tracks",
     "export_profiles",
     "score_tracks",
+    "check",
 ]
 
 
@@ -155,10 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    from lnpstore.store.lock import command_scope
+
     try:
-        rc = args.func(args)
+        with command_scope():  # a writing command holds its store's lock from its first write to its end
+            rc = args.func(args)
     except LnpstoreError as exc:
         print(f"lnpstore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:  # e.g. report files into a read-only folder
+        print(
+            f"lnpstore {args.command}: error: no permission to write {exc.filename or exc}. Hint: the "
+            "folder is read-only; give a writable one (or copy the store); reading commands work as is",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"lnpstore {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)

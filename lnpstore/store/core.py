@@ -47,7 +47,7 @@ from lnpstore.store import manifest as M
 from lnpstore.store import schema as S
 from lnpstore.store.atomic import atomic_path, atomic_write_bytes
 from lnpstore.store.errors import QueryError, SchemaError, StoreDamaged, StoreError
-from lnpstore.store.lock import store_lock
+from lnpstore.store.lock import remove_stale_tmp_tree, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -491,6 +491,104 @@ class Store:
             if changed:
                 M.save(d, name, live)
 
+    def check(self, *, deep: bool = False) -> list[dict]:
+        """Every problem of the store's tables: one dict per file (``table``, ``file``, ``problem``,
+        ``redo``). Checks that each live file is present, its size and footer's row count match the
+        manifest (``deep``: every page is decoded too); lists tables without a manifest and files on
+        disk that no manifest lists (ignored by readers)."""
+        out: list[dict] = []
+        for name in S.TABLES:
+            d = self.table_dir(name)
+
+            def add(file: Path | None, problem: str, table: str = name) -> None:
+                out.append({"table": table, "file": str(file) if file else "", "problem": problem})
+
+            try:
+                live = self.live(name)
+            except StoreDamaged as exc:
+                add(M.manifest_path(d), str(exc).split(". Hint")[0])
+                continue
+            if live is None:
+                if self._disk_files(name):
+                    add(
+                        None,
+                        "no manifest (written by an older lnpstore): `lnpstore check --repair` writes it",
+                    )
+                    live = {f: _entry_or_zero(f) for f in self._disk_files(name)}
+                else:
+                    continue
+            for f, entry in sorted(live.items()):
+                why = M.problem(f, entry, read_footer=True)
+                if why is None and deep:
+                    try:
+                        pq.read_table(f)
+                    except Exception as exc:  # pyarrow raises several types for a bad file
+                        why = f"unreadable ({str(exc).splitlines()[0]})"
+                if why:
+                    add(f, why)
+            for f in self._disk_files(name):
+                if f not in live:
+                    add(f, "not listed in the manifest (left by an interrupted write; readers ignore it)")
+        for row in out:
+            row["redo"] = REDO_COMMAND.get(row["table"], "").format(store=self.root)
+        return out
+
+    def repair(self) -> list[str]:
+        """Repair what needs no recomputation (under the write lock): rebuild a corrupt manifest from
+        the table's files, write missing manifests, adopt files of interrupted writes, remove stale
+        temporaries. Damaged or missing data files stay listed: re-running their stage rewrites them.
+        Returns what was done."""
+        done = []
+        with self.writing():
+            for name in S.TABLES:
+                d = self.table_dir(name)
+                try:
+                    M.load(d)
+                except StoreDamaged:
+                    files = self._disk_files(name)
+                    M.save(
+                        d, name, {f.relative_to(d).as_posix(): e for f in files if (e := _adoptable(name, f))}
+                    )
+                    done.append(f"table `{name}`: corrupt manifest rebuilt from its {len(files)} file(s)")
+            before = {n: M.load(self.table_dir(n)) for n in S.TABLES}
+            self._recover()
+            for name in S.TABLES:
+                if M.load(self.table_dir(name)) != before[name]:
+                    done.append(f"table `{name}`: manifest written / interrupted write adopted")
+            n = remove_stale_tmp_tree(self.root)
+            if n:
+                done.append(f"{n} stale temporary file(s) removed")
+            self.refresh_catalog()
+        return done
+
+    @classmethod
+    def repair_marker(cls, root: str | os.PathLike) -> str | None:
+        """Rewrite a corrupt ``lnpstore.json`` from the schema version in the tables' files; returns
+        what was done, or None when the marker is fine (or the folder has no tables)."""
+        root = Path(root)
+        try:
+            _read_marker(root / MARKER)
+            return None
+        except StoreDamaged:
+            pass
+        version = S.SCHEMA_VERSION
+        for f in sorted((root / "tables").rglob(DATA_FILE)):
+            try:
+                meta = pq.read_schema(f).metadata or {}
+                version = meta[b"lnpstore.schema_version"].decode()
+                break
+            except Exception:  # an unreadable file: try the next one
+                continue
+        marker = {
+            "schema_version": version,
+            "created_at": None,
+            "package_version": __version__,
+            "repaired_at": datetime.now(UTC).isoformat(),
+        }
+        with store_lock(root):
+            atomic_write_bytes(json.dumps(marker, indent=2).encode(), root / MARKER)
+        return f"{root / MARKER} rewritten (schema version {version}, from the tables' files)"
+
     # -- SQL ----------------------------------------------------------------------------------
     def _view_sql(self, name: str) -> str:
         t = S.table(name)
@@ -579,7 +677,31 @@ class Store:
         self._catalog_stale = False
 
     def sql(self, text: str, **params: Any) -> pl.DataFrame:
-        """Run SQL over the store's tables; ``$name`` placeholders take ``params``. Returns polars."""
+        """Run SQL over the store's tables; ``$name`` placeholders take ``params``. Returns polars.
+
+        For the package's own SQL (any statement, any file). SQL from a user goes through
+        :meth:`sandboxed_sql`."""
+        return self._run_sql(text, params, allow_write=True, allow_files=True)
+
+    def sandboxed_sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        allow_write: bool = False,
+        allow_files: bool = False,
+    ) -> pl.DataFrame:
+        """Run a user's SQL read-only: only ``SELECT``/``EXPLAIN`` statements unless ``allow_write``,
+        and DuckDB reads only the store's live files (external access off, configuration locked) unless
+        ``allow_files`` or ``allow_write`` (``COPY ... TO`` an export file needs both the statement and
+        the file access)."""
+        return self._run_sql(
+            text, dict(params or {}), allow_write=allow_write, allow_files=allow_files or allow_write
+        )
+
+    def _run_sql(
+        self, text: str, params: Mapping[str, Any], *, allow_write: bool, allow_files: bool
+    ) -> pl.DataFrame:
         import duckdb
 
         for name in S.TABLES:  # the tables the SQL names must be intact (the others may be damaged)
@@ -587,6 +709,13 @@ class Store:
                 self._raise_damaged(name, self.damage(name))
         con = self.connect()
         try:
+            if not allow_write:
+                _refuse_writes(con, text)
+            if not allow_files:
+                live = [str(f) for name in S.TABLES for f in self.files(name)]
+                con.execute("SET allowed_paths = $p", {"p": live})
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
             used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", text)}
             unused = set(params) - set(used)
             if unused:
@@ -595,6 +724,12 @@ class Store:
             if rel is None:  # a statement without a result (e.g. SET)
                 return pl.DataFrame()
             return pl.from_arrow(rel.to_arrow_table())
+        except duckdb.PermissionException as exc:
+            raise QueryError(
+                f"SQL refused: {str(exc).splitlines()[0]}. Hint: SQL over a store reads only the store's "
+                "tables; give --allow-files to read other files, --allow-write (with --allow-files) to "
+                "export with COPY ... TO"
+            ) from None
         except duckdb.Error as exc:
             raise QueryError(f"SQL failed: {exc}") from None
         finally:
@@ -642,6 +777,26 @@ class Store:
                 }
             )
         return pl.DataFrame(rows)
+
+
+#: Statement types a read-only SQL session runs (DESCRIBE, SHOW, SUMMARIZE, FROM ... are SELECTs).
+_READ_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def _refuse_writes(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    import duckdb
+
+    try:
+        statements = con.extract_statements(text)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL failed: {exc}") from None
+    for st in statements:
+        kind = str(st.type).rsplit(".", 1)[-1]
+        if kind not in _READ_STATEMENTS:
+            raise QueryError(
+                f"SQL refused: a {kind} statement; SQL over a store only reads (SELECT). Hint: give "
+                "--allow-write (and --allow-files) to run it, e.g. to export with COPY ... TO"
+            )
 
 
 def _sql_str(text: str) -> str:

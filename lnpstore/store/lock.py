@@ -6,7 +6,7 @@ the driver of a stage writes, its workers never touch the store). A second proce
 write waits up to :func:`lock_timeout_s` seconds, logging who holds the store, then raises
 :class:`StoreLocked`.
 
-In a command (``lnpstore ...``), :func:`hold_for_command` makes the first acquisition last until the
+In a command (``lnpstore ...``), :func:`command_scope` makes the first acquisition last until the
 process exits, so that two commands writing one store never interleave their stages.
 
 The first acquisition in a process also removes temporaries (``.tmp-PID-*``, see
@@ -58,11 +58,25 @@ def lock_timeout_s() -> float:
         return DEFAULT_TIMEOUT_S
 
 
-def hold_for_command() -> None:
-    """From now on, a store lock taken in this process is held until the process exits (used by the
-    CLI so that a writing command keeps the store from its first write to its end)."""
+@contextlib.contextmanager
+def command_scope() -> Iterator[None]:
+    """Within the block (a CLI command), a store lock taken is held until the block ends, so that a
+    writing command keeps the store from its first write to its end and two commands never
+    interleave their stages. Commands that only read never take the lock."""
     global _hold_all_for_command
     _hold_all_for_command = True
+    try:
+        yield
+    finally:
+        _hold_all_for_command = False
+        with _guard:
+            for key in list(_sticky):
+                _sticky.discard(key)
+                lock = _held.get(key)
+                if lock is not None:
+                    lock.release()
+                    if not lock.is_locked:
+                        _held.pop(key, None)
 
 
 def owner(root: Path) -> dict:
@@ -200,7 +214,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "LOCK_FILE",
     "OWNER_FILE",
-    "hold_for_command",
+    "command_scope",
     "holds_lock",
     "lock_timeout_s",
     "owner",

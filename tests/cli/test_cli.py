@@ -91,3 +91,105 @@ def test_plain_progress_lines_off_a_terminal(capsys, monkeypatch):
     for _ in range(200):
         slow.update(1)
     assert slow.lines == []  # short work prints nothing; the stage's own line reports it
+
+
+# -- check and sql (issue 14) ----------------------------------------------------------------------
+def _store_with_images(tmp_path):
+    import polars as pl
+
+    from lnpstore.store import schema as S
+
+    store = Store.create(tmp_path / "store")
+    for plate in ("P1", "P2"):
+        rows = [
+            {c: None for c in S.table("images").column_names}
+            | {
+                "plate": plate,
+                "well": "C03",
+                "field": 1,
+                "frame": t,
+                "channel": "CS",
+                "path": f"/x/{t}.tif",
+                "status": "ok",
+            }
+            for t in (1, 2, 3)
+        ]
+        store.write("images", pl.DataFrame(rows))
+    return store
+
+
+def test_check_names_the_damaged_file_and_what_to_rerun(tmp_path, capsys):
+    store = _store_with_images(tmp_path)
+    assert main(["check", str(store.root)]) == 0
+    assert "all present and readable" in capsys.readouterr().out
+    store.partition_path("images", {"plate": "P2"}).unlink()
+    assert main(["check", str(store.root)]) == 1
+    out = capsys.readouterr().out
+    assert "plate=P2/data.parquet: missing" in out and "fix: re-run lnpstore ingest PLATE_DIR" in out
+    # every reading command says so instead of a traceback or a smaller count
+    assert main(["sql", "SELECT count(*) FROM images", "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert "table `images`" in err and "is damaged" in err and "plate=P2" in err and "Traceback" not in err
+    assert main(["info", str(store.root)]) == 0
+    assert "1 damaged file(s)" in capsys.readouterr().out
+
+
+def test_check_repairs_a_corrupt_marker(tmp_path, capsys):
+    store = _store_with_images(tmp_path)
+    (store.root / "lnpstore.json").write_text("{not json")
+    assert main(["info", str(store.root)]) == 2
+    assert "lnpstore.json is corrupt" in capsys.readouterr().err
+    assert main(["check", str(store.root), "--repair"]) == 0
+    assert "lnpstore.json rewritten (schema version" in capsys.readouterr().out
+    assert Store.open(store.root).read("images").height == 6
+
+
+def test_sql_is_read_only_unless_allowed(tmp_path, capsys):
+    store = _store_with_images(tmp_path)
+    part = store.partition_path("images", {"plate": "P1"})
+    before = part.read_bytes()
+    s = str(store.root)
+    assert (
+        main(
+            [
+                "sql",
+                "SELECT plate, count(*) AS n FROM images GROUP BY plate ORDER BY plate",
+                "--store",
+                s,
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == "plate,n\nP1,3\nP2,3\n"
+    for text in (
+        f"COPY (SELECT 1 AS x) TO '{part}' (FORMAT parquet)",
+        f"COPY (SELECT 1 AS x) TO '{tmp_path / 'out.csv'}'",
+        "SELECT * FROM read_text('/etc/hostname')",
+        f"SELECT * FROM read_csv('{tmp_path / 'out.csv'}')",
+        f"ATTACH '{tmp_path / 'x.db'}'",
+    ):
+        assert main(["sql", text, "--store", s]) == 2, text
+        err = capsys.readouterr().err
+        assert "SQL refused" in err and "--allow-" in err, err
+    assert part.read_bytes() == before and not (tmp_path / "out.csv").exists()
+    # the explicit options allow exports and other files
+    out = tmp_path / "out.csv"
+    assert main(["sql", f"COPY (SELECT plate FROM images) TO '{out}'", "--store", s, "--allow-write"]) == 0
+    assert out.read_text().splitlines()[0] == "plate"
+    assert (
+        main(
+            [
+                "sql",
+                f"SELECT count(*) AS n FROM read_csv('{out}')",
+                "--store",
+                s,
+                "--allow-files",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.endswith("n\n6\n")
