@@ -155,3 +155,34 @@ def test_dask_distributor_matches_local_extraction():
     assert cluster.status.name == "closed"
     pd.testing.assert_frame_equal(remote, local)
     assert local.shape == (12, 6) and np.isfinite(local.to_numpy()).all()
+
+
+def test_array_engine_fits_the_same_model_as_tsfresh(data):
+    """engine="array" (the default) and engine="tsfresh" extract equal features, so selection, PCA
+    and the trees agree; the engine is recorded in the model's config."""
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    fc = {
+        "linear_trend": [{"attr": "slope"}, {"attr": "rvalue"}],
+        "change_quantiles": fc_settings("efficient")["change_quantiles"][:8],
+    }
+    kw = {"fc_parameters": fc, "n_samples": 2, "seed": 0, "min_features": 3}
+    a = TsfreshXGB("classify", **kw).fit(Xtr[:60], ytr[:60], Xv, yv)
+    t = TsfreshXGB("classify", engine="tsfresh", **kw).fit(Xtr[:60], ytr[:60], Xv, yv)
+    assert a.engine == "array" and a.config()["engine"] == "array" and t.config()["engine"] == "tsfresh"
+    assert a.selected_ == t.selected_
+    np.testing.assert_allclose(a.predict_proba(Xte), t.predict_proba(Xte), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        TsfreshXGB("classify", engine="gpu")
+
+
+def test_cli_tsfresh_engine_option():
+    from lnpstore.cli.main import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["train-tsfresh", "S", "--mode", "classify"])
+    assert a.tsfresh_engine == "array"
+    a = p.parse_args(["train-tsfresh", "S", "--mode", "classify", "--tsfresh-engine", "tsfresh"])
+    assert a.tsfresh_engine == "tsfresh"
+    assert p.parse_args(["run", "--tsfresh-engine", "tsfresh"]).tsfresh_engine == "tsfresh"
+    with pytest.raises(SystemExit):
+        p.parse_args(["train-tsfresh", "S", "--mode", "classify", "--tsfresh-engine", "jax"])
