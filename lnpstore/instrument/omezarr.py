@@ -93,6 +93,50 @@ def read_plane(address: str) -> np.ndarray:
     return plane
 
 
+# -- writing ---------------------------------------------------------------------------------------
+#: Display colours (hex RGB) of the channels in viewers (napari, OMERO).
+CHANNEL_COLORS = {"GFP": "00FF00", "LNP": "FF00FF", "CS": "0000FF", "BF": "FFFFFF"}
+
+
+def image_model(
+    *, pixel_size_um: float, frame_interval_min: float, channels: tuple[str, ...], name: str | None = None
+):  # noqa: ANN201 - a yaozarrs v05.Image
+    """The NGFF 0.5 image metadata of one field: axes t, c, z, y, x, one full-resolution level "0"."""
+    from yaozarrs import v05
+
+    axes = [
+        v05.TimeAxis(name="t", unit="minute"),
+        v05.ChannelAxis(name="c"),
+        v05.SpaceAxis(name="z", unit="micrometer"),
+        v05.SpaceAxis(name="y", unit="micrometer"),
+        v05.SpaceAxis(name="x", unit="micrometer"),
+    ]
+    scale = [float(frame_interval_min), 1.0, 1.0, float(pixel_size_um), float(pixel_size_um)]
+    omero = v05.Omero(
+        channels=[
+            v05.OmeroChannel(
+                label=c,
+                color=CHANNEL_COLORS.get(c, "FFFFFF"),
+                window=v05.OmeroWindow(start=0, end=4095, min=0, max=65535),
+                active=True,
+            )
+            for c in channels
+        ]
+    )
+    return v05.Image(
+        multiscales=[
+            v05.Multiscale(
+                name=name,
+                axes=axes,
+                datasets=[
+                    v05.Dataset(path="0", coordinateTransformations=[v05.ScaleTransformation(scale=scale)])
+                ],
+            )
+        ],
+        omero=omero,
+    )
+
+
 # -- finding and reading the plate's metadata -----------------------------------------------------
 def _plate_meta(group: Any) -> Any | None:
     meta = group.ome_metadata()

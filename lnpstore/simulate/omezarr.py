@@ -20,52 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from lnpstore.instrument.layout import CHANNELS, image_filename, split_well
+from lnpstore.instrument.omezarr import image_model
 from lnpstore.store.atomic import atomic_dir
 from lnpstore.store.errors import SettingsError
 
 #: Channel order in the simulated OME-Zarr plate: by instrument C number (GFP 5, LNP 6, CS 7, BF 9).
 CHANNEL_ORDER: tuple[str, ...] = tuple(sorted(CHANNELS, key=CHANNELS.__getitem__))
-#: Display colours (hex RGB) of the channels in viewers (napari, OMERO).
-CHANNEL_COLORS = {"GFP": "00FF00", "LNP": "FF00FF", "CS": "0000FF", "BF": "FFFFFF"}
-
-
-def image_model(
-    *, pixel_size_um: float, frame_interval_min: float, channels: tuple[str, ...], name: str | None = None
-):  # noqa: ANN201 - a yaozarrs v05.Image
-    """The NGFF 0.5 image metadata of one field: axes t, c, z, y, x, one full-resolution level "0"."""
-    from yaozarrs import v05
-
-    axes = [
-        v05.TimeAxis(name="t", unit="minute"),
-        v05.ChannelAxis(name="c"),
-        v05.SpaceAxis(name="z", unit="micrometer"),
-        v05.SpaceAxis(name="y", unit="micrometer"),
-        v05.SpaceAxis(name="x", unit="micrometer"),
-    ]
-    scale = [float(frame_interval_min), 1.0, 1.0, float(pixel_size_um), float(pixel_size_um)]
-    omero = v05.Omero(
-        channels=[
-            v05.OmeroChannel(
-                label=c,
-                color=CHANNEL_COLORS.get(c, "FFFFFF"),
-                window=v05.OmeroWindow(start=0, end=4095, min=0, max=65535),
-                active=True,
-            )
-            for c in channels
-        ]
-    )
-    return v05.Image(
-        multiscales=[
-            v05.Multiscale(
-                name=name,
-                axes=axes,
-                datasets=[
-                    v05.Dataset(path="0", coordinateTransformations=[v05.ScaleTransformation(scale=scale)])
-                ],
-            )
-        ],
-        omero=omero,
-    )
 
 
 def _field_stack(plate_dir: Path, plate: str, well: str, field: int, n_frames: int) -> np.ndarray:

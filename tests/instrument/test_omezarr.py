@@ -14,13 +14,14 @@ from lnpstore.cli.main import main
 from lnpstore.instrument.ingest import ingest_plate
 from lnpstore.instrument.omezarr import (
     find_omezarr_plate,
+    image_model,
     ingest_omezarr,
     parse_channel_map,
     parse_plane_address,
     read_plane,
 )
 from lnpstore.instrument.stackio import read_image
-from lnpstore.simulate.omezarr import image_model, write_omezarr_plate
+from lnpstore.simulate.omezarr import write_omezarr_plate
 from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
 from lnpstore.store.core import Store
 from lnpstore.store.errors import IngestError, SettingsError
