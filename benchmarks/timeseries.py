@@ -459,6 +459,7 @@ def fit_tsfresh(a, mode: str, panels: dict, fc: str, average_augs: bool) -> dict
             seed=0,
             n_jobs=a.n_jobs,
             channels=list(tr.channels),
+            engine=a.tsfresh_engine,
         ).fit(tr.X, tr.y, va.X, va.y)
         t0 = time.perf_counter()
         score = m.predict_score(te.X)
@@ -614,6 +615,92 @@ def main_store(a) -> dict:
     return res
 
 
+def _diff_stats(ref, got) -> dict:
+    """Max |array - tsfresh| and max relative difference (over |tsfresh| > 1e-8) over all features,
+    the NaN cells that differ, and the three features with the largest relative difference."""
+    assert list(ref.columns) == list(got.columns), "the engines' feature names or order differ"
+    r, g = ref.to_numpy(np.float64), got.to_numpy(np.float64)
+    both = np.isfinite(r) & np.isfinite(g)
+    absd = np.where(both, np.abs(g - r), 0.0)
+    big = both & (np.abs(r) > 1e-8)
+    reld = np.where(big, absd / np.where(big, np.abs(r), 1.0), 0.0)
+    per_feature = reld.max(axis=0)
+    kinds = [c.split("__", 1)[1] for c in ref.columns]
+    worst = sorted(zip(per_feature, kinds, strict=True), reverse=True)[:3]
+    return {
+        "max_abs": float(absd.max()),
+        "max_rel": float(reld.max()),
+        "nan_mismatch": int((np.isnan(r) != np.isnan(g)).sum()),
+        "n_features": r.shape[1],
+        "worst_rel": [(k, float(v)) for v, k in worst],
+    }
+
+
+def bench_engines(a) -> dict:
+    """tsfresh's extract_features vs the array engine (lnpstore.models.tsfeatures) on the same series,
+    EfficientFCParameters, at each of ``--engine-frames`` x ``--channels``: series/s on one core (tsfresh
+    n_jobs=0; BLAS limited to one thread), speed-up, and the largest differences over all features.
+    The array engine is timed on the same ``--engine-cases`` cases and on a batch of
+    ``--engine-batch-cases`` cases (its throughput grows with the batch; the speed-up uses the batch)."""
+    import warnings
+
+    from lnpstore.models.tsfeatures import panel_features
+    from lnpstore.models.tsgbm import extract, fc_settings
+    from threadpoolctl import threadpool_limits
+
+    warm_tsfresh()
+    eff = fc_settings("efficient")
+    frames = [int(f) for f in a.engine_frames.split(",") if f]
+    cells = max(a.engine_batch_cases, a.engine_cases)
+    Xall, _, _ = synthetic(cells, 1, max(frames), a.channels, seed=1)
+    chans = [f"e{i:02d}" for i in range(a.channels)]
+    res: dict = {}
+    print(
+        f"engines: EfficientFCParameters, {a.channels} channels, tsfresh on {a.engine_cases} cases "
+        f"({a.engine_cases * a.channels} series), the array engine on the same and on "
+        f"{cells} cases ({cells * a.channels} series); one core each"
+    )
+    head = (
+        f"{'frames':>6} {'tsfresh s/s':>11} {'array s/s same':>14} {'array s/s batch':>15} "
+        f"{'speed-up':>8} {'max abs diff':>12} {'max rel diff':>12} {'NaN diff':>8}  worst relative"
+    )
+    print(head)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in frames:
+            X = np.ascontiguousarray(Xall[:, :t]).astype(np.float64)
+            Xs = X[: a.engine_cases]
+            t0 = time.perf_counter()
+            ref = extract(Xs, chans, default_fc_parameters=eff, n_jobs=0)
+            t_ts = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            got = panel_features(Xs, chans, default_fc_parameters=eff)
+            t_same = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            panel_features(X, chans, default_fc_parameters=eff)
+            t_batch = time.perf_counter() - t0
+            d = _diff_stats(ref, got)
+            ts_rate = Xs.shape[0] * a.channels / t_ts
+            same_rate = Xs.shape[0] * a.channels / t_same
+            batch_rate = X.shape[0] * a.channels / t_batch
+            r = {
+                "tsfresh_series_per_s": round(ts_rate, 1),
+                "array_series_per_s_same": round(same_rate, 1),
+                "array_series_per_s_batch": round(batch_rate, 1),
+                "speedup": round(batch_rate / ts_rate, 1),
+                "speedup_same_series": round(same_rate / ts_rate, 1),
+                **d,
+            }
+            res[f"frames_{t}"] = r
+            worst = ", ".join(f"{k} {v:.1e}" for k, v in d["worst_rel"])
+            print(
+                f"{t:>6} {ts_rate:>11.1f} {same_rate:>14.1f} {batch_rate:>15.1f} {r['speedup']:>7.1f}x "
+                f"{d['max_abs']:>12.2e} {d['max_rel']:>12.2e} {d['nan_mismatch']:>8d}  {worst}",
+                flush=True,
+            )
+    return res
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=150)
@@ -649,7 +736,15 @@ def main(argv=None) -> None:
     ap.add_argument("--jax-cache", default=None, help="enable JAX's persistent compilation cache here")
     ap.add_argument("--xgb-samples", type=int, default=20)
     ap.add_argument("--tsfresh-series", type=int, default=200, help="series for the calculator profile")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: lstm,tsfresh,profile")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: lstm,tsfresh,profile,engines")
+    ap.add_argument("--engine-frames", default="5,10,15,20", help="frames of the engine comparison")
+    ap.add_argument("--engine-cases", type=int, default=6, help="cases extracted by both engines")
+    ap.add_argument(
+        "--engine-batch-cases", type=int, default=400, help="cases of the array engine's throughput batch"
+    )
+    ap.add_argument(
+        "--tsfresh-engine", choices=("array", "tsfresh"), default="array", help="engine of the tsfresh models"
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     g = ap.add_argument_group("store data (instead of the synthetic panel)")
     g.add_argument("--store", default=None, help="a store with CNN embeddings, e.g. lnpstore-run/store")
@@ -694,6 +789,9 @@ def main(argv=None) -> None:
     res: dict = {"size": vars(a), "n_train_cases": len(Xtr), "n_val_cases": len(Xv), "n_test_cases": len(Xte)}
     print(json.dumps(res["size"]))
 
+    if "engines" not in skip:
+        res["engines"] = bench_engines(a)
+
     if "profile" not in skip:
         prof = bench_tsfresh_calculators(Xtr, min(a.tsfresh_series, len(Xtr)))
         tot = sum(s for _, s in prof)
@@ -719,7 +817,7 @@ def main(argv=None) -> None:
                 te = average(*parts["test"])
             m, wall, peak, rss = measured(
                 lambda fc=fc, tr=tr, va=va: TsfreshXGB(
-                    "classify", fc_parameters=fc, n_samples=a.xgb_samples, seed=0
+                    "classify", fc_parameters=fc, n_samples=a.xgb_samples, seed=0, engine=a.tsfresh_engine
                 ).fit(*tr, *va)
             )
             acc = float((m.predict(te[0]) == (te[1] > 0.5)).mean())
