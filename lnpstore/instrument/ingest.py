@@ -918,38 +918,61 @@ def downstream_tables() -> list[str]:
     ]
 
 
+#: Tables holding an estimate over every field of a plate (registration's plate offset), with the
+#: tables made from it: a well dropped from it changes them for the whole plate.
+PLATE_WIDE: dict[str, tuple[str, ...]] = {"registration": ("crops", "features")}
+
+
 def drop_downstream_rows(store: Store, plate: str, wells: list[str]) -> dict[str, list[str]]:
-    """Remove every downstream row (see :func:`downstream_tables`) of ``wells`` of ``plate``, and the
-    label movies of the removed ``label_images`` rows; returns table -> wells that had rows.
+    """Remove the downstream rows (see :func:`downstream_tables`) of ``wells`` of ``plate``, and the
+    label movies of the removed ``label_images`` rows; returns table -> wells whose rows were removed.
 
     Called by :func:`ingest_plate` with the plate's excluded wells and the wells no longer in the grid:
-    stages never make rows for excluded wells, so after this the store holds what a fresh run would,
-    and the stages redo what depends on them (``cells`` is rebuilt per plate; models get new ids).
+    stages never make rows for excluded wells, so after this the store holds what a fresh run would and
+    the stages redo the rest: per-field tables (seeds, tracks, label_images, cells) lose the wells'
+    rows (``cells`` is rebuilt per plate anyway); when a well was in the plate's registration (its offset
+    is estimated over every field, see :data:`PLATE_WIDE`), the plate's registration, crops and features
+    go whole; models hash the ``features`` and ``cells`` files into their ids, so they are trained anew.
     Only :class:`Store`'s public reads, writes and deletes are used."""
     if not wells:
         return {}
     dropped: dict[str, list[str]] = {}
+    whole_plate: set[str] = set()
+    for name, made_from_it in PLATE_WIDE.items():
+        if store.table(name, plate=plate).filter(pl.col("well").is_in(wells)).head(1).collect().height:
+            whole_plate |= {name, *made_from_it}
     for name in downstream_tables():
-        t = S.table(name)
-        if "well" in t.partition_by:  # one partition file per well: delete it
-            hit = [w for w in wells if store.exists(name, plate=plate, well=w)]
-            for w in hit:
-                store.delete(name, plate=plate, well=w)
-        else:  # a partition per plate: rewrite it without the wells
-            rows = store.read(name, plate=plate)
-            gone = rows.filter(pl.col("well").is_in(wells))
-            hit = sorted(set(gone.get_column("well").to_list()))
+        if name in whole_plate:
+            had = store.table(name, plate=plate).select("well").unique().collect()
+            hit = sorted(had.get_column("well").to_list())
             if hit:
-                keep = rows.filter(~pl.col("well").is_in(wells))
-                if keep.height:
-                    store.write(name, keep, mode="replace")
-                else:
-                    store.delete(name, plate=plate)
-                if name == "label_images":
-                    _remove_label_movies(store, gone.get_column("path").to_list())
+                store.delete(name, plate=plate)
+        else:
+            hit = _drop_wells(store, name, plate, wells)
         if hit:
             dropped[name] = hit
     return dropped
+
+
+def _drop_wells(store: Store, name: str, plate: str, wells: list[str]) -> list[str]:
+    """Remove ``wells``' rows of ``plate`` from table ``name``; returns the wells that had rows."""
+    if "well" in S.table(name).partition_by:  # one partition file per well: delete it
+        hit = [w for w in wells if store.exists(name, plate=plate, well=w)]
+        for w in hit:
+            store.delete(name, plate=plate, well=w)
+        return hit
+    rows = store.read(name, plate=plate)  # a partition per plate: rewrite it without the wells
+    gone = rows.filter(pl.col("well").is_in(wells))
+    if gone.height == 0:
+        return []
+    keep = rows.filter(~pl.col("well").is_in(wells))
+    if keep.height:
+        store.write(name, keep, mode="replace")
+    else:
+        store.delete(name, plate=plate)
+    if name == "label_images":
+        _remove_label_movies(store, gone.get_column("path").to_list())
+    return sorted(set(gone.get_column("well").to_list()))
 
 
 def _remove_label_movies(store: Store, paths: list[str]) -> None:
@@ -963,11 +986,25 @@ def _remove_label_movies(store: Store, paths: list[str]) -> None:
 
 
 def _dropped_text(dropped: dict[str, list[str]]) -> str:
-    wells = sorted({w for ws in dropped.values() for w in ws})
-    return (
-        f"removed the downstream rows of excluded well(s) {', '.join(wells)} from {', '.join(dropped)}; "
-        "`lnpstore run` (or each stage) redoes what depends on them"
+    per_well = {t: ws for t, ws in dropped.items() if t not in _whole_plate_tables(dropped)}
+    excluded = sorted({w for ws in per_well.values() for w in ws}) or sorted(
+        {w for ws in dropped.values() for w in ws}
     )
+    text = f"removed the downstream rows of excluded well(s) {', '.join(excluded)}"
+    if per_well:
+        text += f" from {', '.join(per_well)}"
+    whole = [t for t in dropped if t not in per_well]
+    if whole:
+        text += f"; and the plate's {', '.join(whole)} (estimated with them)"
+    return text + "; `lnpstore run` (or each stage) redoes what depends on them"
+
+
+def _whole_plate_tables(dropped: dict[str, list[str]]) -> set[str]:
+    out: set[str] = set()
+    for name, made_from_it in PLATE_WIDE.items():
+        if name in dropped:
+            out |= {name, *made_from_it}
+    return out
 
 
 def ingest_to_store(

@@ -4,7 +4,8 @@ Written one frame at a time (:class:`LabelMovieWriter`, memory flat in the movie
 temporary name and renamed into place when complete, so an interrupted run never leaves a partial movie
 that looks finished: one T x Y x X series (ImageJ hyperstack) that ``tifffile.imread`` reads whole.
 Read lazily (:class:`LabelMovie`: one page per frame; movies of older versions, one series per page,
-read the same). tifffile does the TIFF work.
+read the same). tifffile does the TIFF work. A new writer in a folder removes the temporaries that
+killed writers left there (:func:`remove_label_tmp_of_dead_writers`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,41 @@ from pathlib import Path
 
 import numpy as np
 
-from lnpstore.store.atomic import commit_tmp, remove_stale_tmp, tmp_path_for
+from lnpstore.store.atomic import TMP_PREFIX, commit_tmp, remove_stale_tmp, tmp_path_for
 from lnpstore.store.errors import LabelMovieError
 
 MAX_LABEL = np.iinfo(np.uint16).max
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (True when that cannot be told, so its files are kept)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process on Windows: rely on age there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def remove_label_tmp_of_dead_writers(folder: str | os.PathLike) -> int:
+    """Remove the temporaries of label movies (``.tmp-PID-*``, spool pages included) in ``folder``
+    whose writing process no longer runs, whatever their age (a killed ``lnpstore track`` or
+    ``track-stack`` leaves them); returns how many were removed. :func:`remove_stale_tmp` removes only
+    those older than an hour, so a run resumed at once would otherwise keep them forever."""
+    n = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for p in folder.glob(f"{TMP_PREFIX}*"):
+        pid = p.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)) or not p.is_file():
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 class LabelMovieWriter:
@@ -37,6 +69,7 @@ class LabelMovieWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.path.parent)
+        remove_label_tmp_of_dead_writers(self.path.parent)
         self.tmp = tmp_path_for(self.path, keep_suffix=True)
         self.spool = self.tmp.with_name(self.tmp.name + ".pages")
         self._tif = tifffile.TiffWriter(self.spool, bigtiff=True)
