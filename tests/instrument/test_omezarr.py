@@ -183,3 +183,75 @@ def test_channels_map_by_name_with_a_clear_error(tmp_path):
         ingest_omezarr(
             store, plate, channel_map="Hoechst=CS,Brightfield=BF,mCherry=LNP,EGFP=GFP", pixel_size_um=0.5
         )
+
+
+def _ngff04_plate(path):
+    """An NGFF 0.4 plate (zarr v2, as bioformats2raw and older faim-hcs write it): well B/4, one field,
+    axes t, c, y, x without z, time in seconds and pixels in nanometres; pixel = 1000 * c + 100 * t."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["plate"] = {
+        "version": "0.4",
+        "name": "v04plate",
+        "rows": [{"name": "B"}],
+        "columns": [{"name": "4"}],
+        "wells": [{"path": "B/4", "rowIndex": 0, "columnIndex": 0}],
+        "field_count": 1,
+    }
+    well = root.create_group("B").create_group("4")
+    well.attrs["well"] = {"version": "0.4", "images": [{"path": "0"}]}
+    image = well.create_group("0")
+    window = {"start": 0, "end": 4095, "min": 0, "max": 65535}
+    image.attrs.update(
+        {
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "axes": [
+                        {"name": "t", "type": "time", "unit": "second"},
+                        {"name": "c", "type": "channel"},
+                        {"name": "y", "type": "space", "unit": "nanometer"},
+                        {"name": "x", "type": "space", "unit": "nanometer"},
+                    ],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": [600.0, 1.0, 650.0, 650.0]}
+                            ],
+                        }
+                    ],
+                }
+            ],
+            "omero": {
+                "channels": [
+                    {"label": n, "color": "FFFFFF", "window": window} for n in ("BF", "CS", "GFP", "LNP")
+                ]
+            },
+        }
+    )
+    arr = image.create_array("0", shape=(3, 4, 16, 16), dtype="uint16", chunks=(1, 1, 16, 16))
+    data = np.zeros(arr.shape, np.uint16)
+    for t in range(3):
+        for c in range(4):
+            data[t, c] = 1000 * c + 100 * t
+    arr[:] = data
+    return path
+
+
+def test_ngff_0_4_plate_in_zarr_v2(tmp_path):
+    import yaozarrs
+
+    plate = _ngff04_plate(tmp_path / "old.zarr")
+    yaozarrs.validate_zarr_store(str(plate))
+    store = Store.create(tmp_path / "store")
+    r = ingest_omezarr(store, plate)
+    assert (r.plate, r.n_frames, r.pixel_size_um) == ("v04plate", 3, pytest.approx(0.65))
+    assert store.read("plates")["frame_interval_min"].to_list() == [pytest.approx(10.0)]
+    images = store.read("images")
+    assert images["status"].unique().to_list() == ["ok"] and images.height == 3 * 4
+    for row in images.iter_rows(named=True):
+        c = ("BF", "CS", "GFP", "LNP").index(row["channel"])
+        assert parse_plane_address(row["path"])[1] == (row["frame"] - 1, c)
+        assert int(read_plane(row["path"])[5, 5]) == 1000 * c + 100 * (row["frame"] - 1)
