@@ -11,7 +11,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lnpstore.runtime.progress import quiet
 
     # the summary lists the warnings; keep the log from printing them a second time
-    ingest_log = logging.getLogger("lnpstore.instrument.ingest")
+    ingest_log = logging.getLogger("lnpstore.instrument")  # ingest.py and omezarr.py
     level = ingest_log.level
     ingest_log.setLevel(logging.ERROR)
     from lnpstore.instrument.omezarr import ingest_omezarr, is_omezarr_plate

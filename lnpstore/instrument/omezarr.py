@@ -11,6 +11,8 @@ An image's ``path`` in the ``images`` table is a *plane address*: the absolute p
 full-resolution array followed by the index of every axis before y, x in brackets, e.g.
 ``/data/plate.zarr/C/3/0/0[4,2,0]`` (t = 4, c = 2, z = 0, 0-based). :func:`read_plane` reads one, and
 :func:`lnpstore.instrument.stackio.read_image` reads any path of the images table (TIFF or plane).
+``channel_number`` is the channel's 1-based position in the array (``plates.channels`` maps roles to
+it); ``file_bytes``, ``acquired_at`` and the stage position are null.
 
 Reader choice: the metadata are read and validated with ``yaozarrs`` (NGFF 0.4 and 0.5 models, kept
 up to date with the spec, pure Python on pydantic), the arrays with zarr-python 3 (reads zarr v2 and
