@@ -25,9 +25,7 @@ def tracked(tmp_path_factory):
     from lnpstore.tracking import track_plate
 
     root = tmp_path_factory.mktemp("labels")
-    s = SimulationSettings.tiny(
-        0, n_frames=5, field_width_px=160, field_height_px=160, cells_per_field=4, workers=1
-    )
+    s = SimulationSettings.tiny(0, n_frames=5, field_width_px=320, field_height_px=320, workers=1)
     sim = simulate_plate(
         root / "sim", s, show_progress=False, ctc_ground_truth=False, plate_format="ome-zarr"
     )
@@ -71,6 +69,7 @@ def _check_labels(image_path, store, plate, well, field_):
     assert np.issubdtype(data.dtype, np.integer)
     for i in range(len(movie)):
         np.testing.assert_array_equal(data[i, 0, 0], movie[i])
+    assert len(np.unique(data[len(movie) - 1])) > 2  # tracks reach the last frame
     return img
 
 

@@ -24,7 +24,7 @@ MODEL = "cnn-classify-f0-t0-0123abcd"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """The tiny plate (3 wells, one of them the control; 6 frames, 160 x 160 px), ingested and tracked,
+    """The tiny plate (3 wells, one of them the control; 6 frames, 240 x 240 px), ingested and tracked,
     with embeddings of one model written for every tracked node (a seeded random 32-vector each)."""
     os.environ["LNPSTORE_QUIET"] = "1"
     from lnpstore.instrument.ingest import ingest_plate
@@ -33,9 +33,7 @@ def store(tmp_path_factory):
     from lnpstore.tracking import track_plate
 
     root = tmp_path_factory.mktemp("profiles")
-    settings = SimulationSettings.tiny(
-        0, n_frames=6, field_width_px=160, field_height_px=160, cells_per_field=4, workers=1
-    )
+    settings = SimulationSettings.tiny(0, n_frames=6, field_width_px=240, field_height_px=240, workers=1)
     sim = simulate_plate(root / "sim", settings, show_progress=False)
     st = Store.create(root / "store")
     ingest_plate(st, sim.plate_dir, plate_map=sim.plate_map, show_progress=False)
@@ -93,6 +91,10 @@ def test_pycytominer_aggregates_and_normalizes_the_parquet(tmp_path, store):
     out, df = export_profiles(store, tmp_path / "cells.parquet", grain="cell")
     assert df.get_column("Metadata_CellUID").is_unique().all()
     assert df.height == store.read("tracks").get_column("cell_uid").n_unique()
+    assert df["Metadata_NFrames"].max() == 6  # some cells are followed through every frame
+    one = df.filter(pl.col("Metadata_NFrames") == 6).row(0, named=True)
+    nodes = store.read("tracks").filter(pl.col("cell_uid") == one["Metadata_CellUID"])
+    assert one["Cells_AreaShape_Area"] == pytest.approx(nodes["area_px"].mean())
     cells = pl.read_parquet(out).to_pandas()
     assert infer_cp_features(cells) == feature_columns(df)
     assert set(infer_cp_features(cells, metadata=True)) == {
