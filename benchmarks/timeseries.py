@@ -738,7 +738,7 @@ def main(argv=None) -> None:
     ap.add_argument("--tsfresh-series", type=int, default=200, help="series for the calculator profile")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: lstm,tsfresh,profile,engines")
     ap.add_argument("--engine-frames", default="5,10,15,20", help="frames of the engine comparison")
-    ap.add_argument("--engine-cases", type=int, default=6, help="cases extracted by both engines")
+    ap.add_argument("--engine-cases", type=int, default=4, help="cases extracted by both engines")
     ap.add_argument(
         "--engine-batch-cases", type=int, default=400, help="cases of the array engine's throughput batch"
     )

@@ -6,6 +6,8 @@ Pipeline of :class:`TsfreshXGB.fit` (everything fitted on the training part only
    ``EfficientFCParameters``, ``"fast"`` = Efficient minus :data:`FAST_EXCLUDE`, the calculators that
    take most of the time on short series (measured by ``benchmarks/timeseries.py``), ``"minimal"``, or
    a dict ``{calculator: params}``); NaN/inf imputed with the training columns' median/max/min.
+   ``engine="array"`` (default) computes the same features batched (:mod:`lnpstore.models.tsfeatures`,
+   tested equal to tsfresh's); ``engine="tsfresh"`` calls tsfresh's ``extract_features``.
 2. tsfresh's relevance table (Benjamini-Yekutieli FDR; one-vs-rest per class for multi-class) on the
    training features and targets. When fewer than ``min_features`` are relevant (small data), the
    lowest-p-value features fill up to ``min_features``; the path taken (``"fdr"``, ``"fdr+top_p"``,

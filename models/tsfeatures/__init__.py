@@ -75,6 +75,10 @@ def panel_features(
     n, t, c = X.shape
     if len(channels) != c:
         raise ValueError(f"{len(channels)} channel names for {c} channels")
+    if default_fc_parameters is None and kind_to_fc_parameters is None:  # tsfresh's default
+        from tsfresh.feature_extraction import ComprehensiveFCParameters
+
+        default_fc_parameters = ComprehensiveFCParameters()
     per_channel = []
     for ch in channels:
         if kind_to_fc_parameters and ch in kind_to_fc_parameters:
