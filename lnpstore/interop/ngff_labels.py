@@ -7,8 +7,9 @@ Two targets, both opened by napari (napari-ome-zarr) with the image and its labe
 * the field's own image inside the OME-Zarr plate it was ingested from (``plate.zarr/C/3/0``): only
   ``labels/tracks`` is added (NGFF 0.5 plates; the image is left untouched).
 
-The label image ``labels/tracks/0`` has the image's axes with size 1 for c and z (pixel value =
-track_id, 0 = background, as the store's label movies) and the image's scale. Its ``image-label``
+The label image ``labels/tracks/0`` has the image's axes but its channel axis, z of size 1 (pixel value =
+track_id, 0 = background, as the store's label movies), and the image's scale: napari-ome-zarr shows
+the image as one layer per channel and the labels as one more layer of the same axes. Its ``image-label``
 metadata hold a colour per track (seeded, stable) and per-track ``properties``: ``track_id``,
 ``parent_track_id`` (-1: none), ``lineage_id``, ``first_frame``, ``last_frame`` (1-based), ``n_nodes``:
 a lineage browser reads the division graph from them. Written with yaozarrs through zarr-python,
@@ -103,14 +104,14 @@ def label_image_model(axes: Sequence[Any], scale: Sequence[float], tracks: pl.Da
 
 
 def _label_array(labels: Any, axes: Sequence[str], n_frames: int) -> np.ndarray:
-    """The label movie (T x Y x X, frame 1 first) as an array of the image's axes (c, z of size 1) and
+    """The label movie (T x Y x X, frame 1 first) as an array of ``axes`` (z of size 1) and
     ``n_frames`` time points (frames past the movie's end are background)."""
     first = np.asarray(labels[0])
     stack = np.zeros((n_frames, *first.shape), np.uint32)
     for i in range(min(n_frames, len(labels))):
         stack[i] = labels[i]
     shape = {"t": n_frames, "y": stack.shape[1], "x": stack.shape[2]}
-    missing = set(axes) - {"t", "c", "z", "y", "x"}
+    missing = set(axes) - {"t", "z", "y", "x"}
     if missing or "t" not in axes:
         raise TrackExportError(f"the image's axes {list(axes)} are not t[, c][, z], y, x")
     return stack.reshape([shape.get(a, 1) for a in axes])
@@ -137,15 +138,19 @@ def add_labels(
             "standalone image with --out FIELD.zarr"
         )
     ms = meta.multiscales[0]
-    axis_names = [a.name for a in ms.axes]
+    names = [a.name for a in ms.axes]
     scale = next(t.scale for t in ms.datasets[0].coordinateTransformations if t.type == "scale")
-    n_t = _open_shape(image_path / ms.datasets[0].path)[axis_names.index("t")]
+    if "t" not in names:
+        raise TrackExportError(f"{image_path} has no time axis (axes {names}); the labels are a movie")
+    n_t = _open_shape(image_path / ms.datasets[0].path)[names.index("t")]
     if len(labels) == 0:
         raise TrackExportError(f"the label movie for {image_path} has no frames")
-    data = _label_array(labels, axis_names, n_t)
-    model = label_image_model(
-        ms.axes, [1.0 if a == "c" else float(s) for a, s in zip(axis_names, scale, strict=True)], tracks
-    )
+    # the image's axes without its channel axis: napari-ome-zarr splits the image into one layer per
+    # channel and shows the labels as one more layer of the same axes
+    keep = [i for i, a in enumerate(ms.axes) if a.type != "channel"]
+    axes = [ms.axes[i] for i in keep]
+    data = _label_array(labels, [a.name for a in axes], n_t)
+    model = label_image_model(axes, [float(scale[i]) for i in keep], tracks)
     labels_dir = image_path / "labels"
     with atomic_dir(labels_dir / name) as tmp:
         tmp.rmdir()  # the writer creates the group itself

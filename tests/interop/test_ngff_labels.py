@@ -47,11 +47,10 @@ def _check_labels(image_path, store, plate, well, field_):
     assert yaozarrs.open_group(str(image_path / "labels")).ome_metadata().labels == ["tracks"]
     label = yaozarrs.open_group(str(image_path / "labels" / "tracks")).ome_metadata()
     lab_ms, img_ms = label.multiscales[0], image.multiscales[0]
-    assert [a.name for a in lab_ms.axes] == [a.name for a in img_ms.axes] == ["t", "c", "z", "y", "x"]
-    assert (
-        lab_ms.datasets[0].coordinateTransformations[0].scale
-        == img_ms.datasets[0].coordinateTransformations[0].scale
-    )
+    assert [a.name for a in img_ms.axes] == ["t", "c", "z", "y", "x"]
+    assert [a.name for a in lab_ms.axes] == ["t", "z", "y", "x"]  # the image's, but its channel axis
+    img_scale = img_ms.datasets[0].coordinateTransformations[0].scale
+    assert lab_ms.datasets[0].coordinateTransformations[0].scale == [img_scale[i] for i in (0, 2, 3, 4)]
     assert label.image_label.source.image == "../../"
     tracks, movie = load_field_labels(store, plate, well, field_)
     raw = yaozarrs.open_group(str(image_path / "labels" / "tracks")).attrs["ome"]["image-label"]
@@ -65,10 +64,10 @@ def _check_labels(image_path, store, plate, well, field_):
     assert {c.label_value for c in label.image_label.colors} == set(props)
     data = zarr.open_array(str(image_path / "labels" / "tracks" / "0"), mode="r")
     img = zarr.open_array(str(image_path / "0"), mode="r")
-    assert data.shape == (img.shape[0], 1, 1, *img.shape[-2:])
+    assert data.shape == (img.shape[0], 1, *img.shape[-2:])
     assert np.issubdtype(data.dtype, np.integer)
     for i in range(len(movie)):
-        np.testing.assert_array_equal(data[i, 0, 0], movie[i])
+        np.testing.assert_array_equal(data[i, 0], movie[i])
     assert len(np.unique(data[len(movie) - 1])) > 2  # tracks reach the last frame
     return img
 
