@@ -217,7 +217,7 @@ def _field_array(image_group: Any, array_root: Path, well: str, field: int) -> F
     scale = _scale(ms)
     px = t_min = None
     if scale is not None:
-        unit_y = units.get("y") or "micrometer"
+        unit_y = units.get("y") or ""  # no unit: the scale's length is unknown (never guessed)
         if unit_y in _TO_UM:
             px = scale[axes.index("y")] * _TO_UM[unit_y]
         if "t" in axes and (units.get("t") or "") in _TO_MIN:
@@ -460,7 +460,10 @@ def ingest_omezarr(
     warnings: list[str] = []
     px = _resolve(fields[0].pixel_size_um, pixel_size_um, "pixel size", plate_path, "um")
     if px is None:
-        raise IngestError(f"{plate_path}: the metadata give no pixel size. Hint: --pixel-size-um X")
+        raise IngestError(
+            f"{plate_path}: the metadata give no pixel size (no scale with a length unit on the y, x "
+            "axes). Hint: --pixel-size-um X"
+        )
     interval = fields[0].frame_interval_min
     if interval is None and n_frames > 1:
         warnings.append("the metadata give no time increment: frame_interval_min is null")

@@ -185,7 +185,7 @@ def test_channels_map_by_name_with_a_clear_error(tmp_path):
         )
 
 
-def _ngff04_plate(path):
+def _ngff04_plate(path, units: bool = True):
     """An NGFF 0.4 plate (zarr v2, as bioformats2raw and older faim-hcs write it): well B/4, one field,
     axes t, c, y, x without z, time in seconds and pixels in nanometres; pixel = 1000 * c + 100 * t."""
     import zarr
@@ -231,6 +231,10 @@ def _ngff04_plate(path):
             },
         }
     )
+    if not units:  # as some converters write it: a scale without units
+        ms = image.attrs["multiscales"]
+        ms[0]["axes"] = [{k: v for k, v in a.items() if k != "unit"} for a in ms[0]["axes"]]
+        image.attrs["multiscales"] = ms
     arr = image.create_array("0", shape=(3, 4, 16, 16), dtype="uint16", chunks=(1, 1, 16, 16))
     data = np.zeros(arr.shape, np.uint16)
     for t in range(3):
@@ -255,3 +259,8 @@ def test_ngff_0_4_plate_in_zarr_v2(tmp_path):
         c = ("BF", "CS", "GFP", "LNP").index(row["channel"])
         assert parse_plane_address(row["path"])[1] == (row["frame"] - 1, c)
         assert int(read_plane(row["path"])[5, 5]) == 1000 * c + 100 * (row["frame"] - 1)
+    bare = _ngff04_plate(tmp_path / "bare.zarr", units=False)
+    with pytest.raises(IngestError, match="no pixel size .* --pixel-size-um"):
+        ingest_omezarr(store, bare)  # a scale without a unit is never taken for micrometres
+    r = ingest_omezarr(Store.create(tmp_path / "bare-store"), bare, pixel_size_um=0.65)
+    assert r.pixel_size_um == 0.65 and r.warnings[0].startswith("the metadata give no time increment")
