@@ -24,8 +24,8 @@ MODEL = "cnn-classify-f0-t0-0123abcd"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """The tiny plate (3 wells, one of them the control; 6 frames, 240 x 240 px), ingested and tracked,
-    with embeddings of one model written for every tracked node (a seeded random 32-vector each)."""
+    """The tiny plate (3 wells, one of them the control; 6 frames, 240 x 240 px), ingested, tracked and
+    its cells table built, with embeddings of one model written for every tracked node (a seeded random 32-vector each)."""
     os.environ["LNPSTORE_QUIET"] = "1"
     from lnpstore.instrument.ingest import ingest_plate
     from lnpstore.simulate.simulator import SimulationSettings, simulate_plate
@@ -38,6 +38,9 @@ def store(tmp_path_factory):
     st = Store.create(root / "store")
     ingest_plate(st, sim.plate_dir, plate_map=sim.plate_map, show_progress=False)
     track_plate(st, settings.plate, show_progress=False)
+    from lnpstore.study.targets import build_cells
+
+    build_cells(st, settings.plate, t_in=3, n_folds=2)  # targets and split: Metadata_Label, Metadata_Split
     nodes = st.read("tracks").select("cell_uid", "frame")
     assert nodes.height > 0
     rng = np.random.default_rng(0)
@@ -82,6 +85,11 @@ def test_cell_frame_profiles_hold_the_tracks_and_embeddings(tmp_path, store):
     dose = dict(zip(wells["well"], wells["dose_ng"], strict=True))
     assert all(dose[w] == d for w, d in df.select("Metadata_Well", "Metadata_dose_ng").iter_rows())
     assert df.get_column("Metadata_EmbeddingModel").unique().to_list() == [MODEL]
+    cells = store.read("cells").select("cell_uid", "split", "label")
+    got = df.select("Metadata_CellUID", "Metadata_Split", "Metadata_Label").unique().sort("Metadata_CellUID")
+    want = got.join(cells, left_on="Metadata_CellUID", right_on="cell_uid", how="left")
+    assert cells.height > 0 and want["Metadata_Split"].to_list() == want["split"].to_list()
+    assert want["Metadata_Label"].to_list() == want["label"].to_list()
 
 
 def test_pycytominer_aggregates_and_normalizes_the_parquet(tmp_path, store):
