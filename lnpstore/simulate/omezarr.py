@@ -14,6 +14,7 @@ arrays are written by ``yaozarrs`` (its NGFF 0.5 models validate what is written
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from lnpstore.instrument.layout import CHANNELS, image_filename, split_well
 from lnpstore.instrument.omezarr import image_model
-from lnpstore.store.atomic import atomic_dir
+from lnpstore.store.atomic import atomic_dir, atomic_write_bytes
 from lnpstore.store.errors import SettingsError
 
 #: Channel order in the simulated OME-Zarr plate: by instrument C number (GFP 5, LNP 6, CS 7, BF 9).
@@ -64,13 +65,7 @@ def write_omezarr_plate(
     )
     with atomic_dir(out) as tmp:
         tmp.rmdir()  # the builder creates the group itself
-        builder = PlateBuilder(
-            tmp,
-            writer="zarr",
-            chunks="auto",
-            compression="blosc-zstd",
-            extra_attributes={"lnpstore": {"plate": plate}},
-        )
+        builder = PlateBuilder(tmp, writer="zarr", chunks="auto", compression="blosc-zstd")
         for well in wells:
             row, col = split_well(well)
             fields = {
@@ -78,7 +73,17 @@ def write_omezarr_plate(
                 for f in range(1, n_fields + 1)
             }
             builder.write_well(row=row, col=str(col), images=fields)
+        _name_plate(tmp, plate)
     return out
+
+
+def _name_plate(root: Path, plate: str) -> None:
+    """Set the NGFF plate metadata's ``name`` (the builder leaves it out), which ingest takes as the
+    plate's name wherever the ``.zarr`` folder is moved or renamed."""
+    path = root / "zarr.json"
+    meta = json.loads(path.read_text())
+    meta["attributes"]["ome"]["plate"]["name"] = plate
+    atomic_write_bytes(json.dumps(meta, indent=2).encode(), path)
 
 
 def check_omezarr_settings(faults: tuple[str, ...]) -> None:

@@ -59,6 +59,7 @@ def test_the_ome_zarr_plate_is_valid_ngff(plates):
 
     *_, zarr_path, s = plates
     yaozarrs.validate_zarr_store(str(zarr_path))
+    assert yaozarrs.open_group(str(zarr_path)).ome_metadata().plate.name == s.plate
     field = yaozarrs.open_group(str(zarr_path / "C" / "3" / "0")).ome_metadata()
     ms = field.multiscales[0]
     assert [a.name for a in ms.axes] == ["t", "c", "z", "y", "x"]
