@@ -465,7 +465,9 @@ def _outside_reason(
     """Why the image ``key`` is outside the grid (None when it is inside)."""
     well, fld, frame, ch = key
     if well not in wells:
-        return f"well {well} is not in {bound_by} (wells {', '.join(sorted(wells))})"
+        listed = sorted(wells)
+        shown = ", ".join(listed) if len(listed) <= 8 else f"{len(listed)} wells, {listed[0]} to {listed[-1]}"
+        return f"well {well} is not in {bound_by} (wells {shown})"
     if fld not in fields:
         return f"field {fld} is not in {bound_by} (fields {_ranges(sorted(fields))})"
     if ch not in channels:
@@ -514,8 +516,9 @@ def _build_grid(
         f"expected_frames={n_frames}" if expected_frames is not None else f"the last frame of {bound_by}"
     )
     extra: dict[str, str] = {}
+    in_grid = (set(wells), set(fields), set(channels))
     for key in list(entries):
-        why = _outside_reason(key, set(wells), set(fields), set(channels), n_frames, bound_by, frames_by)
+        why = _outside_reason(key, *in_grid, n_frames, bound_by, frames_by)
         if why is not None:
             extra[entries.pop(key).filename or ""] = why
     unlisted = set(entries) if recs else set()
