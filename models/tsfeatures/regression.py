@@ -42,14 +42,19 @@ def linregress_rows(Y: np.ndarray) -> dict[str, np.ndarray]:
             p = 2 * student_t.sf(np.abs(tt), df)
             se = np.sqrt((1 - r**2) * ssym / ssxm / df)
             ise = se * np.sqrt(ssxm + xm**2)
-    return {
-        "slope": slope,
-        "intercept": intercept,
-        "rvalue": r,
-        "pvalue": p,
-        "stderr": se,
-        "intercept_stderr": ise,
-    }
+    out = {"slope": slope, "intercept": intercept, "rvalue": r, "pvalue": p, "stderr": se}
+    out["intercept_stderr"] = ise
+    # an exact line (|r| = 1 to rounding): stderr and pvalue are rounding noise whose value depends on
+    # the order of the sums, so those rows take scipy's own linregress (as tsfresh does)
+    exact = np.nonzero((n > 2) & (np.abs(r) > 1 - 1e-9))[0]
+    if len(exact):
+        from scipy.stats import linregress
+
+        for i in exact:
+            res = linregress(range(n), Y[i])
+            for k in out:
+                out[k][i] = getattr(res, k)
+    return out
 
 
 @combiner("linear_trend")
@@ -215,19 +220,22 @@ def _adf_design(X: np.ndarray, lag: int, nobs: int, const_first: bool) -> tuple[
     return np.stack(cols, axis=2), dX[:, m - nobs :]
 
 
-def adfuller_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def adfuller_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """statsmodels adfuller(x, autolag="AIC", regression="c") of every row: (teststat, pvalue,
-    usedlag), NaN where adfuller raises (constant series, too short)."""
+    usedlag), NaN where adfuller raises (constant series, too short), and the rows where a lag fits
+    exactly (residuals ~0: the statistic and the lag choice are rounding noise)."""
     b, n = X.shape
     nan = np.full(b, np.nan)
     maxlag = min(n // 2 - 1 - 1, int(np.ceil(12.0 * np.power(n / 100.0, 1 / 4.0))))
     if maxlag < 0:
-        return nan, nan.copy(), nan.copy()
+        return nan, nan.copy(), nan.copy(), np.zeros(b, bool)
     nobs = n - 1 - maxlag  # lagmat(..., trim="both") of the differences
     aic = np.empty((b, maxlag + 1))
+    min_ssr = np.full(b, np.inf)
     for lag in range(maxlag + 1):  # _autolag: OLS on the first 2 + lag columns, same rows
         Z, y = _adf_design(X, lag, nobs, const_first=True)
         _, _, ssr, rank = ols_rows(Z, y)
+        min_ssr = np.minimum(min_ssr, ssr / np.maximum(np.einsum("bn,bn->b", y, y), 1e-300))
         llf = -nobs / 2 * np.log(2 * np.pi) - nobs / 2 * np.log(ssr / nobs) - nobs / 2
         aic[:, lag] = -2 * llf + 2 * rank
     best = np.argmin(aic, axis=1)  # min((aic, lag)): ties go to the smaller lag, as argmin does
@@ -241,7 +249,8 @@ def adfuller_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stat[s] = params[:, 0] / np.sqrt(scale * ncov[:, 0, 0])
     const = np.max(X, axis=1) == np.min(X, axis=1)
     stat = np.where(const, np.nan, stat)
-    return stat, _mackinnonp_c(stat), np.where(const, np.nan, best.astype(float))
+    exact = ~const & (min_ssr < 1e-12)
+    return stat, _mackinnonp_c(stat), np.where(const, np.nan, best.astype(float)), exact
 
 
 _ADF_ATTRS = [{"attr": "teststat"}, {"attr": "pvalue"}, {"attr": "usedlag"}]
@@ -266,8 +275,10 @@ def augmented_dickey_fuller(X: np.ndarray, param: list[dict]) -> list[tuple[str,
     if any(p.get("autolag", "AIC") != "AIC" for p in param):
         return per_series("augmented_dickey_fuller", X, param)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat, pval, lag = adfuller_rows(X)
-    odd = _adf_constant_column(X)  # statsmodels' add_trend then drops the constant: its own code
+        stat, pval, lag, exact = adfuller_rows(X)
+    # statsmodels' add_trend drops the constant (a constant column), or an exact fit makes the
+    # statistic rounding noise: those rows take tsfresh's own calculator
+    odd = _adf_constant_column(X) | exact
     if odd.any():
         for (_, v), w in zip(
             per_series("augmented_dickey_fuller", X[odd], _ADF_ATTRS), (stat, pval, lag), strict=True
@@ -332,13 +343,21 @@ def friedrich_coefficients(X: np.ndarray, param: list[dict]) -> list[tuple[str, 
 def max_langevin_fixed_point(X: np.ndarray, r: int, m: int) -> np.ndarray:
     C = friedrich_rows(X, m, r)
     out = np.full(X.shape[0], np.nan)
-    fine = np.all(np.isfinite(C), axis=1) & (C[:, 0] != 0) & (C[:, -1] != 0)
+    finite = np.all(np.isfinite(C), axis=1)
+    # a leading coefficient ~0 next to the others (e.g. a linear series: drift constant) puts a root
+    # at ~1/0 whose value is rounding noise: those rows take tsfresh's own calculator
+    tiny = finite & (np.abs(C[:, 0]) <= 1e-9 * np.max(np.abs(C), axis=1))
+    fine = finite & ~tiny & (C[:, -1] != 0)
     if fine.any():  # np.roots: the companion matrix's eigenvalues
         Cf = C[fine]
         A = np.zeros((len(Cf), m, m))
         A[:, 1:, :-1] = np.eye(m - 1)
         A[:, 0, :] = -Cf[:, 1:] / Cf[:, :1]
         out[fine] = np.max(np.real(np.linalg.eigvals(A)), axis=1)
-    for i in np.nonzero(~fine & np.all(np.isfinite(C), axis=1))[0]:  # leading/trailing zeros
-        out[i] = np.max(np.real(np.roots(C[i]))) if np.roots(C[i]).size else np.nan
+    for i in np.nonzero(finite & ~tiny & ~fine)[0]:  # trailing zeros: np.roots adds zero roots
+        out[i] = np.max(np.real(np.roots(C[i])))
+    if tiny.any():
+        from lnpstore.models.tsfeatures.registry import per_series
+
+        out[tiny] = per_series("max_langevin_fixed_point", X[tiny], [{"r": r, "m": m}])[0][1]
     return out

@@ -162,15 +162,19 @@ def _lz(seq: list[int]) -> int:
 
 
 def _first_digit(A: np.ndarray) -> np.ndarray:
-    """First significant decimal digit of |values| (0 for 0), as tsfresh reads it from
-    np.format_float_scientific."""
+    """First digit of |values| (0 for 0) as tsfresh reads it: from np.format_float_scientific, the
+    shortest decimal that round-trips (0.3 gives 3, though the double is 0.2999...). Arithmetic where
+    the quotient is clearly inside a digit; the few values within 1e-6 of a digit boundary are read
+    from numpy's own formatting."""
     A = np.abs(np.nan_to_num(A))
     pos = A > 0
     with np.errstate(divide="ignore"):
         e = np.floor(np.log10(np.where(pos, A, 1.0)))
-    d = np.floor(A / 10.0**e)
-    e = np.where(d >= 10, e + 1, np.where(d < 1, e - 1, e))  # log10 rounding at powers of ten
-    d = np.floor(A / 10.0**e)
+    q = A / 10.0**e
+    d = np.floor(q)
+    near = pos & ((np.abs(q - np.round(q)) < 1e-6 * q) | (d < 1) | (d >= 10))
+    for i in zip(*np.nonzero(near), strict=True):
+        d[i] = int(np.format_float_scientific(A[i])[:1])
     return np.where(pos, d, 0).astype(np.int64)
 
 

@@ -58,6 +58,18 @@ def _panel(kind: str, n_cases: int, n_steps: int, n_channels: int, seed: int) ->
         return rng.integers(-2, 3, size=(n_cases, n_steps, n_channels)).astype(np.float64)
     if kind == "const":
         return np.full((n_cases, n_steps, n_channels), 2.5)
+    if kind == "mixed":  # the pathological ones, two of each (n_cases is ignored)
+        t = np.arange(n_steps, dtype=np.float64)[None, :, None] * np.ones((2, 1, n_channels))
+        return np.concatenate(
+            [
+                rng.normal(size=(2, n_steps, n_channels)) * 1e3,  # large values
+                rng.standard_t(2, size=(2, n_steps, n_channels)) * 1e-3,  # small, heavy-tailed
+                np.round(rng.normal(size=(2, n_steps, n_channels)), 1),  # 0.3 is 0.2999..: Benford's digit
+                rng.integers(0, 2, size=(2, n_steps, n_channels)).astype(np.float64),  # exact ADF fits
+                np.sin(t),  # an exact AR(2): ADF's lag choice on residuals ~0
+                t,  # a line: Langevin's cubic term ~0, an exact linear trend
+            ]
+        )
     raise ValueError(kind)
 
 
@@ -73,6 +85,10 @@ CASES = [
     ("normal", 3, 3, 2),  # short: most lagged features are NaN or 0 by tsfresh's rules
     ("int", 3, 4, 1),
     ("normal", 3, 25, 1),  # > 20 steps: AR(10) is fitted, CWT-peak noise windows of 2 points
+    ("mixed", 0, 15, 1),
+    ("mixed", 0, 20, 1),
+    ("normal", 2, 2, 1),
+    ("normal", 2, 1, 1),
 ]
 
 
