@@ -29,7 +29,7 @@ from pathlib import Path
 
 import filelock
 
-from lnpstore.store.atomic import TMP_PREFIX, atomic_write_text
+from lnpstore.store.atomic import STALE_TMP_S, TMP_PREFIX, atomic_write_text
 from lnpstore.store.errors import StoreLocked, StoreReadOnly
 
 log = logging.getLogger(__name__)
@@ -142,19 +142,34 @@ def _clean(root: Path) -> None:
 
 
 def remove_stale_tmp_tree(root: Path) -> int:
-    """Remove every ``.tmp-PID-*`` file or folder under ``root`` written by another process that is
-    older than this process (call with the store lock held: no other writer is running)."""
+    """Remove every ``.tmp-PID-*`` file or folder under ``root`` left by a writer that is gone: one
+    whose process no longer runs and that is older than this process, or any older than
+    :data:`STALE_TMP_S` (a PID reused, another host). Call with the store lock held."""
     n = 0
+    now = time.time()
     for p in list(Path(root).rglob(f"{TMP_PREFIX}*")):
         pid = p.name[len(TMP_PREFIX) :].split("-", 1)[0]
         try:
-            if pid == str(os.getpid()) or p.lstat().st_mtime >= _PROCESS_START:
+            mtime = p.lstat().st_mtime
+            dead = pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+            if not ((dead and mtime < _PROCESS_START) or now - mtime > STALE_TMP_S):
                 continue
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             n += 1
         except FileNotFoundError:
             continue
     return n
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -148,9 +148,13 @@ def test_stale_temporaries_of_dead_writers_are_removed(store: Store, tmp_path: P
     os.utime(stale, (old, old))
     mine = store.root / f".tmp-{os.getpid()}-abcd-y.tmp"
     mine.write_bytes(b"")
+    running = store.root / f".tmp-{os.getppid()}-abcd-z.tmp"  # a writer that still runs
+    running.write_bytes(b"")
+    os.utime(running, (time.time() - 600, time.time() - 600))
     assert remove_stale_tmp_tree(store.root) == 1
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and mine.exists() and running.exists()
     mine.unlink()
+    running.unlink()
     # and a new writing process removes them on its first write
     stale.write_bytes(b"x")
     os.utime(stale, (old, old))
