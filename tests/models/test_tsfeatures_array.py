@@ -150,3 +150,15 @@ def test_non_finite_series_are_refused() -> None:
     X[1, 3] = np.nan
     with pytest.raises(SettingsError, match="finite"):
         array_features(X, {"mean": None})
+
+
+def test_chunks_give_the_whole_batch(monkeypatch) -> None:
+    import lnpstore.models.tsfeatures as tf
+
+    X = _panel("walk", 7, 12, 1, seed=5)[:, :, 0]
+    whole, names = array_features(X, _efficient())
+    monkeypatch.setattr(tf, "CHUNK_SERIES", 3)
+    chunked, names3 = array_features(X, _efficient())
+    assert names3 == names and whole.shape == (7, len(names))
+    # equal to rounding: numpy's matrix products pick their kernels by the batch size
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-13)
