@@ -17,8 +17,9 @@ reference, the bar of issue 17 and the wall time (fit + predict, s):
 
 BasicMotions has no published figure here (the bar: it runs multi-class and multivariate without
 glue). Both models get the raw series and labels: no reshaping and no label encoding by the caller.
-``--lstm-paa N`` averages the series over equal windows down to at most N steps for the LSTM only
-(piecewise aggregate approximation; 0 = off), which keeps its recurrence short on long series.
+``--lstm-max-steps N`` is the LSTM's ``max_steps`` (longer series averaged over windows down to at most
+N steps; 0 = all steps); ``--lstm-convs`` the convolution front ends its search draws from (0: the
+study's plain LSTM).
 """
 
 from __future__ import annotations
@@ -73,15 +74,6 @@ def as_array(series: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     return series
 
 
-def paa(X: np.ndarray, max_steps: int) -> np.ndarray:
-    """Mean over equal windows along the steps, down to at most ``max_steps`` steps."""
-    T = X.shape[1]
-    if max_steps <= 0 or T <= max_steps:
-        return X
-    edges = np.linspace(0, T, max_steps + 1).round().astype(int)
-    return np.stack([X[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1)
-
-
 def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict:
     Xtr_s, ytr, regression = read_ts(data_dir / name / f"{name}_TRAIN.ts")
     Xte_s, yte, _ = read_ts(data_dir / name / f"{name}_TEST.ts")
@@ -102,13 +94,17 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
         from lnpstore.models.lstm import LSTMEstimator, SearchConfig, TrainConfig
 
         sc = SearchConfig(
-            select=TrainConfig(epochs=a.lstm_epochs, patience=a.lstm_patience), units=tuple(a.lstm_units)
+            select=TrainConfig(epochs=a.lstm_epochs, patience=a.lstm_patience),
+            units=tuple(a.lstm_units),
+            convs=tuple(a.lstm_convs),
         )
         m = LSTMEstimator(
-            "regress" if regression else "classify", n_samples=a.lstm_samples, search=sc, seed=a.seed
+            "regress" if regression else "classify",
+            n_samples=a.lstm_samples,
+            search=sc,
+            max_steps=a.lstm_max_steps or None,
+            seed=a.seed,
         )
-        if a.lstm_paa and isinstance(Xtr, np.ndarray):
-            Xtr, Xte = paa(Xtr, a.lstm_paa), paa(Xte, a.lstm_paa)
     m.fit(Xtr, ytr)
     pred = m.predict(Xte)
     dt = time.perf_counter() - t0
@@ -157,6 +153,7 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
                 "layers",
                 "bidirectional",
                 "dense",
+                "conv",
                 "lr",
                 "batch_size",
                 "best_epoch",
@@ -178,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lstm-epochs", type=int, default=200)
     p.add_argument("--lstm-patience", type=int, default=20)
     p.add_argument("--lstm-units", type=lambda s: [int(x) for x in s.split(",")], default=[32, 64, 128, 256])
-    p.add_argument("--lstm-paa", type=int, default=0, help="LSTM input: at most this many steps (0: all)")
+    p.add_argument(
+        "--lstm-max-steps", type=int, default=64, help="LSTM input: at most this many steps (0: all)"
+    )
+    p.add_argument("--lstm-convs", type=lambda s: [int(x) for x in s.split(",")], default=[0, 32, 64])
     p.add_argument("--jobs", type=int, default=0, help="tsfresh worker processes (0: serial)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")

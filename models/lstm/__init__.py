@@ -13,8 +13,14 @@ One job per module:
 
 from __future__ import annotations
 
-from lnpstore.models.lstm.estimator import LSTMClassifier, LSTMEstimator, LSTMRegressor
-from lnpstore.models.lstm.net import LAYERS, RATES, UNITS, LSTMConfig, lstm_net
+from lnpstore.models.lstm.estimator import (
+    LSTMClassifier,
+    LSTMEstimator,
+    LSTMRegressor,
+    pool_factor,
+    pool_steps,
+)
+from lnpstore.models.lstm.net import CONVS, LAYERS, RATES, UNITS, LSTMConfig, lstm_net
 from lnpstore.models.lstm.search import (
     STUDY_SEARCH,
     STUDY_TRAIN,
@@ -38,6 +44,7 @@ from lnpstore.models.lstm.train import (
 )
 
 __all__ = [
+    "CONVS",
     "LAYERS",
     "LSTMClassifier",
     "LSTMConfig",
@@ -57,6 +64,8 @@ __all__ = [
     "lstm_net",
     "lstm_search",
     "padded_size",
+    "pool_factor",
+    "pool_steps",
     "rungs_of",
     "sample_configs",
     "sample_trials",

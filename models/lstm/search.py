@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from lnpstore.models.lstm.net import LAYERS, RATES, UNITS, LSTMConfig
+from lnpstore.models.lstm.net import CONVS, LAYERS, RATES, UNITS, LSTMConfig
 from lnpstore.models.lstm.train import (
     LSTMModel,
     Mode,
@@ -61,6 +61,10 @@ class SearchConfig(Settings):
     extra_lr_share: float = Field(0.1, ge=0.0, le=1.0, description="chance of drawing from extra_lrs")
     batch_sizes: tuple[int, ...] = Field((16, 32, 64), description="batch sizes drawn; (): select.batch_size")
     units: tuple[int, ...] = Field(UNITS, description="units choices (the study's are 32/64/128/256)")
+    convs: tuple[int, ...] = Field(
+        CONVS,
+        description="filters of the convolution front end drawn per trial (0: none; the study's space is (0,))",
+    )
     vmap_width: int = Field(8, ge=1, description="trials of one shape trained at once on an accelerator")
     cpu_vmap_width: int = Field(
         1, ge=1, description="the same on CPU (1: XLA CPU deadlocks on vmapped 2-layer LSTMs)"
@@ -83,6 +87,8 @@ class SearchConfig(Settings):
             raise SettingsError("SearchConfig: batch_sizes and extra_lrs must be positive")
         if not self.units or any(u < 1 for u in self.units):
             raise SettingsError(f"SearchConfig: units must be positive, got {self.units}")
+        if not self.convs or any(c < 0 for c in self.convs):
+            raise SettingsError(f"SearchConfig: convs must be >= 0 (0: no front end), got {self.convs}")
 
 
 #: The study's exact protocol: every architecture at lr 1e-4 for 20 epochs (batch 32), the winner
@@ -94,6 +100,7 @@ STUDY_SEARCH = SearchConfig(
     extra_lrs=(),
     extra_lr_share=0.0,
     batch_sizes=(),
+    convs=(0,),
 )
 
 #: The study's single-model setting (lr 1e-5, 30 epochs): it does not leave the constant prediction on
@@ -134,6 +141,9 @@ def sample_trials(
     """``n_samples`` trials (or one per given architecture): architecture, learning rate, batch size."""
     sc = search or SearchConfig()
     archs = configs if configs is not None else sample_configs(n_samples, seed, units=sc.units)
+    if configs is None and sc.convs != (0,):  # own stream: the other draws stay those of sample_configs
+        conv_rng = np.random.default_rng([seed, 23])
+        archs = [a.replace(conv=int(conv_rng.choice(sc.convs))) for a in archs]
     rng = np.random.default_rng([seed, 17])  # separate stream: the architectures match sample_configs
     out = []
     for a in archs:
@@ -357,7 +367,7 @@ class _Search:
                 "trial": np.arange(n, dtype=np.int32),
                 **{
                     k: [getattr(t.arch, k) for t in t_in]
-                    for k in ("units", "layers", "bidirectional", "dense")
+                    for k in ("units", "layers", "bidirectional", "dense", "conv")
                 },
                 "dropout": [t.arch.dropout for t in t_in],
                 "recurrent_dropout": [t.arch.recurrent_dropout for t in t_in],
@@ -417,6 +427,7 @@ TRIAL_KEYS = (
     "layers",
     "bidirectional",
     "dense",
+    "conv",
     "dropout",
     "recurrent_dropout",
     "lr",

@@ -143,3 +143,37 @@ def test_sklearn_protocol():
     X, y = planted_panel(n=40, seed=3)
     scores = cross_val_score(est, X, y, cv=2)
     assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_long_series_are_pooled_to_max_steps_with_padding_excluded():
+    from lnpstore.models.lstm import pool_factor, pool_steps
+
+    assert pool_factor(20, 64) == 1 and pool_factor(251, 64) == 4 and pool_factor(251, None) == 1
+    X = np.arange(2 * 7 * 1, dtype=np.float32).reshape(2, 7, 1)
+    X[1, 5:] = 0.0  # series 1 has 5 real steps
+    P, L = pool_steps(X, np.array([7, 5]), 3)
+    assert P.shape == (2, 3, 1) and L.tolist() == [3, 2]
+    np.testing.assert_allclose(P[0, :, 0], [1.0, 4.0, 6.0])  # windows 0-2, 3-5, 6
+    np.testing.assert_allclose(P[1, :2, 0], [8.0, 10.5])  # window 3-4 only: steps 5-6 are padding
+
+
+def test_estimator_pools_long_series_and_predicts_on_the_same_scale(data):
+    Xtr, ytr, _, _, Xte, yte = data
+    long_tr, long_te = np.repeat(Xtr, 8, axis=1), np.repeat(Xte, 8, axis=1)  # 80 steps, 8 per frame
+    m = LSTMClassifier(arch=SMALL, train=FAST, max_steps=10).fit(long_tr, ytr)
+    assert m.pool_factor_ == 8 and m.score(long_te, yte) > 0.85
+    raw = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1), max_steps=None).fit(long_tr, ytr)
+    assert raw.pool_factor_ == 1
+
+
+def test_convolution_front_end_learns_and_is_searched(data):
+    from lnpstore.models.lstm import STUDY_SEARCH, SearchConfig, sample_trials
+
+    Xtr, ytr, Xv, yv, Xte, yte = data
+    conv = LSTMClassifier(arch=SMALL.replace(conv=16, conv_kernel=8), train=FAST).fit(Xtr, ytr, Xv, yv)
+    assert conv.score(Xte, yte) > 0.9
+    convs = [t.arch.conv for t in sample_trials(60, 0, SearchConfig())]
+    assert set(convs) == {0, 32, 64}
+    plain = sample_trials(60, 0, SearchConfig(convs=(0,)))  # the other draws do not move
+    assert [t.arch.replace(conv=0) for t in sample_trials(60, 0, SearchConfig())] == [t.arch for t in plain]
+    assert {t.arch.conv for t in sample_trials(20, 0, STUDY_SEARCH)} == {0}
