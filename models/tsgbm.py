@@ -166,6 +166,9 @@ def extract(
     if engine == "array":
         from lnpstore.models.tsfeatures import panel_features
 
+        if dask_address:
+            log.info("array engine: features computed in this process (--dask is used by the tsfresh engine)")
+
         feats = panel_features(
             X,
             channels,
