@@ -314,6 +314,7 @@ def _calibrate_cnn(cfg: RunConfig) -> float:
     """Seconds per step of the CNN head on cached features (the stage's own jitted epoch)."""
     import jax
     import optax
+
     from lnpstore.models.cnn import CNNConfig, init_head, make_epoch_fn
 
     hc = CNNConfig(epochs=1)
@@ -337,6 +338,7 @@ def _calibrate_lstm(cfg: RunConfig, n_trials: int, epochs: int = 3) -> dict[str,
     the preset's own search (same seed) trained on random data at the study's shape (steps padded to
     the last checkpoint, 32 dims; training cases as one fold's, at most 512, validation a quarter)."""
     import jax
+
     from lnpstore.models.lstm import _Trainer, sample_trials
     from lnpstore.models.lstm.train import _prepare
 
