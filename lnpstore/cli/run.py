@@ -16,6 +16,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from lnpstore.store.errors import LnpstoreError
 
         raise LnpstoreError("--plate and --plate-map go together: give both, or neither to simulate a plate")
+    overrides = {"tsfresh_engine": args.tsfresh_engine} | (
+        {"division_rule": args.division_rule} if args.division_rule else {}
+    )
+    if args.dry_run:
+        return dry_run(args, overrides)
     result = run_study(
         args.store,
         preset=args.preset,
@@ -25,10 +30,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         weights=args.weights,
         dask_address=args.dask,
         local=args.local,
-        overrides={"tsfresh_engine": args.tsfresh_engine}
-        | ({"division_rule": args.division_rule} if args.division_rule else {}),
+        overrides=overrides,
     )
     print(summary(result))
+    return 0
+
+
+def dry_run(args: argparse.Namespace, overrides: dict) -> int:
+    """``--dry-run``: calibrate on this machine, print the projected time per stage, write nothing."""
+    from lnpstore.study.estimate import print_projection
+    from lnpstore.study.pipeline import config_for
+
+    cfg = config_for(args.preset, seed=args.seed, weights=args.weights, overrides=overrides)
+    if args.plate is not None:
+        print("note: the projection counts the preset's simulated plate, not the plate given", flush=True)
+    print_projection(cfg)
+    print(f"dry run: nothing written ({args.store} not created)")
     return 0
 
 
@@ -101,6 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["exclude", "follow"],
         default=None,
         help="a cell that divides before the last frame: exclude it (default), or follow one daughter",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="calibrate on this machine (well under a minute), print the projected time per stage and "
+        "exit: no store is written",
     )
     from lnpstore.cli.timeseries import add_engine_option
 

@@ -8,7 +8,8 @@ holds), so an interrupted ``lnpstore run`` is simply run again. The presets:
   small random searches and cheaper tsfresh settings, sized to finish in under 15 minutes on 2 cores.
   The report states every reduction.
 - ``paper``: the published protocol: scale 1 (192 px crops), 8 augmentations, 200-sample searches,
-  tsfresh EfficientFCParameters. It prints an estimate of its time before it starts.
+  tsfresh EfficientFCParameters. It prints its projected time per stage, calibrated on this machine,
+  before it starts.
 """
 
 from __future__ import annotations
@@ -426,18 +427,8 @@ def _cumulative_timings(store: Store, timings: list[StageTiming]) -> dict[str, f
 
 
 def print_estimate(cfg: RunConfig) -> None:
-    """Print a rough time estimate for the paper preset before starting (figures from benchmarks/)."""
-    # At scale 1 the default plate has 9 wells x 2 fields x ~ 60 cells; about 70% stay in bounds.
-    cells = 9 * 2 * 60 * 0.7
-    crops = cells * cfg.t_in_frames * cfg.n_augs
-    base_crops_per_s = 10.0  # blocks 1-3 at 192 px on one slow 2-core machine (benchmarks/extract.py)
-    tsfresh_series_per_s = 2 / 0.0375  # 35-40 ms of CPU per series, 2 cores
-    series = cells * 0.8 * cfg.n_augs * 32 * len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES)
-    lstm_s = cfg.lstm_samples * len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES) * 20.0
-    est_h = (crops / base_crops_per_s + series / tsfresh_series_per_s + lstm_s) / 3600
-    print(
-        f"paper preset: ~{int(cells)} cells, {int(crops):,} crop passes through VGG, {int(series):,} tsfresh series, "
-        f"{cfg.lstm_samples} LSTM samples x {len(cfg.checkpoints_frames) * cfg.n_folds * len(MODES)} searches: "
-        f"roughly {est_h:.0f} h on 2 cores (use --dask ADDRESS to spread tracking and tsfresh over a cluster)",
-        flush=True,
-    )
+    """Calibrate on this machine and print the projected time per stage before starting
+    (:mod:`lnpstore.study.estimate`; ``lnpstore run --dry-run`` prints it for any preset)."""
+    from lnpstore.study.estimate import print_projection
+
+    print_projection(cfg)
