@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from lnpstore.store.core import list_queries, query_params, read_query
-from lnpstore.study.pipeline import PRESETS, print_estimate, run_study
+from lnpstore.study.pipeline import PRESETS, run_study
 
 pytestmark = pytest.mark.slow
 
@@ -79,12 +79,6 @@ def test_tiny_plate_end_to_end_then_resume(tmp_path):
 def test_presets_state_their_reductions():
     assert PRESETS["demo"].reductions, "the demo preset must say what it cuts"
     assert PRESETS["paper"].n_augs == 8 and PRESETS["paper"].lstm_samples == 200
-
-
-def test_paper_preset_prints_an_estimate(capsys):
-    print_estimate(PRESETS["paper"])
-    out = capsys.readouterr().out
-    assert "paper preset" in out and " h on 2 cores" in out
 
 
 def test_run_command_offers_every_preset():
