@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -106,7 +106,7 @@ def image_model(
     """The NGFF 0.5 image metadata of one field: axes t, c, z, y, x, one full-resolution level "0"."""
     from yaozarrs import v05
 
-    axes = [
+    axes: list[v05.SpaceAxis | v05.TimeAxis | v05.ChannelAxis | v05.CustomAxis] = [
         v05.TimeAxis(name="t", unit="minute"),
         v05.ChannelAxis(name="c"),
         v05.SpaceAxis(name="z", unit="micrometer"),
@@ -220,8 +220,9 @@ def _field_array(image_group: Any, array_root: Path, well: str, field: int) -> F
         unit_y = units.get("y") or ""  # no unit: the scale's length is unknown (never guessed)
         if unit_y in _TO_UM:
             px = scale[axes.index("y")] * _TO_UM[unit_y]
-        if "t" in axes and (units.get("t") or "") in _TO_MIN:
-            t_min = scale[axes.index("t")] * _TO_MIN[units["t"]]
+        unit_t = units.get("t") or ""
+        if "t" in axes and unit_t in _TO_MIN:
+            t_min = scale[axes.index("t")] * _TO_MIN[unit_t]
     omero = getattr(meta, "omero", None)
     names = tuple((getattr(c, "label", None) or "") for c in (omero.channels if omero else []))
     return FieldArray(
@@ -259,7 +260,7 @@ def read_plate_fields(plate_path: Path) -> tuple[str, list[FieldArray]]:
                 f"{plate_path}: well {pw.path} (row {row_name!r}, column {col_name!r}) is not a plate well "
                 "like C/3. Hint: rows must be letters A-P and columns numbers"
             ) from None
-        wg = root[pw.path]
+        wg = cast("yaozarrs.ZarrGroup", root[pw.path])  # a plate's well is a group
         wmeta = getattr(wg.ome_metadata(), "well", None)
         if wmeta is None:
             raise IngestError(f"{plate_path}/{pw.path}: no NGFF well metadata")
@@ -344,6 +345,7 @@ def _images_rows(
     for frame in range(1, n_frames + 1):
         for c in range(n_c):
             role = roles.get(c, f"C{c + 1:02d}")
+            path: str | None
             status, detail, path = (
                 "ok",
                 None,
