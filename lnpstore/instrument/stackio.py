@@ -79,7 +79,7 @@ class FrameFolder(Sequence):
             yield self[i]
 
 
-def open_stack(path: str | Path) -> Sequence:
+def open_stack(path: str | Path) -> Sequence | np.ndarray:
     """A lazy sequence of 2-D frames from a folder of TIFFs, or the frames of one T x Y x X TIFF."""
     import tifffile
 
