@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import polars as pl
@@ -81,7 +81,7 @@ def without_gaps(tracks: pl.DataFrame) -> pl.DataFrame:
         (pl.col("frame").diff().over("track_id").fill_null(1) > 1).cum_sum().over("track_id").alias("_part")
     )
     parts = df.select("track_id", "_part").unique().sort("track_id", "_part")
-    next_id = int(tracks.get_column("track_id").max()) + 1
+    next_id = int(cast(int, tracks.get_column("track_id").max())) + 1
     new_id: dict[tuple[int, int], int] = {}
     last_part: dict[int, int] = {}
     for tid, part in parts.iter_rows():
@@ -369,9 +369,9 @@ def write_ctc(
 
     df = check_tracks(tracks)
     per_track = track_table(df, checked=False)
-    if per_track.height and int(per_track["track_id"].max()) > MAX_UINT16:
+    if per_track.height and (top := int(cast(int, per_track["track_id"].max()))) > MAX_UINT16:
         raise TrackExportError(
-            f"track id {int(per_track['track_id'].max())} does not fit the CTC's uint16 masks "
+            f"track id {top} does not fit the CTC's uint16 masks "
             f"(max {MAX_UINT16}). Hint: renumber the tracks 1..N"
         )
     if digits < 3:
@@ -408,7 +408,7 @@ def write_ctc(
             n_frames = frame_no
         if n_frames == 0:
             raise TrackExportError("labels hold no frame")
-        last = int(df["frame"].max()) if df.height else 0
+        last = int(cast(int, df["frame"].max())) if df.height else 0
         if last > n_frames:
             raise TrackExportError(
                 f"tracks reach frame {last} but the label images hold only {n_frames} frame(s)"
