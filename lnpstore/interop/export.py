@@ -30,7 +30,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -105,13 +105,18 @@ def _node_ids(df: pl.DataFrame) -> np.ndarray:
     """The tracks' ``node_id`` where present, complete, unique and >= 0; else track_id * stride + frame."""
     if "node_id" in df.columns:
         s = df.get_column("node_id")
-        if s.dtype.is_integer() and s.null_count() == 0 and s.n_unique() == df.height and (s.min() or 0) >= 0:
+        if (
+            s.dtype.is_integer()
+            and s.null_count() == 0
+            and s.n_unique() == df.height
+            and cast(int, s.min() or 0) >= 0
+        ):
             return s.cast(pl.Int64).to_numpy()
         log.info(
             "tracks' node_id is incomplete or not unique: node ids are track_id * %d + frame", NODE_STRIDE
         )
-    if int(df["frame"].max() or 0) >= NODE_STRIDE:
-        raise TrackExportError(f"frames reach {int(df['frame'].max())}; node ids need frames < {NODE_STRIDE}")
+    if (last := int(cast(int | None, df["frame"].max()) or 0)) >= NODE_STRIDE:
+        raise TrackExportError(f"frames reach {last}; node ids need frames < {NODE_STRIDE}")
     return (
         df.get_column("track_id").cast(pl.Int64).to_numpy() * NODE_STRIDE + df.get_column("frame").to_numpy()
     )
@@ -315,7 +320,8 @@ def write_napari(
         "frame_interval_min": np.float64(frame_interval_min),
         "metadata": np.asarray(json.dumps({"package_version": __version__, **(dict(metadata or {}))})),
     }
-    return _atomic_file(out, lambda fh: np.savez(fh, **arrays))
+    # numpy's stub lets a ** mapping fill savez's allow_pickle: bool
+    return _atomic_file(out, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
 def napari_tracks(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
