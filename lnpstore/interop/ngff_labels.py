@@ -132,12 +132,13 @@ def add_labels(
         raise TrackExportError(
             f"{image_path} is not an OME-Zarr image ({exc}). Hint: export a standalone image"
         ) from None
-    if getattr(meta, "version", None) != "0.5" or not getattr(meta, "multiscales", None):
+    multiscales = getattr(meta, "multiscales", None)  # an image's (any NGFF document type here)
+    if getattr(meta, "version", None) != "0.5" or not multiscales:
         raise TrackExportError(
             f"{image_path} is not an NGFF 0.5 image (labels are added to 0.5 images only). Hint: export a "
             "standalone image with --out FIELD.zarr"
         )
-    ms = meta.multiscales[0]
+    ms = multiscales[0]
     names = [a.name for a in ms.axes]
     scale = next(t.scale for t in ms.datasets[0].coordinateTransformations if t.type == "scale")
     if "t" not in names:
