@@ -24,7 +24,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self, TypeVar, dataclass_transform
+from typing import Any, Self, TypeVar, cast, dataclass_transform
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -50,7 +50,10 @@ def _message(cls_name: str, exc: ValidationError) -> str:
     return f"{cls_name}: " + "; ".join(parts)
 
 
-@dataclass_transform(field_specifiers=(Field,), frozen_default=True)  # type checkers see a dataclass
+# Type checkers see a frozen dataclass. `Field` is deliberately not a field specifier: they read only a
+# `default=` keyword there, and the settings write `Field(value, ...)`; without it every `= Field(...)`
+# reads as a default (pydantic still checks at run time that required fields are given).
+@dataclass_transform(frozen_default=True)
 def settings(cls: type[T]) -> type[T]:
     """Class decorator: a frozen, pydantic-validated dataclass whose errors are :class:`SettingsError`."""
     validated = _pydantic_dataclass(frozen=True, config=SETTINGS_CONFIG)(cls)
@@ -64,7 +67,7 @@ def settings(cls: type[T]) -> type[T]:
             raise SettingsError(_message(cls.__name__, exc)) from None
 
     validated.__init__ = __init__  # type: ignore[method-assign]
-    return validated
+    return cast(type[T], validated)  # the same class, now a pydantic dataclass
 
 
 class Settings:
