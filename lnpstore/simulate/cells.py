@@ -39,6 +39,13 @@ class Cells:
     each cell's texture and outline-angle index (one array per cell, in its box).
     """
 
+    # per-cell arrays that the simulation replaces (reads of the others go through __getattr__)
+    pos: np.ndarray
+    vel: np.ndarray
+    shape_a: np.ndarray
+    shape_b: np.ndarray
+    div_at: np.ndarray
+
     def __init__(self, n_frames: int, **per_cell: np.ndarray) -> None:
         self._per_cell = tuple(per_cell)
         self.__dict__.update(per_cell)
@@ -202,7 +209,7 @@ def move_cells(
     rho_v = VELOCITY_PERSISTENCE
     xi = rng.normal(0, 1, (n, 2))
     c.vel = rho_v * c.vel + math.sqrt(1 - rho_v**2) * c.speed_sd_px[:, None] * xi
-    if m_idx is not None:
+    if mit is not None and m_idx is not None:  # m_idx (rounded cells) comes with mit
         c.vel[m_idx] *= (1.0 - 0.8 * mit[m_idx])[:, None]
     pos = c.pos + c.vel
     # soft repulsion, twice per frame: packed cells do not interpenetrate (centres stay >~ 0.8 (R_i + R_j))
