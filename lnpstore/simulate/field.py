@@ -144,7 +144,7 @@ def _step(
         divisions.split_due(ti)
     mit = divisions.mitotic(ti) if divisions is not None else None
     m_idx = None if mit is None else np.flatnonzero(mit > 0)
-    if m_idx is not None and m_idx.size:
+    if mit is not None and m_idx is not None and m_idx.size:  # (m_idx is None exactly when mit is)
         # rounded cells: a smaller, circular footprint, brighter CS, hardly moving
         r_eff = c.radius_px.copy()
         r_eff[m_idx] *= 1.0 - (1.0 - MITOTIC_RADIUS) * mit[m_idx]
@@ -157,7 +157,7 @@ def _step(
         move_cells(rng, c, r_eff, mit, m_idx, space.box)
         free.drift(rng, space.scale)
     sh_a, sh_b = c.shape_a, c.shape_b
-    if m_idx is not None:
+    if mit is not None and m_idx is not None:
         sh_a, sh_b = sh_a.copy(), sh_b.copy()
         sh_a[m_idx] *= (1.0 - mit[m_idx])[:, None]
         sh_b[m_idx] *= (1.0 - mit[m_idx])[:, None]
