@@ -160,7 +160,7 @@ def _lineage_rows(
     }
     la = c.label_area[:, labelled]
     fr, col = np.nonzero(la)
-    label_tracks = {
+    label_tracks: dict[str, np.ndarray] = {
         "true_id": ids[labelled][col],
         "frame": (fr + 1).astype(np.int16),
         "label_area_px": la[fr, col].astype(np.int32),
