@@ -16,7 +16,7 @@ import polars as pl
 
 from lnpstore._version import __version__
 from lnpstore.instrument.geometry import geometry_for
-from lnpstore.runtime.execution import Executor
+from lnpstore.runtime.execution import Backend, Executor
 from lnpstore.simulate.field import FieldJob, simulate_field
 from lnpstore.simulate.field_truth import FieldResult
 from lnpstore.simulate.metadata import write_metadata
@@ -111,7 +111,7 @@ def _run_fields(jobs: list[FieldJob], settings: SimulationSettings, show_progres
     """Simulate every field, in field order: in this process with one worker, else in a process pool."""
     workers = settings.workers or _default_workers(settings, len(jobs))
     workers = max(1, min(workers, len(jobs)))
-    backend = "serial" if workers == 1 else "processes"
+    backend: Backend = "serial" if workers == 1 else "processes"
     # fork when safe: the workers use only numpy/scipy/tifffile, and spawn would re-run a caller's
     # unguarded script (the README's Python example); spawn once a threaded runtime is loaded
     start = "spawn" if _threaded_runtime_loaded() else "fork"
