@@ -150,7 +150,9 @@ class Renderer:
         d1_in = self.depth1[self.inner]
         np.greater(d1_in, self.depth2[self.inner], out=self.lab_on)
         self.lab_on &= np.greater(d1_in, 0.0, out=self.lab_tmp)
-        lab = self.owner[self.inner].astype(np.uint8 if n < 255 else np.uint16 if n < 65535 else np.uint32)
+        lab: np.ndarray = self.owner[self.inner].astype(
+            np.uint8 if n < 255 else np.uint16 if n < 65535 else np.uint32
+        )
         lab += 1  # owner index + 1 (no owner: -1 wraps round to 0)
         lab *= self.lab_on
         return lab
@@ -163,9 +165,10 @@ class Renderer:
         edge_w, rim_w, half, pad = self.edge_w, self.rim_w, self.half, self.pad
         pos, mit = c.pos, fc.mit
         for i in range(c.n):
-            if boxes[i] is None:
+            box = boxes[i]
+            if box is None:
                 continue
-            ya, yb, xa, xb, loc, dyv, dxv, sd_in = boxes[i]
+            ya, yb, xa, xb, loc, dyv, dxv, sd_in = box
             mi = 0.0 if mit is None else float(mit[i])
             mine = self.owner[ya:yb, xa:xb] == i
             eff = np.minimum(sd_in, 0.5 * (sd_in - self.depth2[ya:yb, xa:xb]))
@@ -202,7 +205,7 @@ class Renderer:
     def lnp_image(self, spots: list[Spots]) -> np.ndarray:
         """The LNP spots splatted bilinearly in the image and blurred by the PSF (float32, counts)."""
         h, w = self.h, self.w
-        lnp = np.zeros(h * w)
+        lnp: np.ndarray = np.zeros(h * w)
         if spots:
             ys, xs, amp = (np.concatenate(part) for part in zip(*spots, strict=True))
             y0f, x0f = np.floor(ys), np.floor(xs)
