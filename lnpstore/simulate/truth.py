@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -223,7 +224,7 @@ def true_tracks(truth_dir: str | os.PathLike, well: str, field: int = 1) -> pl.D
         (pl.col("frame").diff().over("true_id").fill_null(1) > 1).cum_sum().over("true_id").alias("_seg")
     )
     segs = lt.group_by("true_id", "_seg").agg(pl.col("frame").min().alias("_begin")).sort("true_id", "_seg")
-    top = int(lin.get_column("true_id").max() or 0)
+    top = int(cast(int | None, lin.get_column("true_id").max()) or 0)
     later = segs.filter(pl.col("_seg") > 0).with_row_index("_k")
     seg_id = {(t, 0): t for t in segs.filter(pl.col("_seg") == 0).get_column("true_id").to_list()}
     for t, s, k in later.select("true_id", "_seg", "_k").iter_rows():
