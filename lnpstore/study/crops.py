@@ -23,7 +23,7 @@ through the Executor when one is given; a (plate, well) partition already in ``c
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import polars as pl
@@ -97,7 +97,7 @@ def decode_crops(df: pl.DataFrame) -> np.ndarray:
     pixels = df.get_column("pixels")
     lengths = pixels.bin.size()
     if (lengths != n_bytes).any():
-        i = int((lengths != n_bytes).arg_max())
+        i = int(cast(int, (lengths != n_bytes).arg_max()))  # some row differs: never None
         uid = df["cell_uid"][i] if "cell_uid" in df.columns else f"row {i}"
         raise CropError(
             f"crop of cell {uid}: {lengths[i]} bytes, expected {n_bytes} for (3, {s}, {s}) uint16"
@@ -208,8 +208,8 @@ def crop_field(task: dict[str, Any]) -> pl.DataFrame:
     centres: pl.DataFrame = task["centres"]
     size = int(task["size_px"])
     rows: dict[str, list] = {k: [] for k in ("track_id", "cell_uid", "frame", "pixels")}
-    for frame, frame_centres in sorted(centres.group_by("frame"), key=lambda kv: kv[0][0]):
-        frame = int(frame[0])
+    for key, frame_centres in sorted(centres.group_by("frame"), key=lambda kv: kv[0][0]):
+        frame = int(key[0])
         paths = task["paths"].get(frame, {})
         missing = [c for c in CROP_CHANNELS if not paths.get(c)]
         if missing:
