@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -109,7 +110,7 @@ def plot_displacement(store: Store, out_png: str | Path) -> Path:
         raise LnpstoreError(
             "no displacements in `tracks` (tracks of one frame only?). Hint: track more frames"
         )
-    mean, sd = float(d.mean()), float(d.std() or 0.0)
+    mean, sd = float(cast(float, d.mean())), float(cast(float | None, d.std()) or 0.0)
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.hist(d.to_numpy(), bins=60, color="tab:blue", alpha=0.8)
     ax.axvline(mean, color="k", lw=1.5, label=f"mean {mean:.2f} µm")
