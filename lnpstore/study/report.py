@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -103,7 +103,8 @@ def collect_run_info(store: Store) -> dict[str, Any]:
             info["preset"] = ", ".join(sorted(presets))
         t = models["created_at"].drop_nulls()
         if t.len() > 1:
-            info["time_taken"] = f"{(t.max() - t.min()).total_seconds() / 60:.1f} min (first to last model)"
+            first, last = cast(datetime, t.min()), cast(datetime, t.max())  # a Datetime column
+            info["time_taken"] = f"{(last - first).total_seconds() / 60:.1f} min (first to last model)"
     return info
 
 
@@ -199,7 +200,10 @@ def write_report(
     t1_file = table1_path(store)
     if t1_file.exists():
         table1 = pl.read_parquet(t1_file)
-        info.setdefault("n_permutations", int(table1["n_permutations"].max() or 0) if table1.height else 0)
+        info.setdefault(
+            "n_permutations",
+            int(cast(int | None, table1["n_permutations"].max()) or 0) if table1.height else 0,
+        )
     else:
         table1 = compare_models(store, n_permutations=n_permutations, seed=seed)
         info.setdefault("n_permutations", n_permutations)
