@@ -170,7 +170,7 @@ def _gfp_sums_field(task: dict[str, Any]) -> pl.DataFrame:
     from lnpstore.instrument.stackio import read_image
 
     nodes: pl.DataFrame = task["nodes"]
-    out = {"track_id": [], "frame": [], "gfp_sum": []}
+    out: dict[str, list] = {"track_id": [], "frame": [], "gfp_sum": []}
     for (frame,), fn in sorted(nodes.group_by("frame"), key=lambda kv: kv[0][0]):
         path = task["paths"].get(int(frame))
         if path is None:
