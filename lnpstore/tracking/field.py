@@ -41,7 +41,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -179,6 +179,7 @@ class FieldTracker:
         frame's label image: otherwise another track already holds that cell, and one region is never
         claimed by two tracks."""
         y0, x0 = origin
+        assert self.label_frame is not None  # set at the start of every step
         sub = self.label_frame[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]]
         n = int(np.count_nonzero(region))
         return n > 0 and 2 * int(np.count_nonzero(region & (sub == 0))) >= n
@@ -217,8 +218,9 @@ class FieldTracker:
         """New tracks for foreground blobs that no track's region touches in this frame and that hold at
         least ``leftover_min_area_um2``."""
         competitors = [
-            t.previous for t in self.tracks + self.silent if t.alive and not t.report and t.mask is not None
+            p for t in self.tracks + self.silent if t.alive and not t.report and (p := t.previous) is not None
         ]
+        assert self.label_frame is not None  # set at the start of every step
         min_px = self.s.leftover_min_area_um2 / self.px**2
         for crop, y0, x0 in leftover_blobs(fr.fg, self.label_frame, competitors, min_px):
             rows, cols = np.nonzero(crop)
@@ -403,7 +405,9 @@ class FieldTracker:
         disp = math.hypot(ny - t.y, nx - t.x) if t.rows else None
         py, px_ = self._predicted(t)
         link_cost = math.hypot(ny - py, nx - px_) if t.rows else None
-        off_pred = bool(t.rows) and s.predicted_max_um > 0 and link_cost > s.predicted_max_um / self.px
+        off_pred = (
+            link_cost is not None and s.predicted_max_um > 0 and link_cost > s.predicted_max_um / self.px
+        )
         recent = t.areas[-s.area_median_frames :] if s.area_median_frames >= 1 else []
         med_area = float(np.median(recent)) if recent else 0.0
         # Grown above the running median (took in a neighbour), or shrunk below it by the same factor
@@ -599,8 +603,8 @@ def add_quality_flags(df: pl.DataFrame, *, pixel_size_um: float, settings: Track
     s = settings
     d = df.get_column("displacement_px").drop_nulls()
     if d.len():
-        med = float(d.median())
-        mad = float((d - med).abs().median()) * 1.4826
+        med = float(cast(float, d.median()))
+        mad = float(cast(float, (d - med).abs().median())) * 1.4826
     else:
         med = mad = 0.0
     thr = max(med + s.jump_mad_k * mad, s.jump_floor_um / pixel_size_um)
@@ -657,8 +661,10 @@ def track_field(
         if labels is None and tracker.shape is None:
             owed += 1
             continue
+        shape = tracker.shape
+        assert shape is not None  # labels come only with a CS image, which sets the shape
         for _ in range(owed):
-            on_labels(np.zeros(tracker.shape, np.int32))
+            on_labels(np.zeros(shape, np.int32))
         owed = 0
-        on_labels(np.zeros(tracker.shape, np.int32) if labels is None else labels)
+        on_labels(np.zeros(shape, np.int32) if labels is None else labels)
     return tracker.finish()
