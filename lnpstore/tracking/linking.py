@@ -239,6 +239,7 @@ class MaskLinker:
     # -- one track --------------------------------------------------------------------------------
     def _node(self, t: _Link, frame: int, reg: _Regions, j: int, **links) -> dict:
         y, x = float(reg.yx[j, 0]), float(reg.yx[j, 1])
+        assert self.shape is not None  # set by the first label frame
         h, w = self.shape
         e = self.edge_px
         return {
@@ -349,7 +350,7 @@ def link_labels(
     *,
     pixel_size_um: float,
     settings: TrackSettings | None = None,
-    images: Iterable[np.ndarray] | None = None,
+    images: Iterable[np.ndarray | None] | None = None,
     on_labels: Callable[[np.ndarray], None] | None = None,
 ) -> pl.DataFrame:
     """Link a movie of label images (frame 1 first; 0 = background) into tracks.
