@@ -8,6 +8,7 @@ Each seed is the centroid of its watershed region, the same definition of "centr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -75,7 +76,11 @@ def foreground_threshold(
     sample = smoothed[::stride, ::stride]
     if float(sample.max()) <= float(sample.min()):
         return float(sample.max()) + 1.0  # a flat image has no foreground
-    fn = {"li": filters.threshold_li, "otsu": filters.threshold_otsu, "triangle": filters.threshold_triangle}
+    fn: dict[str, Callable[[np.ndarray], float]] = {
+        "li": filters.threshold_li,
+        "otsu": filters.threshold_otsu,
+        "triangle": filters.threshold_triangle,
+    }
     return float(fn[method](sample)) * factor
 
 
