@@ -142,4 +142,5 @@ def elevation(
         sm = smoothed_win
         inten = (sm - threshold) / max(float(sm[win].max() - threshold), 1e-6) if win.any() else sm * 0
         elev = -inten if elev is None else elev - inten
+    assert elev is not None  # every kind sets it above
     return elev
