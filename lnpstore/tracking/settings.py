@@ -63,7 +63,8 @@ FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
 
 def _num(default: float, description: str, **bounds: float) -> Any:
     """A finite number field, non-negative unless ``bounds`` say otherwise."""
-    return Field(default, allow_inf_nan=False, description=description, **(bounds or {"ge": 0}))
+    limits: dict[str, Any] = dict(bounds) or {"ge": 0}
+    return Field(default, allow_inf_nan=False, description=description, **limits)
 
 
 @settings
