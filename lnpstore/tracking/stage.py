@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -273,7 +274,7 @@ def _field_jobs(
     px, images, excluded = _plate_info(store, plate)
     done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
     ok = images.filter(pl.col("status") == "ok")
-    n_frames = int(images.get_column("frame").max() or 0)
+    n_frames = int(cast(int | None, images.get_column("frame").max()) or 0)
     jobs: list[dict] = []
     for well, fld in sorted(images.select("well", "field").unique().iter_rows()):
         if well in excluded:
