@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import flax.linen as nn
 import jax
@@ -371,7 +371,7 @@ def load_feature_arrays(store: Store, extractor_id: str) -> FeatureArrays:
             f"features of `{extractor_id}` are incomplete ({feats.height} rows for {keys.height} "
             f"crops x {n_aug} augmentations). Hint: re-run `lnpstore embed` to finish it"
         )
-    c = feats.get_column("mean").dtype.size
+    c = cast(pl.Array, feats.get_column("mean").dtype).size  # the embedding width
     m = feats.get_column("mean").to_numpy().reshape(keys.height, n_aug, c).astype(np.float32)
     q = feats.get_column("mean_sq").to_numpy().reshape(keys.height, n_aug, c).astype(np.float32)
     keys = keys.join(
@@ -399,7 +399,7 @@ def _single_extractor(store: Store) -> str:
 
 def train_cnn(
     store: Store,
-    mode: str,
+    mode: Mode,
     *,
     folds: Iterable[int] = range(5),
     epochs: int = 50,
