@@ -129,7 +129,13 @@ def fit_preprocessing(crops: np.ndarray, *, seed: int = 0) -> Preprocessing:
     hi = np.where(hi > lo, hi, lo + 1.0)
     scaled = np.clip((sample - lo[:, None]) / (hi - lo)[:, None], 0, 1) * 255.0
     mean = scaled.mean(axis=1)
-    return Preprocessing(tuple(map(float, lo)), tuple(map(float, hi)), tuple(map(float, mean)), n_crops=n)
+    return Preprocessing(_per_channel(lo), _per_channel(hi), _per_channel(mean), n_crops=n)
+
+
+def _per_channel(values: np.ndarray) -> tuple[float, float, float]:
+    """The three crop channels' values as floats."""
+    cs, bf, lnp = (float(v) for v in values)
+    return cs, bf, lnp
 
 
 def preprocess(raw: Any, pre: Preprocessing) -> Any:
