@@ -117,7 +117,13 @@ def randomization_f1(
         tp_b - d_tp, fp_b - d_fp, n_pos, n_neg
     )
     return RandomizationResult(
-        "f1_weighted", float(f_a), float(f_b), d_obs, _p_value(d_obs, perm), y.size, n_permutations
+        "f1_weighted",
+        float(f_a),
+        float(f_b),
+        d_obs,
+        _p_value(d_obs, np.asarray(perm)),
+        y.size,
+        n_permutations,
     )
 
 
