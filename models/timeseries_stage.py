@@ -86,6 +86,7 @@ def _fit(
     """Fit one model; returns (model, trials, extra config)."""
     tr, va = p["train"], p["val"]
     if kind == "lstm":
+        assert tr.y is not None and va.y is not None  # train and validation panels carry targets
         from lnpstore.models.lstm import lstm_search, trial_configs
 
         model, trials = lstm_search(
@@ -138,7 +139,7 @@ def _fit(
 def run_timeseries(
     store,
     kind: Kind = "lstm",
-    mode: str = "classify",
+    mode: Literal["classify", "regress"] = "classify",
     *,
     folds: Iterable[int] = range(5),
     checkpoints: Iterable[int] = (5, 10, 15, 20),
@@ -150,7 +151,7 @@ def run_timeseries(
     show_progress: bool = True,
     n_jobs: int = 0,
     lstm_search_config: Any = None,
-    tsfresh_engine: str = "array",
+    tsfresh_engine: Literal["tsfresh", "array"] = "array",
 ) -> pl.DataFrame:
     """Train ``kind`` for every (fold, checkpoint); returns one row per unit (model_id, status, val_loss).
 
