@@ -87,7 +87,7 @@ def panel_features(
         from tsfresh.feature_extraction import ComprehensiveFCParameters
 
         default_fc_parameters = ComprehensiveFCParameters()
-    per_channel = []
+    per_channel: list[dict[str, Any] | None] = []
     for ch in channels:
         if kind_to_fc_parameters and ch in kind_to_fc_parameters:
             per_channel.append(dict(kind_to_fc_parameters[ch]))
