@@ -6,6 +6,9 @@ library routines tsfresh calls per series.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from lnpstore.models.tsfeatures.registry import combiner, simple
 from lnpstore.models.tsfeatures.symbolic import binned_entropy_rows
@@ -14,7 +17,7 @@ from lnpstore.models.tsfeatures.symbolic import binned_entropy_rows
 @combiner("fft_coefficient")
 def fft_coefficient(X: np.ndarray, param: list[dict]) -> list[tuple[str, np.ndarray]]:
     F = np.fft.rfft(X, axis=1)
-    agg = {
+    agg: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "real": np.real,
         "imag": np.imag,
         "abs": np.abs,
@@ -168,15 +171,16 @@ def _count_ridges(
     if len(has) == 0:
         return 0
     start = has[-1]
-    lines = [[[start], [c], 0] for c in np.nonzero(relmax[start])[0].tolist()]
-    final = []
+    # each line: [rows, cols, gap]
+    lines: list[list[Any]] = [[[start], [c], 0] for c in np.nonzero(relmax[start])[0].tolist()]
+    final: list[list[Any]] = []
     for row in range(start - 1, -1, -1):
         this = np.nonzero(relmax[row])[0].tolist()
-        for line in lines:
-            line[2] += 1
+        for ln in lines:
+            ln[2] += 1
         prev = [line[1][-1] for line in lines]
         for col in this:
-            line = None
+            line: list[Any] | None = None
             if prev:
                 diffs = [abs(col - p) for p in prev]
                 closest = int(np.argmin(diffs))
