@@ -151,7 +151,7 @@ def extract(
     ``dask_address`` are tsfresh's and not used)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-    settings = {"default": default_fc_parameters, "by_kind": kind_to_fc_parameters}
+    settings: dict[str, Any] = {"default": default_fc_parameters, "by_kind": kind_to_fc_parameters}
     if lengths is not None and (np.asarray(lengths) < X.shape[1]).any():
         settings["lengths"] = np.asarray(lengths).tolist()
     else:
@@ -307,6 +307,13 @@ class TsfreshXGB(PanelEstimator):
     once and equal to tsfresh's features (tests/models/test_tsfeatures_array.py); ``"tsfresh"`` runs
     tsfresh's ``extract_features`` (``n_jobs`` processes, or the Dask cluster at ``dask_address``).
     """
+
+    # set by fit (the chosen trial), and by the ``cache`` property
+    best_params_: dict[str, Any]
+    best_trial_: int
+    best_iteration_: int
+    _cache: FeatureCache
+    _cache_for: str | Path | None
 
     def __init__(
         self,
