@@ -363,7 +363,8 @@ def random_params(seed: int = RANDOM_SEED) -> Params:
 def save_npz(params: Params, dest: Path) -> Path:
     """Write params atomically as the package's ``.npz``."""
     with atomic_path(dest, keep_suffix=True) as tmp:
-        np.savez(tmp, **{k: params[k] for k in expected_shapes()})
+        # numpy's stub lets a ** mapping fill savez's allow_pickle: bool
+        np.savez(tmp, **{k: params[k] for k in expected_shapes()})  # type: ignore[arg-type]
     return dest
 
 
