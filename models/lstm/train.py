@@ -469,6 +469,10 @@ class LSTMModel:
     the value (regress).
     """
 
+    # set by the search (lnpstore.models.lstm.search) on the model it returns
+    search_val_loss_: float
+    search_best_epoch_: int
+
     def __init__(
         self,
         mode: Mode = "classify",
