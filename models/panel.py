@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -365,7 +366,7 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
             tags.regressor_tags = RegressorTags()
         return tags
 
-    def _mode(self) -> str:
+    def _mode(self) -> Literal["classify", "regress"]:
         return getattr(self, "mode", "classify")
 
     def _panel(self, X, name: str = "X", *, fitted: bool = True):
