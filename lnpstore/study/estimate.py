@@ -33,11 +33,13 @@ if TYPE_CHECKING:
     from lnpstore.simulate import SimulationSettings
     from lnpstore.study.pipeline import RunConfig
 
-#: Share of the simulated cells that become complete cells (in bounds and, with division_rule
-#: 'exclude', undivided over frames 1..t_in). Measured on the demo run (seed 0: 140 of 225 cells):
-#: ``lnpstore run /tmp/run --preset demo`` then ``count(*) filter (where complete)`` over ``cells``.
-COMPLETE_SHARE = 0.62
-#: Share of the complete cells in the training part (targets.SplitSettings.test_fraction = 0.2).
+#: Cells within this distance of a field's edge at frame 1 (px at the study's 0.1625 um pixels; scaled
+#: with the plate) rarely become complete cells (they leave the field, or their crop window does,
+#: before the last frame; divisions are excluded too). Fitted on the demo run (seed 0: 85 complete of
+#: 225 frame-1 cells on 640 x 560 px fields at scale 0.5, i.e. 115 px at 0.325 um pixels):
+#: ``lnpstore run /tmp/run --preset demo`` then the ``cells`` table's complete rows.
+EDGE_LOSS_REF_PX = 230
+#: Share of the targeted cells (wells with a dose) in the training part (targets: test_fraction 0.2).
 TRAIN_SHARE = 0.8
 #: Epoch at which an LSTM trial reaches its best validation loss, typically (the search's ``search``
 #: table of the demo run: median ``best_epoch``); a trial stops ``patience`` epochs later.
@@ -89,6 +91,13 @@ class Sizes:
     cases_ts: float  # the same for the tsfresh stage (augmentation-averaged or not)
 
 
+def complete_share(sim: SimulationSettings) -> float:
+    """Expected share of the frame-1 cells that become complete cells: those outside the edge band
+    (:data:`EDGE_LOSS_REF_PX`, scaled to the plate's pixels) of a field."""
+    m = 2 * EDGE_LOSS_REF_PX * sim.scale
+    return max(0.0, sim.width_px - m) * max(0.0, sim.height_px - m) / (sim.width_px * sim.height_px)
+
+
 def sizes_for(cfg: RunConfig) -> Sizes:
     """The plate's and the models' sizes for ``cfg``."""
     from lnpstore.instrument.geometry import geometry_for
@@ -96,8 +105,9 @@ def sizes_for(cfg: RunConfig) -> Sizes:
     sim = sim_settings_for(cfg)
     fields = len(sim.wells) * sim.n_fields
     cells = fields * sim.n_cells
-    complete = cells * COMPLETE_SHARE
-    train_fold = complete * TRAIN_SHARE * (cfg.n_folds - 1) / cfg.n_folds
+    complete = cells * complete_share(sim)
+    dosed = sum(d > 0 for d in sim.wells.values()) / len(sim.wells)  # control wells have no target
+    train_fold = complete * dosed * TRAIN_SHARE * (cfg.n_folds - 1) / cfg.n_folds
     return Sizes(
         fields=fields,
         frames=sim.n_frames,

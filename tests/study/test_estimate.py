@@ -1,0 +1,101 @@
+"""The calibrated projection of ``lnpstore run``: counts per stage, the calibration, ``--dry-run``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from lnpstore.models.lstm import SearchConfig, sample_trials
+
+from lnpstore.study import estimate as E
+from lnpstore.study.pipeline import RunConfig
+
+#: The tiny simulated plate (3 wells C03/E03/G03 with doses 316, 31.6, 0 ng; 1 field; 72 frames;
+#: 400 x 400 px at scale 0.5; 10 cells per field) with small models.
+TINY = RunConfig(
+    preset="tiny",
+    sim_preset="tiny",
+    t_in_frames=10,
+    n_augs=2,
+    n_folds=2,
+    cnn_epochs=3,
+    lstm_samples=3,
+    lstm_units=(32,),
+    tsfresh_samples=2,
+    checkpoints_frames=(5, 10),
+)
+
+
+def test_trial_epochs_follow_the_rungs():
+    sc = SearchConfig()  # 200 epochs, patience 20, rungs 5, 10, 20, 40, 80, 160, 200 (eta 2)
+    # bound: 3 trials x 5, 2 x 5 (to 10), then 1 trial to 20, 40, 80, 160, 200
+    assert E.trial_epochs(3, sc, best_epoch=8) == (3 * 5 + 2 * 5 + 10 + 8, 15 + 10 + 10 + 20 + 40 + 80 + 40)
+    no_halving = SearchConfig(halving=False)
+    assert E.trial_epochs(4, no_halving, best_epoch=8) == (4 * 28, 4 * 200)
+
+
+def test_counts_of_a_small_config_are_exact():
+    z = E.sizes_for(TINY)
+    fields, cells = 3, 30
+    inner = (400 - 2 * 230 * 0.5) ** 2 / 400**2  # the edge band at scale 0.5
+    complete = cells * inner
+    train_fold = complete * (2 / 3) * 0.8 * (1 / 2)  # 2 of 3 wells dosed, 80 % train, 1 of 2 folds
+    assert (z.fields, z.frames, z.field_px, z.cells, z.crop_px) == (fields, 72, 400 * 400, cells, 96)
+    assert z.complete == pytest.approx(complete)
+    assert z.train_cells_fold == pytest.approx(train_fold)
+
+    counts = {c.stage: c for c in E.stage_counts(TINY, n_features=10)}
+    assert list(counts) == [
+        "simulate",
+        "ingest",
+        "track",
+        "embed",
+        "cnn",
+        "lstm",
+        "tsfresh-extract",
+        "tsfresh-select",
+        "xgboost",
+    ]
+    for st in ("simulate", "ingest", "track"):
+        assert (counts[st].count, counts[st].fixed) == (fields * 72, fields)
+    assert counts["embed"].count == pytest.approx(complete * 10 * 2)
+    # CNN: modes x folds x epochs x batches of 32 (at least one) of the training rows (cells x frames)
+    assert counts["cnn"].count == 2 * 2 * 3 * max(1, math.floor(train_fold * 10 / 32))
+    # LSTM: searches (modes x folds x checkpoints) x expected trial-epochs x training cases
+    assert counts["lstm"].count == pytest.approx(2 * 2 * 2 * 43 * train_fold * 2)
+    drawn = sample_trials(3, TINY.seed, SearchConfig(units=(32,)))
+    assert counts["lstm"].fixed == len({(t.arch.shape, t.batch_size) for t in drawn})  # one compile each
+    # tsfresh on the augmentation-averaged sequences: one series per cell and embedding dimension
+    assert counts["tsfresh-extract"].count == pytest.approx(2 * 2 * train_fold * (5 + 10) * 32)
+    assert counts["tsfresh-select"].count == 2 * 2 * 2 * 10 * 32
+    assert counts["xgboost"].count == 2 * 2 * 2 * 2 * E.XGB_TYPICAL_TREES
+
+
+def test_calibration_gives_positive_finite_unit_costs_and_a_projection(tmp_path):
+    cal = E.calibrate(TINY, workdir=tmp_path)
+    keys = {c.cost_key for c in E.stage_counts(TINY, n_features=10)}
+    keys |= {c.fixed_key for c in E.stage_counts(TINY, n_features=10) if c.fixed_key}
+    assert keys <= set(cal.unit_s)
+    assert all(math.isfinite(v) and v >= 0 for v in cal.unit_s.values()), cal.unit_s
+    positive = ("embed_s_per_image", "cnn_s_per_step", "lstm_s_per_case_epoch", "tsfresh_s_per_series_step")
+    assert all(cal.unit_s[k] > 0 for k in positive), cal.unit_s
+    assert list(tmp_path.iterdir()) == []  # its temporary plate and store are gone
+
+    p = E.project(TINY, cal)
+    assert p.total_s == pytest.approx(sum(p.as_dict().values())) and p.total_s > 0
+    lstm = next(s for s in p.stages if s.stage == "lstm")
+    assert lstm.seconds >= lstm.count * cal.unit_s["lstm_s_per_case_epoch"]  # plus one compile
+    text = p.table()
+    assert "total" in text and all(s in text for s in p.as_dict())
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_projection_and_writes_no_store(tmp_path, capsys, monkeypatch):
+    from lnpstore.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(tmp_path / "run"), "--dry-run", "--preset", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "projected time of `lnpstore run --preset demo`" in out and "total" in out
+    assert "nothing written" in out
+    assert list(tmp_path.iterdir()) == []  # no run folder, no store, no calibration leftovers
