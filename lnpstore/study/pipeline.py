@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 CHECKPOINTS_FRAMES = (5, 10, 15, 20)
 #: Where local per-field work runs (see :func:`run_study`).
 LocalBackend = Literal["threads", "processes"]
-MODES = ("classify", "regress")
+MODES: tuple[Literal["classify", "regress"], ...] = ("classify", "regress")
 
 
 @settings
@@ -203,7 +203,7 @@ class _StageTimer:
         self.timings: list[StageTiming] = []
         self.t_start = time.perf_counter()
 
-    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+    def __call__(self, name: str, fn: Callable[..., Any]) -> Any:  # `...`: lambdas binding a loop variable
         from lnpstore.runtime.progress import format_seconds
 
         log.debug("stage %s ...", name)
@@ -293,7 +293,12 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
         )
     lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
 
-    def timeseries(kind: str, mode: str, n_samples: int, **extra: Any) -> Any:
+    def timeseries(
+        kind: Literal["lstm", "tsfresh_xgb"],
+        mode: Literal["classify", "regress"],
+        n_samples: int,
+        **extra: Any,
+    ) -> Any:
         """One time-series stage; folds, checkpoints and seed are shared by both model kinds."""
         return run_timeseries(
             store,
