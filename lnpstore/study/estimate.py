@@ -20,6 +20,7 @@ the VGG and CNN programs (a few seconds once) is not counted.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -192,9 +193,9 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
             searches * expected_epochs * z.cases_fold,
             "trial-epoch-cases",
             "lstm_s_per_case_epoch",
-            fixed=lstm_groups(cfg),
-            fixed_key="lstm_s_per_compile",
         ),
+        # once per run; a later run loads them from JAX's persistent cache (lnpstore.models.jaxcache)
+        StageCount("lstm-compile", lstm_groups(cfg), "compiles", "lstm_s_per_compile"),
         StageCount(
             "tsfresh-extract",
             ts_searches * sum(z.cases_ts * t for t in cfg.checkpoints_frames) * EMBEDDING_DIM,
@@ -223,7 +224,8 @@ class Calibration:
 
     unit_s: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # wall time of the calibration itself
-    notes: dict[str, str] = field(default_factory=dict)
+    cpus: int = 0  # CPUs of this machine
+    load: float = 0.0  # 1-minute load average when the calibration ended (a shared machine's share)
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -244,6 +246,7 @@ def calibrate(cfg: RunConfig, *, lstm_trials: int = 1, workdir: str | Path | Non
     cal.unit_s |= _calibrate_lstm(cfg, lstm_trials)
     cal.unit_s |= _calibrate_tsfresh(cfg)
     cal.seconds = time.perf_counter() - t0
+    cal.cpus, cal.load = os.cpu_count() or 1, os.getloadavg()[0]
     return cal
 
 
@@ -450,7 +453,7 @@ class Projection:
     preset: str
     stages: list[StageProjection]
     untimed: tuple[str, ...]
-    calibration_s: float
+    calibration: Calibration
     sizes: Sizes
 
     @property
@@ -465,10 +468,10 @@ class Projection:
         """The projection as a plain-text table with the total."""
         from lnpstore.runtime.progress import format_seconds
 
-        z = self.sizes
+        z, c = self.sizes, self.calibration
         lines = [
-            f"projected time of `lnpstore run --preset {self.preset}` on this machine "
-            f"(calibrated in {self.calibration_s:.0f} s): {z.fields} fields x {z.frames} frames, "
+            f"projected time of `lnpstore run --preset {self.preset}` on this machine ({c.cpus} CPUs, "
+            f"load {c.load:.1f}; calibrated in {c.seconds:.0f} s): {z.fields} fields x {z.frames} frames, "
             f"~{z.cells} cells, ~{z.complete:.0f} complete, {z.crop_px} px crops",
             f"  {'stage':<16}{'count':>14}  {'unit':<18}{'s/unit':>10}{'time':>10}",
         ]
@@ -490,7 +493,7 @@ def project(cfg: RunConfig, calibration: Calibration | None = None) -> Projectio
         u = cal.unit_s[c.cost_key]
         sec = c.count * u + (c.fixed * cal.unit_s[c.fixed_key] if c.fixed_key else 0.0)
         out.append(StageProjection(c.stage, c.count, c.unit, u, sec))
-    return Projection(cfg.preset, out, UNTIMED, cal.seconds, sizes_for(cfg))
+    return Projection(cfg.preset, out, UNTIMED, cal, sizes_for(cfg))
 
 
 def print_projection(cfg: RunConfig) -> Projection:
