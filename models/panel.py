@@ -344,6 +344,10 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
     """
 
     mode: str = "classify"
+    # set by fit (val_index_: None when X_val was given; _split_from: only during fit)
+    train_index_: np.ndarray
+    val_index_: np.ndarray | None
+    _split_from: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
     # -- subclass hooks
     def _fit_panel(self, X, L, y, Xv, Lv, yv) -> None:  # pragma: no cover - abstract
