@@ -13,33 +13,42 @@ def cmd_check(args: argparse.Namespace) -> int:
         if fixed:
             print(f"repaired: {fixed}")
     store = Store.open(args.store)
+    problems = store.check(deep=args.deep)
     if args.repair:
         for line in store.repair():
             print(f"repaired: {line}")
-    problems = store.check(deep=args.deep)
+        redo = sorted({p["redo"] for p in problems if p["redo"] and p["file"].endswith(".parquet")})
+        for cmd in redo:
+            print(f"now re-run {cmd} to redo what was dropped (`lnpstore run` redoes every stage)")
+        problems = store.check(deep=args.deep)
     n_files = sum(len(store.files(t)) for t in _tables())
     if not problems:
         print(
             f"store {store.root}: {n_files} live files, all present and readable with the rows the manifests list"
         )
         return 0
+    _print_problems(store.root, problems, n_files, args.max_lines)
+    if not args.repair:
+        print(
+            f"\nfirst `lnpstore check {store.root} --repair`: it drops the damaged partitions (their rows are "
+            "lost anyway) so that the re-run redoes them"
+        )
+    return 1
+
+
+def _print_problems(root, problems: list[dict], n_files: int, max_lines: int) -> None:
     by_table: dict[str, list[dict]] = {}
     for p in problems:
         by_table.setdefault(p["table"], []).append(p)
-    print(
-        f"store {store.root}: {len(problems)} problem(s) in {len(by_table)} table(s) ({n_files} live files)"
-    )
+    print(f"store {root}: {len(problems)} problem(s) in {len(by_table)} table(s) ({n_files} live files)")
     for table, rows in by_table.items():
         print(f"\n{table}:")
-        for p in rows[: args.max_lines]:
+        for p in rows[:max_lines]:
             print(f"  {p['file'] or '(table)'}: {p['problem']}")
-        if len(rows) > args.max_lines:
-            print(f"  ... and {len(rows) - args.max_lines} more")
+        if len(rows) > max_lines:
+            print(f"  ... and {len(rows) - max_lines} more")
         if rows[0]["redo"]:
-            print(
-                f"  fix: re-run {rows[0]['redo']} (it redoes the damaged part; `lnpstore run` redoes every stage)"
-            )
-    return 1
+            print(f"  fix: re-run {rows[0]['redo']} (`lnpstore run` redoes every stage)")
 
 
 def _tables() -> list[str]:
@@ -62,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="fix what needs no recomputation: a corrupt lnpstore.json or manifest, missing manifests "
-        "(older stores), files of interrupted writes, stale temporaries",
+        help="make the store consistent: rewrite a corrupt lnpstore.json or manifest, write missing "
+        "manifests (older stores), adopt files of interrupted writes, drop damaged partitions (and the "
+        "models whose outputs they were) so that re-running the stages redoes them, remove stale temporaries",
     )
     p.add_argument("--max-lines", type=int, default=10, help="files listed per table (default: %(default)s)")
     p.set_defaults(func=cmd_check)

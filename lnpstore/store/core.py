@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -89,8 +90,9 @@ def redo_hint(store_root: Path, table: str) -> str:
     """What to run to rewrite ``table`` in the store at ``store_root`` (or all of it: ``lnpstore run``)."""
     cmd = REDO_COMMAND.get(table, "the stage that writes it").format(store=store_root)
     return (
-        f"re-run {cmd} (it redoes the damaged part; `lnpstore run` redoes every stage), "
-        f"after `lnpstore check {store_root}` lists all damage"
+        f"`lnpstore check {store_root}` lists all damage; `lnpstore check {store_root} --repair` drops the "
+        f"damaged partitions (their rows are lost anyway), then re-run {cmd} to redo them "
+        "(`lnpstore run` redoes every stage)"
     )
 
 
@@ -534,10 +536,11 @@ class Store:
         return out
 
     def repair(self) -> list[str]:
-        """Repair what needs no recomputation (under the write lock): rebuild a corrupt manifest from
-        the table's files, write missing manifests, adopt files of interrupted writes, remove stale
-        temporaries. Damaged or missing data files stay listed: re-running their stage rewrites them.
-        Returns what was done."""
+        """Make the store consistent again (under the write lock), so that re-running the stages
+        redoes what was lost: rebuild a corrupt manifest from the table's files, write missing
+        manifests, adopt files of interrupted writes, drop damaged or missing partitions from their
+        manifest (with the ``models`` rows of a damaged model's outputs, so training redoes that
+        model), remove stale temporaries. Returns what was done."""
         done = []
         with self.writing():
             for name in S.TABLES:
@@ -555,10 +558,38 @@ class Store:
             for name in S.TABLES:
                 if M.load(self.table_dir(name)) != before[name]:
                     done.append(f"table `{name}`: manifest written / interrupted write adopted")
+            done += self._drop_damaged()
             n = remove_stale_tmp_tree(self.root)
             if n:
                 done.append(f"{n} stale temporary file(s) removed")
             self.refresh_catalog()
+        return done
+
+    def _drop_damaged(self) -> list[str]:
+        done = []
+        redo_models: set[str] = set()
+        for name in S.TABLES:
+            bad = self.damage(name, read_footer=True)
+            if not bad:
+                continue
+            d = self.table_dir(name)
+            live = M.load(d) or {}
+            for f, why in bad.items():
+                live.pop(f.relative_to(d).as_posix(), None)
+                f.unlink(missing_ok=True)
+                done.append(f"table `{name}`: {f.relative_to(self.root)} ({why}) dropped")
+                part = dict(p.split("=", 1) for p in f.relative_to(d).parent.parts if "=" in p)
+                if MODEL_OUTPUT_COLUMN in part:
+                    redo_models.add(urllib.parse.unquote(part[MODEL_OUTPUT_COLUMN]))
+            M.save(d, name, live)
+        if redo_models and not self.damage("models"):
+            models = self.read("models")
+            keep = models.filter(~pl.col(MODEL_OUTPUT_COLUMN).is_in(sorted(redo_models)))
+            if keep.height < models.height:
+                self.delete("models")
+                if keep.height:
+                    self.write("models", keep)
+                done.append(f"table `models`: {sorted(redo_models)} dropped, so training redoes them")
         return done
 
     @classmethod
@@ -752,6 +783,7 @@ class Store:
         """sha256 over the content of the named tables' files (optionally only matching partitions)."""
         h = hashlib.sha256()
         for name in tables:
+            self._raise_damaged(name, self.damage(name, **partition))
             files = self.table_files_matching(name, partition) if partition else self.files(name)
             for f in files:
                 h.update(str(f.relative_to(self.root)).encode())

@@ -283,3 +283,33 @@ def test_a_read_only_store_reads_and_refuses_writes_clearly(store: Store) -> Non
             ro.write("wells", _wells("P1", ["C04"]))
     finally:
         os.chmod(store.root, 0o755)
+
+
+def test_repair_drops_damaged_partitions_and_the_models_they_belong_to(store: Store) -> None:
+    """Stages that list their finished work by reading a table (tracking reads `tracks`) cannot skip
+    around a damaged file: `repair` drops it (and the model whose output it was), so a re-run redoes it."""
+    models = pl.DataFrame({"model_id": ["m1", "m2"]}).with_columns(
+        [pl.lit(None).alias(c) for c in S.table("models").column_names if c != "model_id"]
+    )
+    store.write("models", models)
+    for mid in ("m1", "m2"):
+        store.write(
+            "predictions",
+            pl.DataFrame(
+                {"model_id": [mid], "cell_uid": ["P1|C03|F001|00001"], "frame": [1], "aug": [0]}
+            ).with_columns([pl.lit(None).alias(c) for c in ("kind", "mode", "fold", "y_true", "y_pred")]),
+        )
+    store.write("images", _images("P1"))
+    store.write("images", _images("P2"))
+    store.partition_path("predictions", {"model_id": "m1"}).unlink()
+    images_p2 = store.partition_path("images", {"plate": "P2"})
+    images_p2.write_bytes(images_p2.read_bytes()[:-100])  # truncated
+    assert {p["table"] for p in store.check()} == {"predictions", "images"}
+    done = store.repair()
+    assert any("predictions" in d and "missing" in d for d in done)
+    assert any("images" in d and "plate=P2" in d for d in done)
+    assert any("['m1'] dropped" in d for d in done)
+    assert store.check() == []
+    assert store.read("models")["model_id"].to_list() == ["m2"]  # m1 is redone by its training stage
+    assert store.read("images")["plate"].unique().to_list() == ["P1"] and not images_p2.exists()
+    assert not store.exists("images", plate="P2") and store.exists("models", model_id="m2")
