@@ -7,6 +7,7 @@ function, imported here, so that ``lnpstore --help`` does not import jax, tsfres
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -152,6 +153,12 @@ def configure_logging(verbose: int = 0) -> None:
     logging.getLogger("py.warnings").setLevel(logging.ERROR if verbose == 0 else logging.NOTSET)
 
 
+def _written(exc: OSError) -> str:
+    """The file (or, for an atomic writer's temporary, the folder) that could not be written."""
+    name = str(exc.filename or exc)
+    return os.path.dirname(name) if os.path.basename(name).startswith(".tmp-") else name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -164,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     except LnpstoreError as exc:
         print(f"lnpstore {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except PermissionError as exc:  # e.g. report files into a read-only folder
+    except OSError as exc:  # e.g. report files into a read-only folder
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         print(
-            f"lnpstore {args.command}: error: no permission to write {exc.filename or exc}. Hint: the "
+            f"lnpstore {args.command}: error: no permission to write {_written(exc)}. Hint: the "
             "folder is read-only; give a writable one (or copy the store); reading commands work as is",
             file=sys.stderr,
         )
