@@ -348,9 +348,10 @@ def _calibrate_cnn(cfg: RunConfig, epochs: tuple[int, int] = (1, 4)) -> dict[str
 
 
 def _calibrate_lstm(cfg: RunConfig, n_trials: int, epochs: int = 3) -> dict[str, float]:
-    """Seconds per (trial, epoch, training case) and per compile, from the first ``n_trials`` trials of
-    the preset's own search (same seed) trained on random data at the study's shape (steps padded to
-    the last checkpoint, 32 dims; training cases as one fold's, at most 512, validation a quarter)."""
+    """Seconds per (trial, epoch, training case) and per compile, from ``n_trials`` trials of the
+    preset's own search (same seed; those nearest its median work, :func:`_lstm_work`, scaled to its
+    mean work) trained on random data at the study's shape (steps padded to the last checkpoint, 32
+    dims; training cases as one fold's, at most 512, validation a quarter)."""
     import jax
 
     from lnpstore.models.lstm import _Trainer, sample_trials
@@ -366,8 +367,13 @@ def _calibrate_lstm(cfg: RunConfig, n_trials: int, epochs: int = 3) -> dict[str,
     X = rng.normal(size=(n, t, EMBEDDING_DIM)).astype(np.float32)
     Xv = rng.normal(size=(max(1, n // 4), t, EMBEDDING_DIM)).astype(np.float32)
     y, yv = rng.integers(0, 2, len(X)).astype(np.float32), rng.integers(0, 2, len(Xv)).astype(np.float32)
+    trials = sample_trials(cfg.lstm_samples, cfg.seed, sc)
+    work = np.array([_lstm_work(t.arch) for t in trials])
+    # the trials nearest the median work are timed; the mean trial is extrapolated by work (FLOPs)
+    chosen = np.argsort(np.abs(work - np.median(work)), kind="stable")[:n_trials]
     per_case, compiles = [], []
-    for i, tr_in in enumerate(sample_trials(cfg.lstm_samples, cfg.seed, sc)[:n_trials]):
+    for i in chosen:
+        tr_in = trials[i]
         data = _prepare(X, y, Xv, yv, "classify", tr_in.batch_size, t_pad=t)
         tr = _Trainer(tr_in.arch, "classify", data, patience=0, fused=sc.fused, cached=False)
         keys = np.asarray(jax.random.PRNGKey(i))[None]
@@ -375,9 +381,22 @@ def _calibrate_lstm(cfg: RunConfig, n_trials: int, epochs: int = 3) -> dict[str,
         st = tr.init(keys, rates, [tr_in.lr])
         t_first, st = _timed(lambda tr=tr, st=st: jax.device_get(tr.train(st, 1)[0]))  # compile + 1 epoch
         dt, _ = _timed(lambda tr=tr, st=st: jax.device_get(tr.train(st, epochs)[0]))
-        per_case.append(dt / epochs / n)
+        per_case.append(dt / epochs / n / work[i])
         compiles.append(max(0.0, t_first - dt / epochs))
-    return {"lstm_s_per_case_epoch": float(np.mean(per_case)), "lstm_s_per_compile": float(np.mean(compiles))}
+    return {
+        "lstm_s_per_case_epoch": float(np.mean(per_case) * work.mean()),
+        "lstm_s_per_compile": float(np.mean(compiles)),
+    }
+
+
+def _lstm_work(arch: Any) -> float:
+    """Multiply-adds per step of the recurrence (4 gates x units x (inputs + units), per layer and
+    direction): the measure by which the timed trials stand for the search's mean trial."""
+    inputs = arch.conv or EMBEDDING_DIM
+    dirs = 2 if arch.bidirectional else 1
+    first = 4 * arch.units * (inputs + arch.units)
+    later = 4 * arch.units * (dirs * arch.units + arch.units)
+    return float(dirs * (first + (arch.layers - 1) * later))
 
 
 def _calibrate_tsfresh(cfg: RunConfig, n_cases: int = 64) -> dict[str, float]:
