@@ -26,13 +26,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from lnpstore.simulate import SimulationSettings
-    from lnpstore.study.pipeline import RunConfig
+
+
+class RunConfig(Protocol):
+    """What the projection reads of :class:`lnpstore.study.pipeline.RunConfig` (not imported: the
+    pipeline imports this module)."""
+
+    preset: str
+    seed: int
+    sim_preset: str
+    sim_overrides: tuple[tuple[str, Any], ...]
+    t_in_frames: int
+    n_augs: int
+    n_folds: int
+    cnn_epochs: int
+    lstm_samples: int
+    lstm_units: tuple[int, ...]
+    tsfresh_samples: int
+    tsfresh_fc: str
+    tsfresh_average_augs: bool
+    tsfresh_engine: str
+    checkpoints_frames: tuple[int, ...]
+
 
 #: Cells within this distance of a field's edge at frame 1 (px at the study's 0.1625 um pixels; scaled
 #: with the plate) rarely become complete cells (they leave the field, or their crop window does,
