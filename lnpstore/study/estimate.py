@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -36,23 +36,52 @@ if TYPE_CHECKING:
 
 class RunConfig(Protocol):
     """What the projection reads of :class:`lnpstore.study.pipeline.RunConfig` (not imported: the
-    pipeline imports this module)."""
+    pipeline imports this module); read-only."""
 
-    preset: str
-    seed: int
-    sim_preset: str
-    sim_overrides: tuple[tuple[str, Any], ...]
-    t_in_frames: int
-    n_augs: int
-    n_folds: int
-    cnn_epochs: int
-    lstm_samples: int
-    lstm_units: tuple[int, ...]
-    tsfresh_samples: int
-    tsfresh_fc: str
-    tsfresh_average_augs: bool
-    tsfresh_engine: str
-    checkpoints_frames: tuple[int, ...]
+    @property
+    def preset(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def sim_preset(self) -> str: ...
+
+    @property
+    def sim_overrides(self) -> tuple[tuple[str, Any], ...]: ...
+
+    @property
+    def t_in_frames(self) -> int: ...
+
+    @property
+    def n_augs(self) -> int: ...
+
+    @property
+    def n_folds(self) -> int: ...
+
+    @property
+    def cnn_epochs(self) -> int: ...
+
+    @property
+    def lstm_samples(self) -> int: ...
+
+    @property
+    def lstm_units(self) -> tuple[int, ...]: ...
+
+    @property
+    def tsfresh_samples(self) -> int: ...
+
+    @property
+    def tsfresh_fc(self) -> str: ...
+
+    @property
+    def tsfresh_average_augs(self) -> bool: ...
+
+    @property
+    def tsfresh_engine(self) -> Literal["tsfresh", "array"]: ...
+
+    @property
+    def checkpoints_frames(self) -> tuple[int, ...]: ...
 
 
 #: Cells within this distance of a field's edge at frame 1 (px at the study's 0.1625 um pixels; scaled
@@ -249,7 +278,7 @@ class Calibration:
     load: float = 0.0  # 1-minute load average when the calibration ended (a shared machine's share)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def _timed(fn: Callable[..., Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
@@ -361,7 +390,7 @@ def _calibrate_cnn(cfg: RunConfig, epochs: int = 5) -> dict[str, float]:
     nv = max(8, n // (cfg.n_folds - 1))
     rng = np.random.default_rng(0)
 
-    def arrays(*shape: int) -> tuple[np.ndarray, ...]:
+    def arrays(*shape: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(mean, mean_sq, y, w) of random features, ``shape`` rows x (augmentations) x channels."""
         m = rng.normal(size=(*shape, BASE_CHANNELS)).astype(np.float32)
         k = shape[0]
