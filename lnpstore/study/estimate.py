@@ -4,8 +4,9 @@
 (pixels x frames to simulate, ingest and track; VGG images; CNN head steps; LSTM trial-epochs bounded
 by the search's successive-halving rungs; tsfresh series, relevance tests and XGBoost trees).
 :func:`calibrate` measures the unit cost of each on this machine in well under a minute, with the
-real code at the preset's shapes and random inputs (timing does not depend on the values): a tiny
-simulated field (simulate, ingest, track a few frames), VGG16 blocks 1-3 on random crops at the
+real code at the preset's shapes and random inputs (timing does not depend on the values): one
+simulated field of the preset's size and density (at most 768 px a side) simulated, ingested and
+tracked for 2 and 6 frames (per-field work is then shared by the processes ``lnpstore run`` uses), VGG16 blocks 1-3 on random crops at the
 preset's crop size, a CNN head epoch on cached-feature-shaped arrays, a few LSTM epochs of trials
 drawn from the preset's own search, a batch of series through the preset's tsfresh engine, a
 relevance table and an XGBoost fit. :func:`project` multiplies the two; :func:`print_projection`
@@ -118,6 +119,7 @@ class StageCount:
     cost_key: str
     fixed: float = 0.0
     fixed_key: str = ""
+    workers: int = 1  # processes sharing the stage's work (``lnpstore run`` spreads fields over them)
 
 
 def sim_settings_for(cfg: RunConfig) -> SimulationSettings:
@@ -222,9 +224,15 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
     """The work of each stage of ``lnpstore run`` with ``cfg`` (exact arithmetic on :func:`sizes_for`).
 
     ``n_features``: tsfresh features per series (None: counted with the array engine)."""
+    from lnpstore.simulate.plate import MIN_PARALLEL_PX_FRAMES
+
     z = sizes_for(cfg)
     n_modes = 2
     field_frames = z.fields * z.frames
+    # as `lnpstore run` (--local processes): fields tracked one per CPU, the plate simulated by up to 2
+    field_workers = min(os.cpu_count() or 1, z.fields)
+    big = z.fields * z.frames * z.field_px >= MIN_PARALLEL_PX_FRAMES
+    sim_workers = min(2, os.cpu_count() or 1, z.fields) if big else 1
     sc = lstm_search_config(cfg)
     expected_epochs, _ = trial_epochs(cfg.lstm_samples, sc)
     searches = n_modes * cfg.n_folds * len(cfg.checkpoints_frames)
@@ -233,8 +241,16 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
     ts_searches = n_modes * cfg.n_folds
     return [
         *(
-            StageCount(st, field_frames, "field-frames", f"{st}_s_per_frame", z.fields, f"{st}_s_per_field")
-            for st in ("simulate", "ingest", "track")
+            StageCount(
+                st,
+                field_frames,
+                "field-frames" + (f" /{w}" if w > 1 else ""),
+                f"{st}_s_per_frame",
+                z.fields,
+                f"{st}_s_per_field",
+                workers=w,
+            )
+            for st, w in (("simulate", sim_workers), ("ingest", 1), ("track", field_workers))
         ),
         StageCount("embed", z.complete * cfg.t_in_frames * cfg.n_augs, "VGG images", "embed_s_per_image"),
         StageCount("cnn", cnn_fits * cfg.cnn_epochs, "epochs", "cnn_s_per_epoch", cnn_fits, "cnn_s_per_fold"),
@@ -301,7 +317,7 @@ def calibrate(cfg: RunConfig, *, lstm_trials: int = 1, workdir: str | Path | Non
 
 
 def _calibrate_field(
-    cfg: RunConfig, tmp: Path, frames: tuple[int, int] = (2, 5), max_side: int = 384
+    cfg: RunConfig, tmp: Path, frames: tuple[int, int] = (2, 6), max_side: int = 768
 ) -> dict[str, float]:
     """Simulate, ingest and track one field at the preset's scale and cell density (at most
     ``max_side`` px a side), twice: for ``frames[0]`` and ``frames[1]`` frames. The difference gives
@@ -581,7 +597,7 @@ def project(cfg: RunConfig, calibration: Calibration | None = None) -> Projectio
     out = []
     for c in stage_counts(cfg):
         u = cal.unit_s[c.cost_key]
-        sec = c.count * u + (c.fixed * cal.unit_s[c.fixed_key] if c.fixed_key else 0.0)
+        sec = (c.count * u + (c.fixed * cal.unit_s[c.fixed_key] if c.fixed_key else 0.0)) / c.workers
         out.append(StageProjection(c.stage, c.count, c.unit, u, sec))
     return Projection(cfg.preset, out, UNTIMED, cal, sizes_for(cfg))
 
