@@ -12,6 +12,7 @@ SELECT
     count(*) FILTER (WHERE i.status = 'missing') AS n_missing,
     count(*) FILTER (WHERE i.status = 'unreadable') AS n_unreadable,
     count(*) FILTER (WHERE i.status = 'wrong_size') AS n_wrong_size,
+    count(*) FILTER (WHERE i.status = 'wrong_dtype') AS n_wrong_dtype,
     count(*) FILTER (WHERE i.status = 'unknown_channel') AS n_unknown_channel,
     w.exclude_reason
 FROM images i

@@ -13,6 +13,7 @@ SELECT
     count(*) FILTER (WHERE i.status = 'missing') AS n_missing,
     count(*) FILTER (WHERE i.status = 'unreadable') AS n_unreadable,
     count(*) FILTER (WHERE i.status = 'wrong_size') AS n_wrong_size,
+    count(*) FILTER (WHERE i.status = 'wrong_dtype') AS n_wrong_dtype,
     count(*) FILTER (WHERE i.status = 'unknown_channel') AS n_unknown_channel,
     (SELECT count(*) FROM wells w WHERE w.plate = p.plate AND w.excluded) AS n_wells_excluded,
     p.data_version,

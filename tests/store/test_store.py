@@ -203,6 +203,16 @@ def test_named_queries(store: Store) -> None:
         store.query("nope")
 
 
+@pytest.mark.parametrize("name", ["images_per_well", "plate_summary"])
+def test_status_queries_count_every_image_status(store: Store, name: str) -> None:
+    from lnpstore.instrument.ingest import STATUSES
+
+    store.write("images", _images("P1"))
+    store.write("wells", _wells())
+    got = store.query(name, plate="P1") if name == "images_per_well" else store.query(name)
+    assert {f"n_{s}" for s in STATUSES} <= set(got.columns)
+
+
 # -- readable without lnpstore ---------------------------------------------------------------------
 def test_catalog_and_files_readable_without_lnpstore(store: Store) -> None:
     store.write("images", _images("P1"))
