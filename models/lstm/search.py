@@ -62,8 +62,9 @@ class SearchConfig(Settings):
     batch_sizes: tuple[int, ...] = Field((16, 32, 64), description="batch sizes drawn; (): select.batch_size")
     units: tuple[int, ...] = Field(UNITS, description="units choices (the study's are 32/64/128/256)")
     convs: tuple[int, ...] = Field(
-        CONVS,
-        description="filters of the convolution front end drawn per trial (0: none; the study's space is (0,))",
+        (0,),
+        description=f"filters of the convolution front end drawn per trial (0: none, the study's network; "
+        f"e.g. {CONVS} on long univariate series)",
     )
     vmap_width: int = Field(8, ge=1, description="trials of one shape trained at once on an accelerator")
     cpu_vmap_width: int = Field(
@@ -100,7 +101,6 @@ STUDY_SEARCH = SearchConfig(
     extra_lrs=(),
     extra_lr_share=0.0,
     batch_sizes=(),
-    convs=(0,),
 )
 
 #: The study's single-model setting (lr 1e-5, 30 epochs): it does not leave the constant prediction on
