@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import polars as pl
 import pyarrow as pa
@@ -754,7 +754,7 @@ class Store:
             rel = con.sql(text, params=used) if used else con.sql(text)
             if rel is None:  # a statement without a result (e.g. SET)
                 return pl.DataFrame()
-            return pl.from_arrow(rel.to_arrow_table())
+            return cast(pl.DataFrame, pl.from_arrow(rel.to_arrow_table()))  # a Table gives a DataFrame
         except duckdb.PermissionException as exc:
             raise QueryError(
                 f"SQL refused: {str(exc).splitlines()[0]}. Hint: SQL over a store reads only the store's "
