@@ -47,6 +47,7 @@ import statistics
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -640,9 +641,9 @@ def ingest_plate(
         status_counts,
         data_version,
     )
-    gone = set(store.read("wells", plate=plate).get_column("well").to_list()) - set(wells)
-    images, wells_df, plates_df, written = _validate_and_write(store, plate, images, wells_df, plates_df)
-    dropped = drop_downstream_rows(store, plate, sorted(set(excluded) | gone))
+    images, wells_df, plates_df, written, dropped = write_plate_tables(
+        store, plate, images, wells_df, plates_df, wells=wells, excluded=excluded
+    )
     report = IngestReport(
         plate=plate,
         plate_dir=plate_dir,
@@ -903,6 +904,25 @@ def _validate_and_write(
     else:
         plates_df = store.read("plates", plate=plate)
     return images, wells_df, plates_df, written
+
+
+def write_plate_tables(
+    store: Store,
+    plate: str,
+    images: pl.DataFrame,
+    wells_df: pl.DataFrame,
+    plates_df: pl.DataFrame,
+    *,
+    wells: Iterable[str],
+    excluded: Iterable[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, bool, dict[str, list[str]]]:
+    """Write an ingested plate's tables (:func:`_validate_and_write`), then drop the downstream rows of
+    its excluded wells and of stored wells no longer in its grid (:func:`drop_downstream_rows`); the
+    one write path of every ingest (Yokogawa, OME-Zarr)."""
+    gone = set(store.read("wells", plate=plate).get_column("well").to_list()) - set(wells)
+    images, wells_df, plates_df, written = _validate_and_write(store, plate, images, wells_df, plates_df)
+    dropped = drop_downstream_rows(store, plate, sorted(set(excluded) | gone))
+    return images, wells_df, plates_df, written, dropped
 
 
 #: Tables ingest writes itself; every other table with plate and well columns is downstream of a well.

@@ -438,9 +438,8 @@ def ingest_omezarr(
     from lnpstore.instrument.ingest import (
         STATUSES,
         IngestReport,
-        _validate_and_write,
         _wells_table,
-        drop_downstream_rows,
+        write_plate_tables,
     )
 
     t0 = time.perf_counter()
@@ -512,9 +511,9 @@ def ingest_omezarr(
         ],
         schema=S.table("plates").polars_schema,
     )
-    gone = set(store.read("wells", plate=plate).get_column("well").to_list()) - set(wells)
-    images, wells_df, plates_df, written = _validate_and_write(store, plate, images, wells_df, plates_df)
-    dropped = drop_downstream_rows(store, plate, sorted(set(excluded) | gone))
+    images, wells_df, plates_df, written, dropped = write_plate_tables(
+        store, plate, images, wells_df, plates_df, wells=wells, excluded=excluded
+    )
     for w in warnings:
         log.warning("plate %s: %s", plate, w)
     return IngestReport(
