@@ -126,7 +126,7 @@ class LSTMEstimator(PanelEstimator):
         self.history_ = self.model_.history_
 
     def _decision(self, X, L) -> np.ndarray:
-        X, L = pool_steps(X, L, getattr(self, "pool_factor_", 1))
+        X, L = pool_steps(X, L, self.pool_factor_)
         T = self.model_.t_pad_ or 0
         if X.shape[1] < T:
             X = np.concatenate([X, np.zeros((len(X), T - X.shape[1], X.shape[2]), X.dtype)], axis=1)
@@ -138,7 +138,11 @@ class LSTMEstimator(PanelEstimator):
     def config(self) -> dict[str, Any]:
         """The fitted model's settings and chosen hyper-parameters (JSON-serialisable)."""
         self._check_fitted()
-        return {**self.model_.config(), "classes": getattr(self, "classes_", np.array([])).tolist()}
+        return {
+            **self.model_.config(),
+            "classes": getattr(self, "classes_", np.array([])).tolist(),
+            "pool_factor": self.pool_factor_,  # steps averaged per LSTM input step (max_steps)
+        }
 
 
 class LSTMClassifier(LSTMEstimator):

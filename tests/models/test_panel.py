@@ -162,6 +162,7 @@ def test_estimator_pools_long_series_and_predicts_on_the_same_scale(data):
     long_tr, long_te = np.repeat(Xtr, 8, axis=1), np.repeat(Xte, 8, axis=1)  # 80 steps, 8 per frame
     m = LSTMClassifier(arch=SMALL, train=FAST, max_steps=10).fit(long_tr, ytr)
     assert m.pool_factor_ == 8 and m.score(long_te, yte) > 0.85
+    assert m.config()["pool_factor"] == 8
     raw = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1), max_steps=None).fit(long_tr, ytr)
     assert raw.pool_factor_ == 1
 
