@@ -366,8 +366,31 @@ class Store:
         return lf
 
     def read(self, name: str, **filters: Any) -> pl.DataFrame:
-        """:meth:`table` collected."""
-        return self.table(name, **filters).collect()
+        """:meth:`table` collected; :class:`StoreDamaged` naming the file when a live file cannot be
+        decoded (e.g. overwritten with junk of the same size, which the manifest's size check misses)."""
+        lf = self.table(name, **filters)
+        try:
+            return lf.collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            self._raise_unreadable(name, filters, exc)
+            raise
+
+    def _raise_unreadable(self, name: str, filters: Mapping[str, Any], exc: Exception) -> None:
+        """After a failed read: raise :class:`StoreDamaged` for the matching live files whose Parquet
+        footer cannot be read; returns when every file reads (the error was not the files')."""
+        t = S.table(name)
+        files = self._matching(
+            name, self.files(name), {k: v for k, v in filters.items() if k in t.partition_by}
+        )
+        bad = {}
+        for f in files:
+            try:
+                pq.ParquetFile(f).metadata  # noqa: B018  reads the footer
+            except Exception as e:  # pyarrow raises several types for a bad file
+                bad[f] = f"unreadable: {str(e).splitlines()[0]}"
+        if not bad:  # the footers read: say which file the reader choked on, if it named one
+            bad = {f: f"unreadable: {str(exc).splitlines()[0]}" for f in files if str(f) in str(exc)}
+        self._raise_damaged(name, bad)
 
     def exists(self, name: str, **filters: Any) -> bool:
         """Whether any row matches (cheap for partition filters: used to skip finished work).
@@ -391,7 +414,16 @@ class Store:
                 next(iter(bad.values())),
             )
             return False
-        return self.table(name, **filters).head(1).collect().height > 0
+        lf = self.table(name, **filters).head(1)
+        try:
+            return lf.collect().height > 0
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            try:
+                self._raise_unreadable(name, filters, exc)
+            except StoreDamaged as damaged:
+                log.warning("%s: redoing that work", str(damaged).split(". Hint")[0])
+                return False
+            raise
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, name: str, df: pl.DataFrame, *, mode: WriteMode = "upsert") -> int:
@@ -531,9 +563,29 @@ class Store:
             for f in self._disk_files(name):
                 if f not in live:
                     add(f, "not listed in the manifest (left by an interrupted write; readers ignore it)")
+        for f in self._missing_label_movies(out):
+            out.append(
+                {
+                    "table": "label_images",
+                    "file": str(f),
+                    "problem": "label movie missing (listed in label_images)",
+                }
+            )
         for row in out:
             row["redo"] = REDO_COMMAND.get(row["table"], "").format(store=self.root)
         return out
+
+    def _missing_label_movies(self, problems: list[dict]) -> list[Path]:
+        """Label movies the ``label_images`` table lists that are not on disk (``lnpstore track``
+        writes them again); nothing when that table is itself damaged (already in ``problems``)."""
+        if any(p["table"] == "label_images" for p in problems) or not self.files("label_images"):
+            return []
+        paths = [Path(p) for p in self.read("label_images").get_column("path").to_list()]
+        return [
+            p if p.is_absolute() else self.root / p
+            for p in paths
+            if not (p if p.is_absolute() else self.root / p).exists()
+        ]
 
     def repair(self) -> list[str]:
         """Make the store consistent again (under the write lock), so that re-running the stages

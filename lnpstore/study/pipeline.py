@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.atomic import atomic_write_bytes
 from lnpstore.store.core import Store
 from lnpstore.store.errors import SettingsError
+from lnpstore.store.lock import store_lock
 from lnpstore.study.crops import DivisionRule
 
 log = logging.getLogger(__name__)
@@ -161,21 +163,51 @@ def run_study(
     cfg = config_for(preset, seed=seed, weights=weights, dask_address=dask_address, overrides=overrides)
     ensure_weights(cfg.weights, show_progress=show_progress)  # found or fetched, or stop before any work
     root = Path(store_dir)
+    from lnpstore.instrument.ingest import _first_missing
+
+    new_root = _first_missing(root.absolute())  # the outermost folder this run creates (None: it exists)
     root.mkdir(parents=True, exist_ok=True)
-    store = Store.create(root / "store", exist_ok=True)
     timer = _StageTimer()
     if preset == "paper":
         print_estimate(cfg)  # before any work starts
 
-    truth_dir = None
-    if plate_dir is None:
-        plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress, local)
-    plate = _images_to_model_inputs(store, plate_dir, plate_map, cfg, timer, show_progress, local)
-    _train_models(store, cfg, timer, show_progress)
-    html, md = _evaluate_and_report(
-        store, root, cfg, timer, plate=plate, plate_dir=Path(plate_dir), truth_dir=truth_dir
-    )
+    # One run per folder: a second `lnpstore run` on it waits (LNPSTORE_LOCK_TIMEOUT, logging who holds
+    # it) or exits with StoreLocked. The first hold in a process also removes the temporaries
+    # (.tmp-PID-*) that killed runs left under the folder (plate/, report/, the store).
+    with store_lock(root):
+        truth_dir = None
+        if plate_dir is None:
+            plate_dir, plate_map, truth_dir = _simulated_plate(root, cfg, timer, show_progress, local)
+        try:
+            store, plate = _ingest(root / "store", plate_dir, plate_map, timer, show_progress)
+        except BaseException:
+            if new_root is not None and truth_dir is None:  # a failed ingest leaves no run folder behind
+                shutil.rmtree(new_root, ignore_errors=True)
+            raise
+        _images_to_model_inputs(store, plate, cfg, timer, show_progress, local)
+        _train_models(store, cfg, timer, show_progress)
+        html, md = _evaluate_and_report(
+            store, root, cfg, timer, plate=plate, plate_dir=Path(plate_dir), truth_dir=truth_dir
+        )
     return RunResult(store=store, report_html=html, report_md=md, timings=timer.timings)
+
+
+def _ingest(
+    store_root: Path,
+    plate_dir: str | Path,
+    plate_map: str | Path | None,
+    stage: _StageTimer,
+    show_progress: bool,
+) -> tuple[Store, str]:
+    """Ingest the plate into the run's store, created here when new; a failed ingest removes a store
+    it created (:func:`lnpstore.instrument.ingest.ingest_to_store`). Returns the store and the plate."""
+    from lnpstore.instrument.ingest import ingest_to_store
+
+    report = stage(
+        "ingest",
+        lambda: ingest_to_store(store_root, plate_dir, plate_map=plate_map, show_progress=show_progress),
+    )
+    return Store.open(store_root), report.plate
 
 
 def config_for(
@@ -239,24 +271,18 @@ def _simulated_plate(
 
 def _images_to_model_inputs(
     store: Store,
-    plate_dir: str | Path,
-    plate_map: str | Path | None,
+    plate: str,
     cfg: RunConfig,
     stage: _StageTimer,
     show_progress: bool,
     local: LocalBackend = "threads",
 ) -> str:
-    """images -> tables: ingest, track, register, cells, crop; returns the plate's name."""
-    from lnpstore.instrument.ingest import ingest_plate
+    """tables of an ingested plate -> track, register, cells, crop; returns the plate's name."""
     from lnpstore.runtime.execution import Executor
     from lnpstore.study.crops import CropSettings
     from lnpstore.study.prepare import prepare_plate
     from lnpstore.tracking import track_plate
 
-    report = stage(
-        "ingest", lambda: ingest_plate(store, plate_dir, plate_map=plate_map, show_progress=show_progress)
-    )
-    plate = report.plate
     # a cluster only when asked for; local threads spawn no process, so no __main__ guard is needed
     executor = Executor(address=cfg.dask_address) if cfg.dask_address else Executor(backend=local)
     with executor as ex:

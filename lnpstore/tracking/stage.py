@@ -8,6 +8,7 @@ once all its fields are done. A field's label movie lies at :func:`labels_path_f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from lnpstore.store.errors import TrackingError
 from lnpstore.tracking.field import track_field
 from lnpstore.tracking.labels import LabelMovie
 from lnpstore.tracking.settings import TRACK_CHANNELS, TrackSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -273,6 +276,7 @@ def _field_jobs(
 
     px, images, excluded = _plate_info(store, plate)
     done = set(store.table("tracks", plate=plate).select("well", "field").unique().collect().iter_rows())
+    done -= _fields_without_label_movie(store, plate)
     ok = images.filter(pl.col("status") == "ok")
     n_frames = int(cast(int | None, images.get_column("frame").max()) or 0)
     jobs: list[dict] = []
@@ -307,6 +311,24 @@ def _field_jobs(
             job["masks_path"] = str(given)
         jobs.append(job)
     return px, jobs
+
+
+def _fields_without_label_movie(store, plate: str) -> set[tuple[str, int]]:
+    """Fields whose label movie (listed in ``label_images``) is gone from disk: tracked again, since
+    the movie is written with the tracks (deleted by hand, or lost with a copied store)."""
+    rows = store.read("label_images", plate=plate)
+    gone = set()
+    for r in rows.iter_rows(named=True):
+        if not resolve_label_path(store, r["path"]).exists():
+            gone.add((r["well"], int(r["field"])))
+    if gone:
+        log.warning(
+            "plate %s: the label movie of %d tracked field(s) is missing (e.g. well %s field %d): tracking them again",
+            plate,
+            len(gone),
+            *sorted(gone)[0],
+        )
+    return gone
 
 
 def _record_run(store, plate: str, s: TrackSettings, source: str, px: float, executor) -> None:

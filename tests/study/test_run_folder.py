@@ -1,0 +1,124 @@
+"""A run folder (``lnpstore run``): one run at a time, no store left by a failed ingest, no stale
+temporaries of killed runs (issue 14). Real plate, real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lnpstore.cli.main import main
+from lnpstore.store import lock
+from lnpstore.store.errors import PlateMapError, StoreLocked
+from lnpstore.study.pipeline import run_study
+
+HOLDER = """
+import sys, time
+from lnpstore.store.lock import store_lock
+with store_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from lnpstore.simulate import SimulationSettings, simulate_plate
+
+    kw = dict(n_frames=6, field_width_px=96, field_height_px=96, cells_per_field=3, workers=1)
+    sim = simulate_plate(
+        tmp_path_factory.mktemp("plate") / "p", SimulationSettings.tiny(0, **kw), show_progress=False
+    )
+    return Path(sim.plate_dir), Path(sim.plate_map)
+
+
+def _bad_map(tmp_path: Path, good: Path) -> Path:
+    bad = tmp_path / "bad_map.csv"
+    lines = good.read_text().splitlines()
+    well = lines[1].split(",")[0]
+    bad.write_text("\n".join([lines[0], f"{well},inf,false", *lines[2:]]) + "\n")
+    return bad
+
+
+def test_a_failed_ingest_leaves_no_run_folder_or_store(tmp_path: Path, plate: tuple[Path, Path]) -> None:
+    plate_dir, good = plate
+    bad = _bad_map(tmp_path, good)
+    new = tmp_path / "new" / "run"
+    with pytest.raises(PlateMapError, match="not a finite number"):
+        run_study(new, plate_dir=plate_dir, plate_map=bad, weights="random", show_progress=False)
+    assert not (tmp_path / "new").exists()  # nor the parent folder the run made
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    rc = main(
+        ["run", str(existing), "--plate", str(plate_dir), "--plate-map", str(bad), "--weights", "random"]
+    )
+    assert rc == 2
+    assert existing.is_dir() and not (existing / "store").exists()  # the user's folder stays, no store
+
+
+def test_a_second_run_on_one_folder_waits_then_exits_clearly(
+    tmp_path: Path,
+    plate: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plate_dir, good = plate
+    folder = tmp_path / "run"
+    folder.mkdir()
+    env = {**os.environ, "LNPSTORE_QUIET": "1"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder), "60"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        monkeypatch.setenv("LNPSTORE_LOCK_TIMEOUT", "1")
+        with pytest.raises(StoreLocked, match=f"PID {holder.pid}"):
+            run_study(folder, plate_dir=plate_dir, plate_map=good, weights="random", show_progress=False)
+        args = [
+            "run",
+            str(folder),
+            "--plate",
+            str(plate_dir),
+            "--plate-map",
+            str(good),
+            "--weights",
+            "random",
+        ]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"PID {holder.pid}" in err and "Traceback" not in err
+        assert not (folder / "store").exists()  # the second run did nothing
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_temporaries_under_the_run_folder_are_removed(tmp_path: Path, plate: tuple[Path, Path]) -> None:
+    """Temporaries of a killed run (a dead PID, older than this process) under plate/ and report/ go
+    at the next run's start, before anything else (here the ingest then fails); a live one stays."""
+    plate_dir, good = plate
+    folder = tmp_path / "run"
+    old = lock._PROCESS_START - 5
+    stale = [
+        folder / "plate" / ".tmp-999999-0a1b2c3d-x.tif",
+        folder / "report" / ".tmp-999999-0a1b2c3d-r.png.tmp",
+    ]
+    live = folder / "report" / f".tmp-{os.getpid()}-0a1b2c3d-mine.tmp"
+    for p in [*stale, live]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+        os.utime(p, (old, old))
+    with pytest.raises(PlateMapError):
+        run_study(
+            folder,
+            plate_dir=plate_dir,
+            plate_map=_bad_map(tmp_path, good),
+            weights="random",
+            show_progress=False,
+        )
+    assert not any(p.exists() for p in stale)
+    assert live.exists()
