@@ -97,6 +97,7 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
             select=TrainConfig(epochs=a.lstm_epochs, patience=a.lstm_patience),
             units=tuple(a.lstm_units),
             convs=tuple(a.lstm_convs),
+            fcns=tuple(a.lstm_fcns),
         )
         m = LSTMEstimator(
             "regress" if regression else "classify",
@@ -154,6 +155,7 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
                 "bidirectional",
                 "dense",
                 "conv",
+                "fcn",
                 "lr",
                 "batch_size",
                 "best_epoch",
@@ -170,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="tsfresh,lstm")
     p.add_argument("--fc", default="efficient", help="tsfresh calculators (efficient, fast, minimal)")
     p.add_argument("--xgb-samples", type=int, default=20)
-    p.add_argument("--pca", type=int, default=32, help="PCA components of the tsfresh model (0: no PCA)")
+    p.add_argument(
+        "--pca",
+        type=int,
+        default=0,
+        help="PCA components of the tsfresh model (0: none, its default; study: 32)",
+    )
     p.add_argument("--lstm-samples", type=int, default=16)
     p.add_argument("--lstm-epochs", type=int, default=200)
     p.add_argument("--lstm-patience", type=int, default=20)
@@ -179,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         "--lstm-max-steps", type=int, default=64, help="LSTM input: at most this many steps (0: all)"
     )
     p.add_argument("--lstm-convs", type=lambda s: [int(x) for x in s.split(",")], default=[0, 32, 64])
+    p.add_argument(
+        "--lstm-fcns",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0],
+        help="filters of the FCN branch the search draws from (0: none)",
+    )
     p.add_argument("--jobs", type=int, default=0, help="tsfresh worker processes (0: serial)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")

@@ -103,12 +103,13 @@ def _fit(
         extra = {"search_val_loss": model.search_val_loss_, "search_best_epoch": model.search_best_epoch_}
         trials = trials.with_columns(config=pl.Series(trial_configs(trials)))
         return model, trials, extra
-    from lnpstore.models.tsgbm import TsfreshXGB
+    from lnpstore.models.tsgbm import STUDY_PCA_COMPONENTS, TsfreshXGB
 
     model = TsfreshXGB(
         settings.mode,
         fc_parameters=settings.fc_parameters,
         n_samples=settings.n_samples,
+        n_components=STUDY_PCA_COMPONENTS,
         seed=settings.seed,
         n_jobs=n_jobs,
         dask_address=dask_address,

@@ -12,7 +12,7 @@ row's last real step and the backward direction starts at that step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lnpstore.runtime.settings import Field, Settings, settings
 
@@ -43,13 +43,32 @@ class LSTMConfig(Settings):
         description="filters of a 1-D convolution (kernel conv_kernel, relu) before the LSTM (0: none)",
     )
     conv_kernel: int = Field(8, ge=1, description="kernel width of the convolution front end (steps)")
+    fcn: int = Field(
+        0,
+        ge=0,
+        description="filters of a fully convolutional branch beside the LSTM (LSTM-FCN: convolutions of "
+        "fcn, 2 fcn and fcn filters, widths 8/5/3, layer norm, relu, mean over steps; 0: none)",
+    )
+    readout: Literal["last", "mean"] = Field(
+        "last",
+        description="what the output reads: the state after the last step ('last', the study's) or the "
+        "mean of the last layer's states over the real steps ('mean')",
+    )
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="input dropout rate, fixed over steps")
     recurrent_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout rate on h, fixed over steps")
 
     @property
-    def shape(self) -> tuple[int, int, bool, bool, int, int]:
+    def shape(self) -> tuple[int, int, bool, bool, int, int, str]:
         """What fixes the compiled program (rates do not)."""
-        return (self.units, self.layers, self.bidirectional, self.dense, self.conv, self.conv_kernel)
+        return (
+            self.units,
+            self.layers,
+            self.bidirectional,
+            self.dense,
+            self.conv,
+            self.conv_kernel,
+            self.readout,
+        )
 
 
 def _lstm_layer(x, wi, b, wh, h_mask, reverse: bool, lengths=None):
@@ -109,6 +128,8 @@ def _make_net_class():
         dense: bool = False
         conv: int = 0
         conv_kernel: int = 8
+        fcn: int = 0
+        readout: str = "last"
         n_out: int = 1
 
         @nn.compact
@@ -143,10 +164,33 @@ def _make_net_class():
                     outs.append(_lstm_layer(h * m_in, wi, b, wh, m_h, reverse=(d == "b"), lengths=lengths))
                 if layer < self.layers - 1:
                     h = jnp.concatenate(outs, axis=-1)
+                elif self.readout == "mean":  # mean over the real steps of every direction's states
+                    hs = jnp.concatenate(outs, axis=-1)
+                    n_t = hs.shape[1]
+                    live = (
+                        jnp.ones((bsz, n_t))
+                        if lengths is None
+                        else (jnp.arange(n_t)[None, :] < lengths[:, None])
+                    )
+                    live = live.astype(hs.dtype)[:, :, None]
+                    h = (hs * live).sum(axis=1) / jnp.maximum(live.sum(axis=1), 1.0)
                 else:
                     # forward: state after the last (real) step; backward: state after the first step
                     last = [outs[0][:, -1, :]] + ([outs[1][:, 0, :]] if self.bidirectional else [])
                     h = jnp.concatenate(last, axis=-1)
+            if self.fcn:  # the FCN branch (Wang et al. 2017) beside the LSTM, as in LSTM-FCN
+                live = (
+                    jnp.ones(x.shape[:2])
+                    if lengths is None
+                    else (jnp.arange(x.shape[1])[None, :] < lengths[:, None])
+                )
+                live = live.astype(x.dtype)[:, :, None]
+                g = x
+                for j, (filters, width) in enumerate(((self.fcn, 8), (2 * self.fcn, 5), (self.fcn, 3))):
+                    g = nn.Conv(filters, (width,), padding="SAME", name=f"fcn{j}")(g * live)
+                    g = nn.relu(nn.LayerNorm(name=f"fcn{j}_norm")(g))
+                g = (g * live).sum(axis=1) / jnp.maximum(live.sum(axis=1), 1.0)
+                h = jnp.concatenate([h, g], axis=-1)
             if self.dense:
                 h = nn.relu(nn.Dense(self.units, name="dense")(h))
             out = nn.Dense(self.n_out, name="out")(h)
@@ -170,6 +214,8 @@ def lstm_net(cfg: LSTMConfig, n_out: int = 1):
         dense=cfg.dense,
         conv=cfg.conv,
         conv_kernel=cfg.conv_kernel,
+        fcn=cfg.fcn,
+        readout=cfg.readout,
         n_out=n_out,
     )
 

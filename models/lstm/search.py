@@ -66,6 +66,11 @@ class SearchConfig(Settings):
         description=f"filters of the convolution front end drawn per trial (0: none, the study's network; "
         f"e.g. {CONVS} on long univariate series)",
     )
+    fcns: tuple[int, ...] = Field(
+        (0,),
+        description="filters of the FCN branch beside the LSTM drawn per trial (0: none, the study's "
+        "network; LSTM-FCN otherwise)",
+    )
     vmap_width: int = Field(8, ge=1, description="trials of one shape trained at once on an accelerator")
     cpu_vmap_width: int = Field(
         1, ge=1, description="the same on CPU (1: XLA CPU deadlocks on vmapped 2-layer LSTMs)"
@@ -90,6 +95,8 @@ class SearchConfig(Settings):
             raise SettingsError(f"SearchConfig: units must be positive, got {self.units}")
         if not self.convs or any(c < 0 for c in self.convs):
             raise SettingsError(f"SearchConfig: convs must be >= 0 (0: no front end), got {self.convs}")
+        if not self.fcns or any(c < 0 for c in self.fcns):
+            raise SettingsError(f"SearchConfig: fcns must be >= 0 (0: no FCN branch), got {self.fcns}")
 
 
 #: The study's exact protocol: every architecture at lr 1e-4 for 20 epochs (batch 32), the winner
@@ -144,6 +151,9 @@ def sample_trials(
     if configs is None and sc.convs != (0,):  # own stream: the other draws stay those of sample_configs
         conv_rng = np.random.default_rng([seed, 23])
         archs = [a.replace(conv=int(conv_rng.choice(sc.convs))) for a in archs]
+    if configs is None and sc.fcns != (0,):  # own stream too
+        fcn_rng = np.random.default_rng([seed, 29])
+        archs = [a.replace(fcn=int(fcn_rng.choice(sc.fcns))) for a in archs]
     rng = np.random.default_rng([seed, 17])  # separate stream: the architectures match sample_configs
     out = []
     for a in archs:
@@ -367,7 +377,7 @@ class _Search:
                 "trial": np.arange(n, dtype=np.int32),
                 **{
                     k: [getattr(t.arch, k) for t in t_in]
-                    for k in ("units", "layers", "bidirectional", "dense", "conv")
+                    for k in ("units", "layers", "bidirectional", "dense", "conv", "fcn")
                 },
                 "dropout": [t.arch.dropout for t in t_in],
                 "recurrent_dropout": [t.arch.recurrent_dropout for t in t_in],
@@ -428,6 +438,7 @@ TRIAL_KEYS = (
     "bidirectional",
     "dense",
     "conv",
+    "fcn",
     "dropout",
     "recurrent_dropout",
     "lr",

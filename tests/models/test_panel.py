@@ -181,3 +181,26 @@ def test_convolution_front_end_learns_and_is_searched(data):
     assert {t.arch.conv for t in plain} == {0}
     assert [t.arch.replace(conv=0) for t in sample_trials(60, 0, wide)] == [t.arch for t in plain]
     assert {t.arch.conv for t in sample_trials(20, 0, STUDY_SEARCH)} == {0}
+
+
+def test_fcn_branch_and_mean_readout_learn_ignore_padding_and_are_searched(data):
+    """LSTM-FCN (the FCN branch beside the LSTM) and the mean readout: they learn, padding steps do
+    not move them, and a search draws the branch only when asked (the study's space stays plain)."""
+    from lnpstore.models.lstm import STUDY_SEARCH, SearchConfig, sample_trials
+
+    Xtr, ytr, Xv, yv, Xte, yte = data
+    m = LSTMClassifier(arch=SMALL.replace(fcn=8), train=FAST).fit(Xtr, ytr, Xv, yv)
+    assert m.score(Xte, yte) > 0.9 and m.config()["arch"]["fcn"] == 8
+    arch = LSTMConfig(units=16, bidirectional=True, fcn=8, readout="mean")
+    m = LSTMClassifier(arch=arch, train=FAST.replace(epochs=2)).fit(Xtr, ytr)
+    alone = m.decision_function(Xte[:5, :6])
+    padded = np.full((5, 10, Xte.shape[2]), np.nan, np.float32)
+    padded[:, :6] = Xte[:5, :6]
+    np.testing.assert_allclose(m.decision_function(padded), alone, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(m.decision_function(Xte[:5, :10]), alone, atol=1e-4)  # real steps do count
+    wide = SearchConfig(fcns=(0, 64))
+    assert {t.arch.fcn for t in sample_trials(60, 0, wide)} == {0, 64}
+    plain = sample_trials(60, 0, SearchConfig())
+    assert {t.arch.fcn for t in plain} == {0}
+    assert [t.arch.replace(fcn=0) for t in sample_trials(60, 0, wide)] == [t.arch for t in plain]
+    assert {t.arch.fcn for t in sample_trials(20, 0, STUDY_SEARCH)} == {0}
