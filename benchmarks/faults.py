@@ -61,13 +61,22 @@ from lnpstore.study.pipeline import run_study
 run_study(sys.argv[1], preset="demo", overrides={overrides!r}, show_progress=False)
 """
 
-#: Columns that legitimately differ between two runs of the same study (everything else must be equal):
-#: - ``created_at`` (models, features): when the row was written, a wall-clock time;
-#: - ``train_seconds`` (models): how long training took, a duration;
-#: - ``data_version`` / ``package_version`` are content hashes and versions: compared (they must match).
-#: - ``run_id`` (metrics): names the run; it is derived from the seed and the predictions' data version
-#:   so it is compared too.
-RUN_SPECIFIC_COLUMNS = ("created_at", "train_seconds", "fit_seconds", "seconds", "duration_s", "finished_at")
+#: What legitimately differs between two runs of the same study in the same folder (every other
+#: column, content hashes, model ids and run ids included, must be equal):
+#: - ``plates.ingested_at``, ``models.created_at``: wall-clock times of the ingest and of training;
+#: - the ``timings_s`` entry of ``models.config`` (tsfresh models record their stages' durations, s).
+#: The kill -9 runs use the reference run's folder path, so that absolute paths (``plates.source_dir``,
+#: ``images.path``, ``models.weights_path``) and everything hashed from them compare equal too.
+RUN_SPECIFIC_COLUMNS = {"plates": ("ingested_at",), "models": ("created_at",)}
+RUN_SPECIFIC_CONFIG_KEYS = ("timings_s",)
+
+
+def _without_timings(config: str) -> str:
+    doc = json.loads(config)
+    if isinstance(doc, dict):
+        for k in RUN_SPECIFIC_CONFIG_KEYS:
+            doc.pop(k, None)
+    return json.dumps(doc, sort_keys=True)
 
 
 def run_study_subprocess(folder: Path, *, kill_after_s: float | None = None) -> tuple[int, float]:
@@ -101,7 +110,9 @@ def table_contents(store: Path) -> dict[str, pl.DataFrame]:
     out = {}
     for t in table_names():
         df = s.read(t)
-        df = df.drop([c for c in RUN_SPECIFIC_COLUMNS if c in df.columns])
+        df = df.drop(RUN_SPECIFIC_COLUMNS.get(t, ()))
+        if t == "models" and df.height:
+            df = df.with_columns(pl.col("config").map_elements(_without_timings, return_dtype=pl.String))
         sortable = [
             c
             for c, dt in df.schema.items()
@@ -122,18 +133,18 @@ def differences(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> list[
     return out
 
 
-def kill9(tmp: Path, reference: Path, duration_s: float, n: int, seed: int) -> list[dict]:
-    """Kill the run at ``n`` seeded random times within its duration, re-run, compare every table."""
+def kill9(run_dir: Path, want: dict[str, pl.DataFrame], duration_s: float, n: int, seed: int) -> list[dict]:
+    """Kill the run at ``n`` seeded random times within its duration, re-run it to completion in the
+    same folder, compare every table with ``want`` (the uninterrupted run's)."""
     rng = random.Random(seed)
     # one time in each of n equal slices of the run (seeded), so the kills spread over every stage
     times = [duration_s * (i + rng.random()) / n for i in range(n)]
-    want = table_contents(reference)
     out = []
-    for i, t_kill in enumerate(times):
-        folder = tmp / f"kill{i}"
-        rc, _ = run_study_subprocess(folder, kill_after_s=t_kill)
-        _, resume_s = run_study_subprocess(folder)
-        diffs = differences(want, table_contents(folder / "store"))
+    for t_kill in times:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        rc, _ = run_study_subprocess(run_dir, kill_after_s=t_kill)
+        _, resume_s = run_study_subprocess(run_dir)
+        diffs = differences(want, table_contents(run_dir / "store"))
         out.append(
             {
                 "kill_at_s": round(t_kill, 1),
@@ -143,11 +154,9 @@ def kill9(tmp: Path, reference: Path, duration_s: float, n: int, seed: int) -> l
                 "differences": diffs,
             }
         )
-        print(
-            f"  kill -9 at {t_kill:5.1f} s ({'killed' if rc == -9 else 'finished first'}): resume {resume_s:.0f} s, {'identical' if not diffs else 'DIFFERENT: ' + '; '.join(diffs)}",
-            flush=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        state = "killed" if rc == -9 else "finished first"
+        verdict = "identical" if not diffs else "DIFFERENT: " + "; ".join(diffs)
+        print(f"  kill -9 at {t_kill:5.1f} s ({state}): resumed in {resume_s:.0f} s, {verdict}", flush=True)
     return out
 
 
@@ -187,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lnpstore-faults-") as d:
         tmp = Path(d)
         print("uninterrupted run (the reference for kill -9; its store is the full store) ...", flush=True)
-        rc, duration = run_study_subprocess(tmp / "reference")
+        run_dir = tmp / "run"
+        rc, duration = run_study_subprocess(run_dir)
         print(f"  {duration:.0f} s", flush=True)
-        pristine = make_pristine(tmp / "pristine", full_store=tmp / "reference" / "store")
+        want = table_contents(run_dir / "store")
+        pristine = make_pristine(tmp / "pristine", full_store=run_dir / "store")
         faults = [
             f for f in catalog(full=True, n_upserts=args.upserts) if not args.only or args.only in f.name
         ]
@@ -211,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"kill -9 at {args.kills} random points of a {duration:.0f} s run (seed {args.seed}) ...",
                 flush=True,
             )
-            kills = kill9(tmp, tmp / "reference" / "store", duration, args.kills, args.seed)
+            kills = kill9(run_dir, want, duration, args.kills, args.seed)
     print()
     print(summary(results, kills))
     total = time.perf_counter() - t_start

@@ -1249,6 +1249,51 @@ def _probe_held_lock(case: Case) -> Verdict:
         holder.wait()
 
 
+RUN_HOLDER = """
+import sys, time
+from lnpstore.store.lock import store_lock
+with store_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _run_argv(case: Case, folder: Path, plate_map: Path | None = None) -> list[Any]:
+    pm = plate_map or case.plate_map
+    return ["run", folder, "--plate", case.plate_dir, "--plate-map", pm, "--weights", "random"]
+
+
+def _probe_second_run(case: Case) -> Verdict:
+    """``lnpstore run`` on a folder another run holds: waits, then exits naming the holder."""
+    folder = case.work / "run"
+    folder.mkdir()
+    holder = _py(RUN_HOLDER, folder, 60, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        c = cli(*_run_argv(case, folder), env={"LNPSTORE_LOCK_TIMEOUT": "1"})
+        v = refused(c, f"PID {holder.pid}")
+        if v.outcome == "clear_error" and (folder / "store").exists():
+            return Verdict(
+                "silently_accepted", "the second run wrote a store while the first held the folder"
+            )
+        return v
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _probe_run_failed_ingest(case: Case) -> Verdict:
+    """``lnpstore run`` with a plate map it cannot ingest: a clear error and no run folder left."""
+    bad = case.work / "bad_map.csv"
+    text = case.plate_map.read_text()
+    bad.write_text(_set_dose(text.splitlines()[1].split(",")[0], "inf")(text))
+    folder = case.work / "new" / "run"
+    v = refused(cli(*_run_argv(case, folder, bad)), "not a finite number")
+    if v.outcome == "clear_error" and (case.work / "new").exists():
+        return Verdict("silently_accepted", f"a failed run left {case.work / 'new'} behind")
+    return v
+
+
 def concurrency_faults(base: str, n_upserts: int) -> list[Fault]:
     return [
         Fault(
@@ -1273,6 +1318,10 @@ def concurrency_faults(base: str, n_upserts: int) -> list[Fault]:
             base,
             lambda c: None,
             _probe_held_lock,
+        ),
+        Fault("two lnpstore run on one folder", "concurrency", base, lambda c: None, _probe_second_run),
+        Fault(
+            "lnpstore run whose ingest fails", "concurrency", base, lambda c: None, _probe_run_failed_ingest
         ),
     ]
 
