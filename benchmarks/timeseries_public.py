@@ -17,9 +17,11 @@ reference, the bar of issue 17 and the wall time (fit + predict, s):
 
 BasicMotions has no published figure here (the bar: it runs multi-class and multivariate without
 glue). Both models get the raw series and labels: no reshaping and no label encoding by the caller.
-``--lstm-max-steps N`` is the LSTM's ``max_steps`` (longer series averaged over windows down to at most
-N steps; 0 = all steps); ``--lstm-convs`` the convolution front ends its search draws from (0: the
-study's plain LSTM).
+The defaults are the estimators' own (the LSTM: ``PANEL_SEARCH``, an FCN branch of 64 filters beside
+each LSTM, series averaged to at most 64 steps; tsfresh: no PCA). ``--lstm-max-steps N`` is the LSTM's
+``max_steps`` (0 = all steps); ``--lstm-fcns`` / ``--lstm-convs`` the FCN branches / convolution front
+ends its search draws from (``--lstm-fcns 0 --lstm-convs 0``: the study's plain LSTM); ``--pca 32``
+the study's PCA before XGBoost.
 """
 
 from __future__ import annotations
@@ -91,10 +93,10 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
             n_jobs=a.jobs,
         )
     else:
-        from lnpstore.models.lstm import LSTMEstimator, SearchConfig, TrainConfig
+        from lnpstore.models.lstm import PANEL_SEARCH, LSTMEstimator
 
-        sc = SearchConfig(
-            select=TrainConfig(epochs=a.lstm_epochs, patience=a.lstm_patience),
+        sc = PANEL_SEARCH.replace(
+            select=PANEL_SEARCH.select.replace(epochs=a.lstm_epochs, patience=a.lstm_patience),
             units=tuple(a.lstm_units),
             convs=tuple(a.lstm_convs),
             fcns=tuple(a.lstm_fcns),
@@ -185,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lstm-max-steps", type=int, default=64, help="LSTM input: at most this many steps (0: all)"
     )
-    p.add_argument("--lstm-convs", type=lambda s: [int(x) for x in s.split(",")], default=[0, 32, 64])
+    p.add_argument("--lstm-convs", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     p.add_argument(
         "--lstm-fcns",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[0],
-        help="filters of the FCN branch the search draws from (0: none)",
+        default=[64],
+        help="filters of the FCN branch the search draws from (0: none, the plain LSTM)",
     )
     p.add_argument("--jobs", type=int, default=0, help="tsfresh worker processes (0: serial)")
     p.add_argument("--seed", type=int, default=0)

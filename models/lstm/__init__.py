@@ -6,7 +6,7 @@ One job per module:
 - :mod:`~lnpstore.models.lstm.train`: the training loop (trials of one shape side by side, early
   stopping), :class:`TrainConfig` and the fitted :class:`LSTMModel`
 - :mod:`~lnpstore.models.lstm.search`: the random search (:func:`lstm_search`, :class:`SearchConfig`,
-  the study's protocol :data:`STUDY_SEARCH`)
+  the study's protocol :data:`STUDY_SEARCH`, the panel estimators' default :data:`PANEL_SEARCH`)
 - :mod:`~lnpstore.models.lstm.estimator`: the scikit-learn-style :class:`LSTMClassifier` and
   :class:`LSTMRegressor`
 """
@@ -22,6 +22,7 @@ from lnpstore.models.lstm.estimator import (
 )
 from lnpstore.models.lstm.net import CONVS, LAYERS, RATES, UNITS, LSTMConfig, lstm_net
 from lnpstore.models.lstm.search import (
+    PANEL_SEARCH,
     STUDY_SEARCH,
     STUDY_TRAIN,
     SearchConfig,
@@ -52,6 +53,7 @@ __all__ = [
     "LSTMModel",
     "LSTMRegressor",
     "RATES",
+    "PANEL_SEARCH",
     "STUDY_SEARCH",
     "STUDY_TRAIN",
     "SearchConfig",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from lnpstore.models.lstm.net import LSTMConfig
-from lnpstore.models.lstm.search import SearchConfig, lstm_search
+from lnpstore.models.lstm.search import PANEL_SEARCH, SearchConfig, lstm_search
 from lnpstore.models.lstm.train import LSTMModel, TrainConfig
 from lnpstore.models.panel import PanelEstimator
 
@@ -58,13 +58,14 @@ class LSTMEstimator(PanelEstimator):
     ----------
     mode : "classify" (class-weighted cross-entropy) or "regress" (MSE on the standardised target).
     n_samples : trials of the random search (ignored when ``arch`` is given).
-    search : :class:`SearchConfig` (None: the default search, early stopping with patience 20).
+    search : :class:`SearchConfig` (None: :data:`PANEL_SEARCH`, the study's space with an FCN branch
+        beside each LSTM, early stopping with patience 20).
     arch, train : one architecture trained with one :class:`TrainConfig` instead of a search.
     val_fraction : share of the series held out for validation when ``fit`` gets no ``X_val``.
     max_steps : longer series are averaged over windows of ``ceil(steps / max_steps)`` steps before the
-        LSTM (None, the default: never). On ArrowHead (251 steps) a plain LSTM validated on the test
-        split reached 0.50-0.57 at 251 and 0.61-0.66 at 32 steps; but GunPoint (150 steps) fell to
-        0.767 at 64 steps (with conv front ends searched), so it is not the default.
+        LSTM (64, the default; None: never). Recurrent steps are sequential, so this bounds the time per
+        epoch; with the FCN branch GunPoint (150 steps -> 50) scored 1.000 and ArrowHead (251 -> 63)
+        0.806 (``benchmarks/timeseries_public.py``). The study's series (20 frames) are never pooled.
     seed : seed of the split, the sampling and the initialisation.
     id_col, time_col : the columns of a long polars frame X.
     """
@@ -78,7 +79,7 @@ class LSTMEstimator(PanelEstimator):
         arch: LSTMConfig | None = None,
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
-        max_steps: int | None = None,
+        max_steps: int | None = 64,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
@@ -115,7 +116,7 @@ class LSTMEstimator(PanelEstimator):
                 mode=mode,  # type: ignore[arg-type]
                 n_samples=self.n_samples,
                 seed=self.seed,
-                search=self.search,
+                search=self.search if self.search is not None else PANEL_SEARCH,
                 lengths=L,
                 lengths_val=Lv,
                 n_classes=n_classes,
@@ -158,7 +159,7 @@ class LSTMClassifier(LSTMEstimator):
         arch: LSTMConfig | None = None,
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
-        max_steps: int | None = None,
+        max_steps: int | None = 64,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
@@ -190,7 +191,7 @@ class LSTMRegressor(LSTMEstimator):
         arch: LSTMConfig | None = None,
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
-        max_steps: int | None = None,
+        max_steps: int | None = 64,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
