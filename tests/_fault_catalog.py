@@ -1341,26 +1341,44 @@ def _damage_where(table: str, part: str, how: str = "deleted") -> Callable[[Case
     return inject
 
 
-def probe_redo(table: str, argv: Callable[[Case], list[Any]]) -> Callable[[Case], Verdict]:
+def probe_redo(
+    table: str, argv: Callable[[Case], list[Any]], model_prefix: str | None = None
+) -> Callable[[Case], Verdict]:
     """The stage that writes ``table`` is re-run on the damaged store: it must redo the damaged unit
-    (the table then has the pristine rows and ``check`` is clean) or refuse naming the file; exiting 0
-    with fewer rows, or with different downstream results, is silent acceptance."""
+    (the table then has the pristine rows, those of models ``model_prefix*`` when given, and ``check``
+    is clean) or refuse naming the file; exiting 0 with fewer rows is silent acceptance."""
+
+    def rows(df: pl.DataFrame) -> int:
+        if model_prefix is None or df.is_empty():
+            return df.height
+        return df.filter(pl.col("model_id").str.starts_with(model_prefix)).height
 
     def probe(case: Case) -> Verdict:
         c = cli(*argv(case))
         if c.traceback or c.rc != 0:
             return refused(c, case.note["file"].name, table, "damaged")
-        n_want = case.pristine.tables[case.base][table].height
-        got = read_all(case.store)
+        n_want = rows(case.pristine.tables[case.base][table])
+        n_got = rows(read_all(case.store)[table])
         chk = cli("check", case.store)
-        if got[table].height != n_want or chk.rc != 0:
+        if n_got != n_want or chk.rc != 0:
             return Verdict(
                 "silently_accepted",
-                f"exit 0 but {table} has {got[table].height} rows (pristine {n_want}); check rc={chk.rc}: {_short(c)}",
+                f"exit 0 but {table} has {n_got} rows (pristine {n_want}); check rc={chk.rc}: {_short(c)}",
             )
         return Verdict("handled", f"redone: {table} back to {n_want} rows, check clean")
 
     return probe
+
+
+def _delete_table_folder(table: str) -> Callable[[Case], None]:
+    """``rm -r STORE/tables/TABLE``: the files and the manifest with them."""
+
+    def inject(case: Case) -> None:
+        d = case.store / "tables" / table
+        case.note["file"] = d
+        shutil.rmtree(d)
+
+    return inject
 
 
 def probe_evaluate_after(case: Case) -> Verdict:
@@ -1446,6 +1464,42 @@ def redo_faults() -> list[Fault]:
             "full",
             _delete_label_movie,
             probe_label_movie,
+            fast=False,
+        ),
+        Fault(
+            "tables/tracks folder deleted, then track",
+            "redo",
+            "full",
+            _delete_table_folder("tracks"),
+            probe_redo("tracks", lambda c: ["track", c.store]),
+            ("tracks",),
+            fast=False,
+        ),
+        Fault(
+            "tables/cells folder deleted, then crop",
+            "redo",
+            "full",
+            _delete_table_folder("cells"),
+            probe_redo("cells", lambda c: ["crop", c.store, "--frames", "6"]),
+            ("cells",),
+            fast=False,
+        ),
+        Fault(
+            "tables/predictions folder deleted, then train-cnn",
+            "redo",
+            "full",
+            _delete_table_folder("predictions"),
+            probe_redo("predictions", cnn, "cnn-classify"),
+            ("predictions",),
+            fast=False,
+        ),
+        Fault(
+            "tables/models folder deleted, then train-cnn",
+            "redo",
+            "full",
+            _delete_table_folder("models"),
+            probe_redo("models", cnn, "cnn-classify"),
+            ("models",),
             fast=False,
         ),
         Fault(

@@ -397,7 +397,7 @@ class Store:
 
         False when a matching live file is missing or damaged, so a stage redoes that work; for
         ``models``, also when that model's partitions of its output tables (``predictions``,
-        ``embeddings``) are damaged.
+        ``embeddings``) are damaged, or it has no predictions at all.
         """
         t = S.table(name)
         part = {k: v for k, v in filters.items() if k in t.partition_by}
@@ -416,7 +416,7 @@ class Store:
             return False
         lf = self.table(name, **filters).head(1)
         try:
-            return lf.collect().height > 0
+            found = lf.collect().height > 0
         except (pl.exceptions.PolarsError, OSError) as exc:
             try:
                 self._raise_unreadable(name, filters, exc)
@@ -424,6 +424,18 @@ class Store:
                 log.warning("%s: redoing that work", str(damaged).split(". Hint")[0])
                 return False
             raise
+        if found and name == "models" and MODEL_OUTPUT_COLUMN in filters:
+            return self._model_has_predictions(str(filters[MODEL_OUTPUT_COLUMN]))
+        return found
+
+    def _model_has_predictions(self, model_id: str) -> bool:
+        """Whether a trained model's test predictions are in the store (every model writes them): a
+        ``predictions`` folder deleted by hand (manifest and all) would otherwise leave models that
+        are "already in the store" and predictions that are never made again."""
+        if self.table_files_matching("predictions", {MODEL_OUTPUT_COLUMN: model_id}):
+            return True
+        log.warning("store %s: model %s has no predictions in the store: redoing it", self.root, model_id)
+        return False
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, name: str, df: pl.DataFrame, *, mode: WriteMode = "upsert") -> int:
