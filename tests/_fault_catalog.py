@@ -23,7 +23,9 @@ import contextlib
 import io
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -1556,3 +1558,125 @@ def catalog(*, full: bool, n_upserts: int = 1000) -> list[Fault]:
     names = [f.name for f in faults]
     assert len(names) == len(set(names)), "fault names must be distinct"
     return faults
+
+
+# -- kill -9 resume -------------------------------------------------------------------------------
+#: The run the kill -9 part interrupts (and whose store the store faults damage): a small simulated
+#: plate (6 wells, 400 px fields, 8 frames) through every stage with the smallest searches.
+RUN_OVERRIDES = {
+    "sim_preset": "tiny",
+    "sim_overrides": (("columns", (3, 4)), ("cells_per_field", 16), ("n_frames", 8)),
+    "t_in_frames": 6,
+    "n_augs": 1,
+    "n_folds": 2,
+    "cnn_epochs": 1,
+    "lstm_samples": 1,
+    "lstm_units": (32,),
+    "tsfresh_samples": 2,
+    "checkpoints_frames": (3, 6),
+    "n_permutations": 200,
+    "weights": "random",
+}
+RUN = """
+import sys
+from lnpstore.study.pipeline import run_study
+run_study(sys.argv[1], preset="demo", overrides={overrides!r}, show_progress=False)
+"""
+
+#: What legitimately differs between two runs of the same study in the same folder (every other
+#: column, content hashes, model ids and run ids included, must be equal):
+#: - ``plates.ingested_at``, ``models.created_at``: wall-clock times of the ingest and of training;
+#: - the ``timings_s`` entry of ``models.config`` (tsfresh models record their stages' durations, s).
+#: The kill -9 runs use the reference run's folder path, so that absolute paths (``plates.source_dir``,
+#: ``images.path``, ``models.weights_path``) and everything hashed from them compare equal too.
+RUN_SPECIFIC_COLUMNS = {"plates": ("ingested_at",), "models": ("created_at",)}
+RUN_SPECIFIC_CONFIG_KEYS = ("timings_s",)
+
+
+def _without_timings(config: str) -> str:
+    doc = json.loads(config)
+    if isinstance(doc, dict):
+        for k in RUN_SPECIFIC_CONFIG_KEYS:
+            doc.pop(k, None)
+    return json.dumps(doc, sort_keys=True)
+
+
+def run_study_subprocess(folder: Path, *, kill_after_s: float | None = None) -> tuple[int, float]:
+    """``run_study`` in a fresh process; SIGKILL after ``kill_after_s``. Returns (exit status, seconds)."""
+    env = {**os.environ, "LNPSTORE_QUIET": "1"}
+    code = RUN.format(overrides=RUN_OVERRIDES)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = p.communicate(timeout=kill_after_s)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        return -9, time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"run_study in {folder} failed:\n{err[-3000:]}")
+    return 0, time.perf_counter() - t0
+
+
+def table_contents(store: Path) -> dict[str, pl.DataFrame]:
+    """Every table, run-specific columns dropped, rows sorted (every column), read through the store."""
+    from lnpstore.store.core import Store
+
+    s = Store.open(store)
+    out = {}
+    for t in table_names():
+        df = s.read(t)
+        df = df.drop(RUN_SPECIFIC_COLUMNS.get(t, ()))
+        if t == "models" and df.height:
+            df = df.with_columns(pl.col("config").map_elements(_without_timings, return_dtype=pl.String))
+        sortable = [
+            c
+            for c, dt in df.schema.items()
+            if dt.is_numeric() or dt in (pl.String, pl.Boolean) or dt.is_temporal()
+        ]
+        out[t] = df.sort(sortable, nulls_last=True) if df.height else df
+    return out
+
+
+def differences(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> list[str]:
+    out = []
+    for t in a:
+        if a[t].shape != b[t].shape:
+            out.append(f"{t}: shape {b[t].shape} vs {a[t].shape}")
+        elif not a[t].equals(b[t]):
+            diff_cols = [c for c in a[t].columns if not a[t][c].equals(b[t][c])]
+            out.append(f"{t}: columns {diff_cols} differ")
+    return out
+
+
+def kill9(run_dir: Path, want: dict[str, pl.DataFrame], duration_s: float, n: int, seed: int) -> list[dict]:
+    """Kill the run at ``n`` seeded random times within its duration, re-run it to completion in the
+    same folder, compare every table with ``want`` (the uninterrupted run's)."""
+    rng = random.Random(seed)
+    # one time in each of n equal slices of the run (seeded), so the kills spread over every stage
+    times = [duration_s * (i + rng.random()) / n for i in range(n)]
+    out = []
+    for t_kill in times:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        rc, _ = run_study_subprocess(run_dir, kill_after_s=t_kill)
+        _, resume_s = run_study_subprocess(run_dir)
+        diffs = differences(want, table_contents(run_dir / "store"))
+        out.append(
+            {
+                "kill_at_s": round(t_kill, 1),
+                "killed": rc == -9,
+                "resume_s": round(resume_s, 1),
+                "identical": not diffs,
+                "differences": diffs,
+            }
+        )
+        state = "killed" if rc == -9 else "finished first"
+        verdict = "identical" if not diffs else "DIFFERENT: " + "; ".join(diffs)
+        print(f"  kill -9 at {t_kill:5.1f} s ({state}): resumed in {resume_s:.0f} s, {verdict}", flush=True)
+    return out
