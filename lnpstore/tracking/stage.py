@@ -415,10 +415,9 @@ def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: 
     if track_parts:
         from lnpstore.store import schema as S
 
+        # tracks last: a field with tracks counts as done (_field_jobs), so a kill between these writes
+        # leaves it to be tracked again, never done without its seeds or label_images rows
         with store.batch():
-            store.write(
-                "tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert"
-            )
             store.write("seeds", pl.concat(seed_parts).select(S.table("seeds").column_names), mode="upsert")
             if label_rows:
                 store.write(
@@ -426,3 +425,6 @@ def _write_well(store, results: list[dict], source: str, cell_uid_expr, report: 
                     pl.DataFrame(label_rows, schema=S.table("label_images").polars_schema),
                     mode="upsert",
                 )
+            store.write(
+                "tracks", pl.concat(track_parts).select(S.table("tracks").column_names), mode="upsert"
+            )
