@@ -14,7 +14,11 @@ pytestmark = pytest.mark.slow
 #: The smallest plate and protocol that still runs every stage (as tests/study/test_pipeline.py TINY).
 TINY = {
     "sim_preset": "tiny",
-    "sim_overrides": (("columns", (3, 4)), ("cells_per_field", 16)),
+    "sim_overrides": (
+        ("columns", (3, 4)),
+        ("cells_per_field", 16),
+        ("n_frames", 30),
+    ),  # 30 frames: t <= 20 and a GFP target
     "n_augs": 1,
     "n_folds": 2,
     "cnn_epochs": 1,

@@ -14,7 +14,11 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "sim_preset": "tiny",
-    "sim_overrides": (("columns", (3, 4)), ("cells_per_field", 16)),
+    "sim_overrides": (
+        ("columns", (3, 4)),
+        ("cells_per_field", 16),
+        ("n_frames", 30),
+    ),  # 30 frames: t <= 20 and a GFP target
     "n_augs": 2,
     "n_folds": 2,
     "cnn_epochs": 3,
