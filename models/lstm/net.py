@@ -58,8 +58,8 @@ class LSTMConfig(Settings):
     recurrent_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout rate on h, fixed over steps")
 
     @property
-    def shape(self) -> tuple[int, int, bool, bool, int, int, str]:
-        """What fixes the compiled program (rates do not)."""
+    def shape(self) -> tuple[int, int, bool, bool, int, int, int, str]:
+        """What fixes the compiled program (rates do not): every field but the dropout rates."""
         return (
             self.units,
             self.layers,
@@ -67,6 +67,7 @@ class LSTMConfig(Settings):
             self.dense,
             self.conv,
             self.conv_kernel,
+            self.fcn,
             self.readout,
         )
 

@@ -1,5 +1,7 @@
 """The panel API: scikit-learn-style estimators (LSTM and tsfresh -> XGBoost) on any panel form."""
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
@@ -189,8 +191,16 @@ def test_fcn_branch_and_mean_readout_learn_ignore_padding_and_are_searched(data)
     from lnpstore.models.lstm import STUDY_SEARCH, SearchConfig, sample_trials
 
     Xtr, ytr, Xv, yv, Xte, yte = data
+    LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1)).fit(Xtr, ytr, Xv, yv)  # the plain program first
     m = LSTMClassifier(arch=SMALL.replace(fcn=8), train=FAST).fit(Xtr, ytr, Xv, yv)
     assert m.score(Xte, yte) > 0.9 and m.config()["arch"]["fcn"] == 8
+    assert {"fcn0", "fcn1", "fcn2"} <= set(m.model_.params)  # its own program, not the plain one's
+    changed = {"bidirectional": True, "dense": True, "readout": "mean", "layers": 2, "dropout": 0.3}
+    changed["recurrent_dropout"] = 0.3
+    for f in dataclasses.fields(LSTMConfig):  # every field but the rates picks the compiled program
+        value = changed[f.name] if f.name in changed else getattr(SMALL, f.name) + 1
+        moved = SMALL.replace(**{f.name: value})
+        assert (moved.shape == SMALL.shape) == (f.name in ("dropout", "recurrent_dropout")), f.name
     arch = LSTMConfig(units=16, bidirectional=True, fcn=8, readout="mean")
     m = LSTMClassifier(arch=arch, train=FAST.replace(epochs=2)).fit(Xtr, ytr)
     alone = m.decision_function(Xte[:5, :6])
