@@ -1654,8 +1654,29 @@ def differences(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> list[
             out.append(f"{t}: shape {b[t].shape} vs {a[t].shape}")
         elif not a[t].equals(b[t]):
             diff_cols = [c for c in a[t].columns if not a[t][c].equals(b[t][c])]
-            out.append(f"{t}: columns {diff_cols} differ")
+            keys = _json_keys_differing(a[t], b[t], diff_cols)
+            out.append(f"{t}: columns {diff_cols} differ" + (f" (JSON keys {keys})" if keys else ""))
     return out
+
+
+def _json_keys_differing(a: pl.DataFrame, b: pl.DataFrame, cols: list[str]) -> list[str]:
+    """For JSON text columns (``config``), the top-level keys whose values differ, with an example."""
+    out: set[str] = set()
+    for c in cols:
+        if a.schema[c] != pl.String:
+            continue
+        for x, y in zip(a[c].to_list(), b[c].to_list(), strict=True):
+            try:
+                dx, dy = json.loads(x), json.loads(y)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(dx, dict) and isinstance(dy, dict):
+                out |= {
+                    f"{k}: {dx.get(k)!r:.60} vs {dy.get(k)!r:.60}"
+                    for k in set(dx) | set(dy)
+                    if dx.get(k) != dy.get(k)
+                }
+    return sorted(out)[:6]
 
 
 def kill9(run_dir: Path, want: dict[str, pl.DataFrame], duration_s: float, n: int, seed: int) -> list[dict]:
