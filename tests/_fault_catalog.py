@@ -1589,11 +1589,14 @@ run_study(sys.argv[1], preset="demo", overrides={overrides!r}, show_progress=Fal
 #: What legitimately differs between two runs of the same study in the same folder (every other
 #: column, content hashes, model ids and run ids included, must be equal):
 #: - ``plates.ingested_at``, ``models.created_at``: wall-clock times of the ingest and of training;
-#: - the ``timings_s`` entry of ``models.config`` (tsfresh models record their stages' durations, s).
+#: - the ``timings_s`` entry of ``models.config`` (tsfresh models record their stages' durations, s);
+#: - its ``cache_hits`` / ``cache_misses``: how many feature tables this run found in the tsfresh
+#:   feature cache (``STORE/artifacts/tsfresh``), which a killed run may already have filled: how the
+#:   run got the (identical) features, not what the model is.
 #: The kill -9 runs use the reference run's folder path, so that absolute paths (``plates.source_dir``,
 #: ``images.path``, ``models.weights_path``) and everything hashed from them compare equal too.
 RUN_SPECIFIC_COLUMNS = {"plates": ("ingested_at",), "models": ("created_at",)}
-RUN_SPECIFIC_CONFIG_KEYS = ("timings_s",)
+RUN_SPECIFIC_CONFIG_KEYS = ("timings_s", "cache_hits", "cache_misses")
 
 
 def _without_timings(config: str) -> str:
