@@ -12,40 +12,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from _fault_catalog import HOLDER, RACER  # the racing writer and the lock holder of the fault benchmark
 
 from lnpstore.store import schema as S
 from lnpstore.store.core import CATALOG, MARKER, Store
 from lnpstore.store.errors import StoreDamaged, StoreLocked, StoreReadOnly
 from lnpstore.store.lock import LOCK_FILE, remove_stale_tmp_tree
 from lnpstore.store.manifest import MANIFEST
-
-WRITER = """
-import sys
-import polars as pl
-from lnpstore.store.core import Store
-
-root, plate, n_writes, per_write = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-store = Store.open(root)
-with store.batch():  # the catalog once at the end; every write still takes the lock
-  for i in range(n_writes):
-    wells = [f"W{i * per_write + j:05d}" for j in range(per_write)]
-    n = len(wells)
-    store.write("wells", pl.DataFrame({
-        "plate": [plate] * n, "well": wells, "row": ["W"] * n, "column": list(range(n)),
-        "dose_ng": [1.0] * n, "is_control": [False] * n, "n_fields": [1] * n,
-        "n_frames_expected": [1] * n, "n_images_ok": [1] * n, "n_problems": [0] * n,
-        "excluded": [False] * n, "exclude_reason": [None] * n,
-    }))
-"""
-
-HOLDER = """
-import sys, time
-from lnpstore.store.core import Store
-
-with Store.open(sys.argv[1]).writing():
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-"""
 
 
 def _python(code: str, *args: str, **kw) -> subprocess.Popen:
@@ -105,7 +78,7 @@ def store(tmp_path: Path) -> Store:
 def test_two_processes_racing_upserts_keep_every_row(store: Store) -> None:
     """Two processes upsert 1,000 rows each (250 upserts of 4 rows) into one unpartitioned table at
     the same time. Without the lock, read-modify-write races lost rows (52 of 60 kept)."""
-    procs = [_python(WRITER, str(store.root), plate, "250", "4") for plate in ("A", "B")]
+    procs = [_python(RACER, str(store.root), plate, "250", "4") for plate in ("A", "B")]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     got = store.read("wells")
     assert got.height == 2000
@@ -158,7 +131,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(store: Store, tmp_path: P
     # and a new writing process removes them on its first write
     stale.write_bytes(b"x")
     os.utime(stale, (old, old))
-    p = _python(WRITER, str(store.root), "A", "1", "1")
+    p = _python(RACER, str(store.root), "A", "1", "1")
     assert p.wait(timeout=120) == 0
     assert not stale.exists()
 
@@ -259,7 +232,7 @@ def test_a_store_without_manifests_is_migrated_by_the_first_writer(store: Store)
     for name in ("images", "wells"):
         (store.table_dir(name) / MANIFEST).unlink()  # as lnpstore <= 0.2 left it
     assert store.live("images") is None and store.read("images").height == 3  # reads from the files
-    p = _python(WRITER, str(store.root), "B", "1", "1")
+    p = _python(RACER, str(store.root), "B", "1", "1")
     assert p.wait(timeout=120) == 0
     assert sum(e["rows"] for e in store.live("images").values()) == 3
     assert sum(e["rows"] for e in store.live("wells").values()) == 2
