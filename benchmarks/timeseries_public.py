@@ -106,6 +106,7 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
             n_samples=a.lstm_samples,
             search=sc,
             max_steps=a.lstm_max_steps or None,
+            n_bags=a.lstm_bags,
             seed=a.seed,
         )
     m.fit(Xtr, ytr)
@@ -193,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: [int(x) for x in s.split(",")],
         default=[64],
         help="filters of the FCN branch the search draws from (0: none, the plain LSTM)",
+    )
+    p.add_argument(
+        "--lstm-bags",
+        type=int,
+        default=1,
+        help="LSTM n_bags: the winner retrained on this many folds (1: none)",
     )
     p.add_argument("--jobs", type=int, default=0, help="tsfresh worker processes (0: serial)")
     p.add_argument("--seed", type=int, default=0)

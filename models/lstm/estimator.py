@@ -66,6 +66,12 @@ class LSTMEstimator(PanelEstimator):
         LSTM (64, the default; None: never). Recurrent steps are sequential, so this bounds the time per
         epoch; with the FCN branch GunPoint (150 steps -> 50) scored 1.000 and ArrowHead (251 -> 63)
         0.806 (``benchmarks/timeseries_public.py``). The study's series (20 frames) are never pooled.
+    n_bags : > 1: after the search, the chosen setting (architecture, learning rate, batch size) is
+        trained again on ``n_bags`` folds of every row (training and validation), each stopped early on
+        its own held-out fold, and predictions average the members' scores (``members_``). On small data
+        one validation part is a noisy judge; measured on CardanoSentiment (74 series), 5 such members of
+        a fixed LSTM scored RMSE 0.2886 where single members scored 0.283-0.310 (training mean 0.3003).
+        1 (the default): the search's winner alone.
     seed : seed of the split, the sampling and the initialisation.
     id_col, time_col : the columns of a long polars frame X.
     """
@@ -80,6 +86,7 @@ class LSTMEstimator(PanelEstimator):
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
         max_steps: int | None = 64,
+        n_bags: int = 1,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
@@ -91,6 +98,7 @@ class LSTMEstimator(PanelEstimator):
         self.train = train
         self.val_fraction = val_fraction
         self.max_steps = max_steps
+        self.n_bags = n_bags
         self.seed = seed
         self.id_col = id_col
         self.time_col = time_col
@@ -121,17 +129,54 @@ class LSTMEstimator(PanelEstimator):
                 lengths_val=Lv,
                 n_classes=n_classes,
             )
+        self.members_ = self._bag(X, L, y, Xv, Lv, yv, n_classes) if self.n_bags > 1 else []
         self.mean_, self.std_ = self.model_.mean_, self.model_.std_
         self.best_epoch_ = self.model_.best_epoch_
         self.val_loss_ = self.model_.val_loss_
         self.history_ = self.model_.history_
+
+    def _bag(self, X, L, y, Xv, Lv, yv, n_classes: int) -> list[LSTMModel]:
+        """``n_bags`` models of the winner's setting, one per fold of all rows (see ``n_bags``)."""
+        import warnings
+
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        T = max(X.shape[1], Xv.shape[1])
+        pad = [
+            np.concatenate([a, np.zeros((len(a), T - a.shape[1], a.shape[2]), a.dtype)], axis=1)
+            for a in (X, Xv)
+        ]
+        Xa, ya = np.concatenate(pad), np.concatenate([y, yv])
+        La = None if L is None or Lv is None else np.concatenate([L, Lv])
+        split = (StratifiedKFold if self._mode() == "classify" else KFold)(
+            self.n_bags, shuffle=True, random_state=self.seed
+        )
+        win = self.model_
+        members = []
+        with warnings.catch_warnings():  # a class rarer than n_bags: some folds lack it (sklearn warns)
+            warnings.simplefilter("ignore", UserWarning)
+            folds = list(split.split(np.zeros(len(ya)), ya))
+        for i, (a, b) in enumerate(folds):
+            m = LSTMModel(
+                self._mode(),
+                arch=win.arch,
+                train=win.train_config,
+                seed=self.seed + 1 + i,
+                n_classes=n_classes,
+            )
+            la, lb = (None, None) if La is None else (La[a], La[b])
+            members.append(m.fit(Xa[a], ya[a], Xa[b], ya[b], lengths=la, lengths_val=lb))
+        return members
 
     def _decision(self, X, L) -> np.ndarray:
         X, L = pool_steps(X, L, self.pool_factor_)
         T = self.model_.t_pad_ or 0
         if X.shape[1] < T:
             X = np.concatenate([X, np.zeros((len(X), T - X.shape[1], X.shape[2]), X.dtype)], axis=1)
-        z = self.model_.decision_function(X, lengths=L)
+        if self.members_:  # the bag: the members' scores averaged
+            z = np.mean([m.decision_function(X, lengths=L) for m in self.members_], axis=0)
+        else:
+            z = self.model_.decision_function(X, lengths=L)
         if self._mode() == "regress":
             return z * self.y_std_ + self.y_mean_
         return z
@@ -143,6 +188,8 @@ class LSTMEstimator(PanelEstimator):
             **self.model_.config(),
             "classes": getattr(self, "classes_", np.array([])).tolist(),
             "pool_factor": self.pool_factor_,  # steps averaged per LSTM input step (max_steps)
+            "n_bags": self.n_bags,
+            "bag_best_epochs": [m.best_epoch_ for m in self.members_],
         }
 
 
@@ -160,6 +207,7 @@ class LSTMClassifier(LSTMEstimator):
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
         max_steps: int | None = 64,
+        n_bags: int = 1,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
@@ -172,6 +220,7 @@ class LSTMClassifier(LSTMEstimator):
             train=train,
             val_fraction=val_fraction,
             max_steps=max_steps,
+            n_bags=n_bags,
             seed=seed,
             id_col=id_col,
             time_col=time_col,
@@ -192,6 +241,7 @@ class LSTMRegressor(LSTMEstimator):
         train: TrainConfig | None = None,
         val_fraction: float = 0.2,
         max_steps: int | None = 64,
+        n_bags: int = 1,
         seed: int = 0,
         id_col: str = "id",
         time_col: str = "time",
@@ -204,6 +254,7 @@ class LSTMRegressor(LSTMEstimator):
             train=train,
             val_fraction=val_fraction,
             max_steps=max_steps,
+            n_bags=n_bags,
             seed=seed,
             id_col=id_col,
             time_col=time_col,

@@ -214,3 +214,17 @@ def test_fcn_branch_and_mean_readout_learn_ignore_padding_and_are_searched(data)
     assert {t.arch.fcn for t in plain} == {0}
     assert [t.arch.replace(fcn=0) for t in sample_trials(60, 0, wide)] == [t.arch for t in plain]
     assert {t.arch.fcn for t in sample_trials(20, 0, STUDY_SEARCH)} == {0}
+
+
+def test_bagged_members_average_and_are_recorded(data):
+    """n_bags: the winner's setting trained once per fold of all rows; the score is the members' mean."""
+    Xtr, ytr, Xv, yv, Xte, _ = data
+    target = Xtr[:, -1, 0] - Xtr[:, 0, 0]
+    m = LSTMRegressor(arch=SMALL, train=FAST.replace(epochs=3), n_bags=3, seed=2).fit(Xtr, target)
+    assert len(m.members_) == 3 and len({id(b) for b in m.members_}) == 3
+    z = np.mean([b.decision_function(Xte) for b in m.members_], axis=0) * m.y_std_ + m.y_mean_
+    np.testing.assert_allclose(m.predict(Xte), z, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(m.members_[0].decision_function(Xte), m.members_[1].decision_function(Xte))
+    assert m.config()["n_bags"] == 3 and len(m.config()["bag_best_epochs"]) == 3
+    c = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=2), n_bags=2).fit(Xtr, ytr)
+    assert c.predict_proba(Xte).shape == (len(Xte), 2) and len(c.members_) == 2
