@@ -124,15 +124,15 @@ def test_stale_temporaries_under_the_run_folder_are_removed(tmp_path: Path, plat
     assert live.exists()
 
 
-@pytest.mark.slow  # three small runs of every stage (~4 min on 2 cores); benchmarks/faults.py does 10 kills
+@pytest.mark.slow  # two small runs of every stage (~2 min on 2 cores); benchmarks/faults.py does 10 kills
 def test_a_run_killed_with_sigkill_resumes_identical(tmp_path: Path) -> None:
-    """The study run once uninterrupted, then (in the same folder) killed with SIGKILL at 2 seeded
-    random times within its duration and re-run: every table equals the uninterrupted run's, but for
+    """The study run once uninterrupted, then (in the same folder) killed with SIGKILL at a seeded
+    random time within its duration and re-run: every table equals the uninterrupted run's, but for
     the columns that are run-specific by nature (``_fault_catalog.RUN_SPECIFIC_COLUMNS``)."""
     from _fault_catalog import kill9, run_study_subprocess, table_contents
 
     run_dir = tmp_path / "run"
     _, duration = run_study_subprocess(run_dir)
     want = table_contents(run_dir / "store")
-    results = kill9(run_dir, want, duration, 2, seed=1)
-    assert [r["differences"] for r in results] == [[], []]
+    results = kill9(run_dir, want, duration, 1, seed=1)
+    assert results[0]["killed"] and results[0]["differences"] == []  # seed 1: at 13 % of the run
