@@ -1143,6 +1143,27 @@ def cli_faults(base: str) -> list[Fault]:
     ]
 
 
+def wells_rows(plate: str, wells: list[str]) -> pl.DataFrame:
+    """Rows of the store's ``wells`` table for ``wells`` (names like ``C03``) of ``plate``."""
+    n = len(wells)
+    return pl.DataFrame(
+        {
+            "plate": [plate] * n,
+            "well": wells,
+            "row": [w[0] for w in wells],
+            "column": [int(w[1:]) for w in wells],
+            "dose_ng": [1.0] * n,
+            "is_control": [False] * n,
+            "n_fields": [1] * n,
+            "n_frames_expected": [1] * n,
+            "n_images_ok": [1] * n,
+            "n_problems": [0] * n,
+            "excluded": [False] * n,
+            "exclude_reason": [None] * n,
+        }
+    )
+
+
 # -- concurrency ------------------------------------------------------------------------------------
 RACER = """
 import sys

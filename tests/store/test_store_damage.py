@@ -8,36 +8,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _fault_catalog import wells_rows
 
 from lnpstore.store import schema as S
 from lnpstore.store.core import Store
 from lnpstore.store.errors import StoreDamaged
 
 
-def _wells(plate: str, wells: list[str]) -> pl.DataFrame:
-    n = len(wells)
-    return pl.DataFrame(
-        {
-            "plate": [plate] * n,
-            "well": wells,
-            "row": [w[0] for w in wells],
-            "column": [int(w[1:]) for w in wells],
-            "dose_ng": [1.0] * n,
-            "is_control": [False] * n,
-            "n_fields": [1] * n,
-            "n_frames_expected": [1] * n,
-            "n_images_ok": [1] * n,
-            "n_problems": [0] * n,
-            "excluded": [False] * n,
-            "exclude_reason": [None] * n,
-        }
-    )
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store.create(tmp_path / "store")
-    s.write("wells", _wells("P1", ["C03", "C04"]))
+    s.write("wells", wells_rows("P1", ["C03", "C04"]))
     return s
 
 

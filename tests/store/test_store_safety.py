@@ -12,7 +12,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from _fault_catalog import HOLDER, RACER  # the racing writer and the lock holder of the fault benchmark
+from _fault_catalog import (  # the racing writer and the lock holder of the fault benchmark
+    HOLDER,
+    RACER,
+    wells_rows,
+)
 
 from lnpstore.store import schema as S
 from lnpstore.store.core import CATALOG, MARKER, Store
@@ -24,26 +28,6 @@ from lnpstore.store.manifest import MANIFEST
 def _python(code: str, *args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "LNPSTORE_QUIET": "1"}
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **kw)
-
-
-def _wells(plate: str, wells: list[str]) -> pl.DataFrame:
-    n = len(wells)
-    return pl.DataFrame(
-        {
-            "plate": [plate] * n,
-            "well": wells,
-            "row": ["C"] * n,
-            "column": list(range(n)),
-            "dose_ng": [1.0] * n,
-            "is_control": [False] * n,
-            "n_fields": [1] * n,
-            "n_frames_expected": [1] * n,
-            "n_images_ok": [1] * n,
-            "n_problems": [0] * n,
-            "excluded": [False] * n,
-            "exclude_reason": [None] * n,
-        }
-    )
 
 
 def _images(plate: str, n: int = 3) -> pl.DataFrame:
@@ -93,22 +77,22 @@ def test_second_writer_times_out_with_a_clear_error(store: Store, monkeypatch: p
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         monkeypatch.setenv("LNPSTORE_LOCK_TIMEOUT", "1")
         with pytest.raises(StoreLocked, match=rf"being written by PID {holder.pid} .* gave up after 1 s"):
-            store.write("wells", _wells("P1", ["C03"]))
+            store.write("wells", wells_rows("P1", ["C03"]))
         # readers never take the lock
         assert store.read("wells").height == 0
         assert store.sql("SELECT count(*) AS n FROM wells")["n"][0] == 0
     finally:
         holder.kill()
         holder.wait()
-    store.write("wells", _wells("P1", ["C03"]))  # the lock died with its holder
+    store.write("wells", wells_rows("P1", ["C03"]))  # the lock died with its holder
     assert store.read("wells").height == 1
 
 
 def test_lock_is_reentrant_within_a_process(store: Store) -> None:
     with store.writing(), store.writing():
-        store.write("wells", _wells("P1", ["C03"]))
+        store.write("wells", wells_rows("P1", ["C03"]))
         with store.batch():
-            store.write("wells", _wells("P1", ["C04"]))
+            store.write("wells", wells_rows("P1", ["C04"]))
     assert store.read("wells").height == 2
     assert (store.root / LOCK_FILE).exists()
 
@@ -167,7 +151,7 @@ def test_manifest_lists_live_files_with_rows_and_bytes(store: Store) -> None:
 def test_a_deleted_partition_is_damage_not_an_empty_result(store: Store) -> None:
     store.write("images", _images("P1"))
     store.write("images", _images("P2"))
-    store.write("wells", _wells("P1", ["C03"]))
+    store.write("wells", wells_rows("P1", ["C03"]))
     lost = store.partition_path("images", {"plate": "P2"})
     lost.unlink()
     with pytest.raises(
@@ -228,7 +212,7 @@ def test_a_model_with_damaged_outputs_is_not_done(store: Store) -> None:
 
 def test_a_store_without_manifests_is_migrated_by_the_first_writer(store: Store) -> None:
     store.write("images", _images("P1"))
-    store.write("wells", _wells("P1", ["C03"]))
+    store.write("wells", wells_rows("P1", ["C03"]))
     for name in ("images", "wells"):
         (store.table_dir(name) / MANIFEST).unlink()  # as lnpstore <= 0.2 left it
     assert store.live("images") is None and store.read("images").height == 3  # reads from the files
@@ -246,14 +230,14 @@ def test_a_corrupt_marker_is_a_clear_error(store: Store) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_a_read_only_store_reads_and_refuses_writes_clearly(store: Store) -> None:
-    store.write("wells", _wells("P1", ["C03"]))
+    store.write("wells", wells_rows("P1", ["C03"]))
     os.chmod(store.root, 0o555)
     try:
         ro = Store.open(store.root)
         assert ro.read("wells").height == 1
         assert ro.sql("SELECT count(*) AS n FROM wells")["n"][0] == 1
         with pytest.raises(StoreReadOnly, match="read-only"):
-            ro.write("wells", _wells("P1", ["C04"]))
+            ro.write("wells", wells_rows("P1", ["C04"]))
     finally:
         os.chmod(store.root, 0o755)
 
