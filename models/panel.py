@@ -441,7 +441,7 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
                 raise _panel_error(f"`X_val` has {len(Xv)} series but `y_val` has {len(yv)} values")
             # pad both to one length so train and validation share a layout
             T = max(Xa.shape[1], Xv.shape[1])
-            Xt, Xv = _pad_steps(Xa, T), _pad_steps(Xv, T)
+            Xt, Xv = pad_steps(Xa, T), pad_steps(Xv, T)
             Lt, yt = La, ya
             self.train_index_, self.val_index_ = np.arange(len(Xa)), None
             self._split_from = None
@@ -497,7 +497,8 @@ class PanelEstimator(_Base):  # type: ignore[misc,valid-type]
         return float(r2_score(np.asarray(y, np.float64), pred, sample_weight=sample_weight))
 
 
-def _pad_steps(X: np.ndarray, T: int) -> np.ndarray:
+def pad_steps(X: np.ndarray, T: int) -> np.ndarray:
+    """X (series, steps, channels) right-padded with zeros to ``T`` steps (unchanged when it has >= T)."""
     if X.shape[1] >= T:
         return X
     return np.concatenate([X, np.zeros((X.shape[0], T - X.shape[1], X.shape[2]), X.dtype)], axis=1)

@@ -21,7 +21,7 @@ import numpy as np
 from lnpstore.models.lstm.net import LSTMConfig
 from lnpstore.models.lstm.search import PANEL_SEARCH, SearchConfig, lstm_search
 from lnpstore.models.lstm.train import LSTMModel, TrainConfig
-from lnpstore.models.panel import PanelEstimator
+from lnpstore.models.panel import PanelEstimator, pad_steps
 
 
 def pool_factor(n_steps: int, max_steps: int | None) -> int:
@@ -142,11 +142,7 @@ class LSTMEstimator(PanelEstimator):
         from sklearn.model_selection import KFold, StratifiedKFold
 
         T = max(X.shape[1], Xv.shape[1])
-        pad = [
-            np.concatenate([a, np.zeros((len(a), T - a.shape[1], a.shape[2]), a.dtype)], axis=1)
-            for a in (X, Xv)
-        ]
-        Xa, ya = np.concatenate(pad), np.concatenate([y, yv])
+        Xa, ya = np.concatenate([pad_steps(X, T), pad_steps(Xv, T)]), np.concatenate([y, yv])
         La = None if L is None or Lv is None else np.concatenate([L, Lv])
         split = (StratifiedKFold if self._mode() == "classify" else KFold)(
             self.n_bags, shuffle=True, random_state=self.seed
@@ -170,9 +166,7 @@ class LSTMEstimator(PanelEstimator):
 
     def _decision(self, X, L) -> np.ndarray:
         X, L = pool_steps(X, L, self.pool_factor_)
-        T = self.model_.t_pad_ or 0
-        if X.shape[1] < T:
-            X = np.concatenate([X, np.zeros((len(X), T - X.shape[1], X.shape[2]), X.dtype)], axis=1)
+        X = pad_steps(X, self.model_.t_pad_ or 0)
         if self.members_:  # the bag: the members' scores averaged
             z = np.mean([m.decision_function(X, lengths=L) for m in self.members_], axis=0)
         else:

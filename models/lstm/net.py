@@ -112,6 +112,12 @@ def _make_net_class():
         keep = 1.0 - rate
         return jax.random.bernoulli(key, keep, shape).astype(jnp.float32) / keep
 
+    def _live_steps(a, lengths):
+        """(B, T, 1) mask of ``a`` (B, T, C): 1 on the real steps of each row, 0 on padding."""
+        n_t = a.shape[1]
+        live = jnp.ones(a.shape[:2]) if lengths is None else (jnp.arange(n_t)[None, :] < lengths[:, None])
+        return live.astype(a.dtype)[:, :, None]
+
     def _unit_forget_bias(key, shape, dtype=jnp.float32):
         h = shape[0] // 4
         return jnp.zeros(shape, dtype).at[h : 2 * h].set(1.0)
@@ -167,25 +173,14 @@ def _make_net_class():
                     h = jnp.concatenate(outs, axis=-1)
                 elif self.readout == "mean":  # mean over the real steps of every direction's states
                     hs = jnp.concatenate(outs, axis=-1)
-                    n_t = hs.shape[1]
-                    live = (
-                        jnp.ones((bsz, n_t))
-                        if lengths is None
-                        else (jnp.arange(n_t)[None, :] < lengths[:, None])
-                    )
-                    live = live.astype(hs.dtype)[:, :, None]
+                    live = _live_steps(hs, lengths)
                     h = (hs * live).sum(axis=1) / jnp.maximum(live.sum(axis=1), 1.0)
                 else:
                     # forward: state after the last (real) step; backward: state after the first step
                     last = [outs[0][:, -1, :]] + ([outs[1][:, 0, :]] if self.bidirectional else [])
                     h = jnp.concatenate(last, axis=-1)
             if self.fcn:  # the FCN branch (Wang et al. 2017) beside the LSTM, as in LSTM-FCN
-                live = (
-                    jnp.ones(x.shape[:2])
-                    if lengths is None
-                    else (jnp.arange(x.shape[1])[None, :] < lengths[:, None])
-                )
-                live = live.astype(x.dtype)[:, :, None]
+                live = _live_steps(x, lengths)
                 g = x
                 for j, (filters, width) in enumerate(((self.fcn, 8), (2 * self.fcn, 5), (self.fcn, 3))):
                     g = nn.Conv(filters, (width,), padding="SAME", name=f"fcn{j}")(g * live)
