@@ -296,8 +296,13 @@ def extract_features(
     dtype: Any = None,
     show_progress: bool = True,
     seed: int = 0,
+    include_controls: bool = True,
 ) -> str:
     """Fill the ``features`` table for every crop of every complete cell; returns the ``extractor_id``.
+
+    ``include_controls=False`` skips control cells (``split == "control"``): no model reads their
+    embeddings (they only set the GFP threshold), so a run that does not export profiles saves their
+    share of the VGG passes; a later call with True adds them (same ``extractor_id``).
 
     ``batch_size`` is in crops per forward pass (each gives ``n_augs`` images; None:
     :func:`default_batch_size`). ``dtype``: the base's compute dtype (None: float32; ``"bfloat16"``
@@ -312,6 +317,8 @@ def extract_features(
         raise ValueError(f"n_augs must be 1..8, not {n_augs}")
     params_np, info = load_vgg16_blocks(weights)  # first: fetched, or a clear error, before other work
     cells = _complete_cells(store)
+    if not include_controls:
+        cells = cells.filter(pl.col("split") != "control")
     pre = fit_preprocessing(_read_train_sample(store, cells, seed), seed=seed)
     dtype_name = _dtype_name(dtype)
     xid = extractor_id_for(info, pre, n_augs, dtype_name)

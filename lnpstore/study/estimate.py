@@ -70,6 +70,15 @@ class RunConfig(Protocol):
     def lstm_units(self) -> tuple[int, ...]: ...
 
     @property
+    def lstm_max_epochs(self) -> int: ...
+
+    @property
+    def lstm_patience_epochs(self) -> int: ...
+
+    @property
+    def embed_controls(self) -> bool: ...
+
+    @property
     def tsfresh_samples(self) -> int: ...
 
     @property
@@ -139,6 +148,7 @@ class Sizes:
     field_px: int  # pixels of one field (one channel)
     cells: int  # simulated cells at frame 1
     complete: float  # expected complete cells
+    embedded: float  # complete cells the extractor embeds (controls only with cfg.embed_controls)
     train_cells_fold: float  # training cells of one fold's model (other folds' training cells)
     crop_px: int
     cases_fold: float  # time-series training cases of one fold (cells x augmentations, or cells)
@@ -168,6 +178,7 @@ def sizes_for(cfg: RunConfig) -> Sizes:
         field_px=sim.width_px * sim.height_px,
         cells=cells,
         complete=complete,
+        embedded=complete if cfg.embed_controls else complete * dosed,
         train_cells_fold=train_fold,
         crop_px=geometry_for(sim.pixel_size_um).crop_px,
         cases_fold=train_fold * cfg.n_augs,
@@ -176,10 +187,13 @@ def sizes_for(cfg: RunConfig) -> Sizes:
 
 
 def lstm_search_config(cfg: RunConfig) -> Any:
-    """The LSTM search ``lnpstore run`` uses for ``cfg`` (as pipeline._train_models)."""
+    """The LSTM search ``lnpstore run`` uses for ``cfg`` (pipeline._train_models and the projection)."""
     from lnpstore.models.lstm import SearchConfig
 
-    return SearchConfig(units=tuple(cfg.lstm_units))
+    select = replace(
+        SearchConfig().select, epochs=cfg.lstm_max_epochs, patience=cfg.lstm_patience_epochs
+    )
+    return SearchConfig(units=tuple(cfg.lstm_units), select=select)
 
 
 def trial_epochs(n_trials: int, sc: Any, best_epoch: int = LSTM_TYPICAL_BEST_EPOCH) -> tuple[int, int]:
@@ -252,7 +266,7 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
             )
             for st, w in (("simulate", sim_workers), ("ingest", 1), ("track", field_workers))
         ),
-        StageCount("embed", z.complete * cfg.t_in_frames * cfg.n_augs, "VGG images", "embed_s_per_image"),
+        StageCount("embed", z.embedded * cfg.t_in_frames * cfg.n_augs, "VGG images", "embed_s_per_image"),
         StageCount("cnn", cnn_fits * cfg.cnn_epochs, "epochs", "cnn_s_per_epoch", cnn_fits, "cnn_s_per_fold"),
         StageCount(
             "lstm",

@@ -62,6 +62,10 @@ class RunConfig(Settings):
     cnn_epochs: int = Field(50, ge=1, description="CNN epochs (best epoch by validation loss)")
     lstm_samples: int = Field(3, ge=1, description="LSTM random-search samples per (fold, mode, checkpoint)")
     lstm_units: tuple[int, ...] = Field((32, 64, 128, 256), min_length=1, description="LSTM units searched")
+    lstm_max_epochs: int = Field(200, ge=1, description="LSTM epochs per trial at most (early stopping ends most)")
+    lstm_patience_epochs: int = Field(
+        20, ge=0, description="LSTM epochs without a better validation loss before a trial stops"
+    )
     tsfresh_samples: int = Field(10, ge=1, description="XGBoost random-search samples")
     tsfresh_fc: Literal["minimal", "fast", "efficient"] = Field("minimal", description="tsfresh feature set")
     tsfresh_average_augs: bool = Field(True, description="tsfresh on the augmentation-averaged sequence")
@@ -72,6 +76,10 @@ class RunConfig(Settings):
         CHECKPOINTS_FRAMES, min_length=1, description="t (frames) of the time-series models"
     )
     n_permutations: int = Field(10_000, ge=1, description="randomization-test permutations")
+    embed_controls: bool = Field(
+        True,
+        description="embed control cells too (their embeddings feed no model, only `export-profiles`)",
+    )
     weights: str = Field("imagenet", description="'imagenet', 'random', or a path to a weights file")
     dask_address: str | None = Field(None, description="a Dask scheduler address; None works locally")
     reductions: tuple[str, ...] = Field((), description="how this preset departs from the study's protocol")
@@ -94,20 +102,25 @@ PRESETS: dict[str, RunConfig] = {
             "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 10 XGBoost samples instead of 200",
         ),
     ),
-    "study": RunConfig(  # issue 17 item 5; not yet timed (target: under 45 min on 2 cores)
+    "study": RunConfig(  # issue 17 item 5 (target: under 45 min on 2 cores)
         preset="study",
         sim_preset="default",
         sim_overrides=(("scale", 0.5),),
         n_augs=2,
+        embed_controls=False,
         lstm_samples=4,
+        lstm_units=(32, 64),
+        lstm_max_epochs=60,
+        lstm_patience_epochs=8,
         tsfresh_samples=20,
         tsfresh_fc="minimal",
         tsfresh_average_augs=True,
         reductions=(
             "the study's plate size: the default simulated plate at scale 0.5 (0.325 um pixels, 96 px crops)",
             "2 of the 8 dihedral augmentations for features, training and test-time augmentation",
-            "LSTM random search: 4 samples per (fold, mode, checkpoint) instead of 200 (lr, batch size, "
-            "early stopping searched)",
+            "control cells not embedded (they only set the GFP threshold)",
+            "LSTM random search: 4 samples per (fold, mode, checkpoint) instead of 200, units 32/64 only, "
+            "at most 60 epochs, patience 8 (lr, batch size searched)",
             "tsfresh: MinimalFCParameters on the augmentation-averaged sequence; 20 XGBoost samples instead of 200",
         ),
     ),
@@ -302,12 +315,18 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
     """arrays -> models -> tables: features, the CNN per mode, then LSTM and tsfresh per mode."""
     from lnpstore.models.cnn import train_cnn
     from lnpstore.models.extractor import extract_features
-    from lnpstore.models.lstm import SearchConfig
     from lnpstore.models.timeseries_stage import run_timeseries
+    from lnpstore.study.estimate import lstm_search_config
 
     stage(
         "embed",
-        lambda: extract_features(store, weights=cfg.weights, n_augs=cfg.n_augs, show_progress=show_progress),
+        lambda: extract_features(
+            store,
+            weights=cfg.weights,
+            n_augs=cfg.n_augs,
+            include_controls=cfg.embed_controls,
+            show_progress=show_progress,
+        ),
     )
     folds = range(cfg.n_folds)
     for mode in MODES:
@@ -317,7 +336,7 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
                 store, mode, folds=folds, epochs=cfg.cnn_epochs, seed=cfg.seed, show_progress=show_progress
             ),
         )
-    lstm_search = SearchConfig(units=tuple(cfg.lstm_units))
+    lstm_search = lstm_search_config(cfg)
 
     def timeseries(
         kind: Literal["lstm", "tsfresh_xgb"],

@@ -20,15 +20,19 @@ from lnpstore.store.schema import cell_uid
 S = 32  # crop size px: small so that compiles stay quick
 
 
-def make_store(root, *, n_cells: int = 6, n_frames: int = 2, seed: int = 0) -> Store:
-    """A store with synthetic `cells` (train folds 0/1 + test) and `crops` (uint16 3 x S x S)."""
+def make_store(
+    root, *, n_cells: int = 6, n_frames: int = 2, seed: int = 0, n_controls: int = 0
+) -> Store:
+    """A store with synthetic `cells` (train folds 0/1 + test, then ``n_controls`` control cells) and
+    `crops` (uint16 3 x S x S)."""
     rng = np.random.default_rng(seed)
     store = Store.create(root)
     cells, crops = [], []
-    for i in range(n_cells):
-        well = "C03" if i % 2 else "C04"
+    for i in range(n_cells + n_controls):
+        control = i >= n_cells
+        well = "G03" if control else ("C03" if i % 2 else "C04")
         uid = cell_uid("P1", well, 1, i)
-        split = "test" if i >= n_cells - 2 else "train"
+        split = "control" if control else ("test" if i >= n_cells - 2 else "train")
         cells.append(
             {
                 "plate": "P1",
@@ -36,8 +40,8 @@ def make_store(root, *, n_cells: int = 6, n_frames: int = 2, seed: int = 0) -> S
                 "field": 1,
                 "track_id": i,
                 "cell_uid": uid,
-                "dose_ng": 10.0,
-                "is_control": False,
+                "dose_ng": 0.0 if control else 10.0,
+                "is_control": control,
                 "last_frame": n_frames,
                 "complete": True,
                 "any_flag": False,
@@ -150,6 +154,17 @@ def test_extract_features_into_store_resumable(tmp_path):
     before = store.data_version("features")
     assert X.extract_features(store, weights="random", n_augs=2, batch_size=4, show_progress=False) == xid
     assert store.data_version("features") == before  # nothing recomputed
+
+
+def test_controls_are_skipped_when_asked_then_added_under_the_same_extractor(tmp_path):
+    store = make_store(tmp_path / "s", n_cells=4, n_frames=2, n_controls=2)
+    kw = dict(weights="random", n_augs=1, batch_size=4, show_progress=False)
+    xid = X.extract_features(store, include_controls=False, **kw)
+    wells = store.read("features", extractor_id=xid).get_column("well")
+    assert wells.len() == 4 * 2 and "G03" not in wells.to_list()
+    assert X.extract_features(store, **kw) == xid  # controls added, treated cells not redone
+    f = store.read("features", extractor_id=xid)
+    assert f.height == 6 * 2 and (f.get_column("well") == "G03").sum() == 2 * 2
 
 
 def test_no_train_cells_is_an_error(tmp_path):

@@ -99,3 +99,18 @@ def test_dry_run_prints_the_projection_and_writes_no_store(tmp_path, capsys, mon
     assert "projected time of `lnpstore run --preset demo`" in out and "total" in out
     assert "nothing written" in out
     assert list(tmp_path.iterdir()) == []  # no run folder, no store, no calibration leftovers
+
+
+def test_embed_without_controls_counts_dosed_cells_only_and_the_search_follows_the_config():
+    from dataclasses import replace
+
+    lean = replace(TINY, embed_controls=False, lstm_max_epochs=30, lstm_patience_epochs=4)
+    z, z_lean = E.sizes_for(TINY), E.sizes_for(lean)
+    assert z_lean.embedded == pytest.approx(z.complete * 2 / 3)  # 2 of 3 wells dosed
+    embed = {c.stage: c for c in E.stage_counts(lean, n_features=10)}["embed"]
+    assert embed.count == pytest.approx(z.complete * 2 / 3 * 10 * 2)
+    sc = E.lstm_search_config(lean)
+    assert (sc.select.epochs, sc.select.patience, sc.units) == (30, 4, (32,))
+    # fewer epochs and less patience project less LSTM work
+    lstm = {c.stage: c.count for c in E.stage_counts(TINY, n_features=10)}["lstm"]
+    assert {c.stage: c.count for c in E.stage_counts(lean, n_features=10)}["lstm"] < lstm
