@@ -190,9 +190,7 @@ def lstm_search_config(cfg: RunConfig) -> Any:
     """The LSTM search ``lnpstore run`` uses for ``cfg`` (pipeline._train_models and the projection)."""
     from lnpstore.models.lstm import SearchConfig
 
-    select = replace(
-        SearchConfig().select, epochs=cfg.lstm_max_epochs, patience=cfg.lstm_patience_epochs
-    )
+    select = replace(SearchConfig().select, epochs=cfg.lstm_max_epochs, patience=cfg.lstm_patience_epochs)
     return SearchConfig(units=tuple(cfg.lstm_units), select=select)
 
 

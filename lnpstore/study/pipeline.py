@@ -62,7 +62,9 @@ class RunConfig(Settings):
     cnn_epochs: int = Field(50, ge=1, description="CNN epochs (best epoch by validation loss)")
     lstm_samples: int = Field(3, ge=1, description="LSTM random-search samples per (fold, mode, checkpoint)")
     lstm_units: tuple[int, ...] = Field((32, 64, 128, 256), min_length=1, description="LSTM units searched")
-    lstm_max_epochs: int = Field(200, ge=1, description="LSTM epochs per trial at most (early stopping ends most)")
+    lstm_max_epochs: int = Field(
+        200, ge=1, description="LSTM epochs per trial at most (early stopping ends most)"
+    )
     lstm_patience_epochs: int = Field(
         20, ge=0, description="LSTM epochs without a better validation loss before a trial stops"
     )

@@ -20,9 +20,7 @@ from lnpstore.store.schema import cell_uid
 S = 32  # crop size px: small so that compiles stay quick
 
 
-def make_store(
-    root, *, n_cells: int = 6, n_frames: int = 2, seed: int = 0, n_controls: int = 0
-) -> Store:
+def make_store(root, *, n_cells: int = 6, n_frames: int = 2, seed: int = 0, n_controls: int = 0) -> Store:
     """A store with synthetic `cells` (train folds 0/1 + test, then ``n_controls`` control cells) and
     `crops` (uint16 3 x S x S)."""
     rng = np.random.default_rng(seed)
