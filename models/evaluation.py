@@ -177,37 +177,49 @@ def metrics_frame(
     return pl.DataFrame(rows, schema=schema).sort("kind", "mode", "metric", "frame", "fold")
 
 
+#: Oracle kinds of the metrics table and their (classify, regress) columns in the oracle table: the
+#: simulator's full oracle (required) and its one-frame oracle (optional; what one frame at t = 20 shows).
+ORACLE_KINDS: dict[str, tuple[str, str]] = {
+    "oracle": ("oracle_prob", "oracle_log_gfp"),
+    "oracle_frame": ("oracle_frame_prob", "oracle_frame_log_gfp"),
+}
+
+
 def _oracle_rows(ensemble: pl.DataFrame, oracle: pl.DataFrame) -> list[dict]:
-    missing = {"cell_uid", "oracle_prob", "oracle_log_gfp"} - set(oracle.columns)
+    missing = {"cell_uid", *ORACLE_KINDS["oracle"]} - set(oracle.columns)
     if missing:
         raise LnpstoreError(
             f"the oracle table lacks column(s) {sorted(missing)}; it needs cell_uid, oracle_prob, oracle_log_gfp"
         )
     rows = []
-    for mode, col in (("classify", "oracle_prob"), ("regress", "oracle_log_gfp")):
-        # the test cells and targets of this mode, once per cell (any kind and frame holds them)
-        cells = ensemble.filter(pl.col("mode") == mode).group_by("cell_uid").agg(pl.col("y_true").first())
-        j = cells.join(oracle.select("cell_uid", col), on="cell_uid", how="inner").drop_nulls(col)
-        if j.height == 0:
-            continue
-        if j.height < cells.height:
-            log.warning(
-                "oracle: %d of %d test cells (%s) have no oracle value",
-                cells.height - j.height,
-                cells.height,
-                mode,
+    for kind, cols in ORACLE_KINDS.items():
+        for mode, col in zip(("classify", "regress"), cols, strict=True):
+            if col not in oracle.columns:
+                continue
+            # the test cells and targets of this mode, once per cell (any kind and frame holds them)
+            cells = ensemble.filter(pl.col("mode") == mode).group_by("cell_uid").agg(pl.col("y_true").first())
+            j = cells.join(oracle.select("cell_uid", col), on="cell_uid", how="inner").drop_nulls(col)
+            if j.height == 0:
+                continue
+            if j.height < cells.height:
+                log.warning(
+                    "%s: %d of %d test cells (%s) have no oracle value",
+                    kind,
+                    cells.height - j.height,
+                    cells.height,
+                    mode,
+                )
+            rows.append(
+                {
+                    "kind": kind,
+                    "mode": mode,
+                    "frame": ORACLE_FRAME,
+                    "fold": ENSEMBLE_FOLD,
+                    "metric": METRIC_OF_MODE[mode],
+                    "value": metric_value(mode, j["y_true"].to_numpy(), j[col].to_numpy()),
+                    "n_cells": j.height,
+                }
             )
-        rows.append(
-            {
-                "kind": "oracle",
-                "mode": mode,
-                "frame": ORACLE_FRAME,
-                "fold": ENSEMBLE_FOLD,
-                "metric": METRIC_OF_MODE[mode],
-                "value": metric_value(mode, j["y_true"].to_numpy(), j[col].to_numpy()),
-                "n_cells": j.height,
-            }
-        )
     return rows
 
 

@@ -4,6 +4,7 @@ and the oracle (what the latents say about the outcome). Levels in counts per px
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 from scipy.special import ndtr
 
 from lnpstore.simulate.constants import (
@@ -103,3 +104,44 @@ def oracle(
         base = gfp_sum_true - gfp_last * own_window_mask
         oracle_log = np.log(np.maximum(base[None, :] + g_last * own_window_mask[None, :], 1.0)).mean(axis=0)
     return oracle_prob, oracle_log
+
+
+#: Frame (1-based) whose particle count the one-frame oracle sees: the study's last checkpoint.
+ONE_FRAME_T = 20
+
+
+def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
+    """What a single frame at t = 20 tells about the outcome, on the simulator's truth.
+
+    The full oracle knows every latent of ``eta``; a single frame shows only the particles taken up
+    by then (``n_lnp_by_frame20``) and the cell's size (``radius_um``), not the uptake rate or the
+    perinuclear drift that the trajectory shows. Over the treated cells (finite ``eta``): ``eta = X b
+    + r`` by least squares with X = (1, log(1 + n_lnp_by_frame20), log radius_um) and residual
+    variance s2, so ``oracle_frame_prob = Phi(X b / sqrt(1 + s2))`` (exact when r is normal); and
+    ``oracle_frame_log_gfp``, the least-squares fit of the full oracle's ``oracle_log_gfp`` on X (its
+    best linear predictor from X). Controls get 0 and their own ``oracle_log_gfp``; both are null
+    when fewer than 4 treated cells have the columns. Returns ``cells`` with the two columns added.
+
+    Why: the gap between this oracle and the full one is what time-series models can gain over a
+    perfect one-frame model; where it is small, the report expects a tie (issue 17).
+    """
+    eta = cells.get_column("eta").to_numpy().astype(np.float64)
+    n20 = cells.get_column("n_lnp_by_frame20").to_numpy().astype(np.float64)
+    radius = cells.get_column("radius_um").to_numpy().astype(np.float64)
+    full_log = cells.get_column("oracle_log_gfp").to_numpy().astype(np.float64)
+    x = np.column_stack([np.ones(len(eta)), np.log1p(n20), np.log(radius)])
+    treated = np.isfinite(eta) & np.isfinite(x).all(axis=1)
+    prob = np.where(treated, np.nan, 0.0)
+    log_gfp = np.where(treated, np.nan, full_log)
+    if treated.sum() >= x.shape[1] + 1:
+        b, *_ = np.linalg.lstsq(x[treated], eta[treated], rcond=None)
+        s2 = float(np.var(eta[treated] - x[treated] @ b))
+        prob[treated] = ndtr(x[treated] @ b / np.sqrt(1.0 + s2))
+        fit = treated & np.isfinite(full_log)
+        if fit.sum() >= x.shape[1] + 1:
+            c, *_ = np.linalg.lstsq(x[fit], full_log[fit], rcond=None)
+            log_gfp[treated] = x[treated] @ c
+    return cells.with_columns(
+        pl.Series("oracle_frame_prob", prob).fill_nan(None),
+        pl.Series("oracle_frame_log_gfp", log_gfp).fill_nan(None),
+    )

@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from lnpstore.instrument.geometry import geometry_for
 from lnpstore.interop.ctc import TRACK_COLUMNS, write_ctc
+from lnpstore.simulate.expression import one_frame_oracle
 from lnpstore.store.core import Store
 from lnpstore.tracking.lineage import roots
 
@@ -113,7 +114,8 @@ def match_cells_to_truth(
 
 
 def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
-    """cell_uid -> oracle_prob, oracle_log_gfp (log-centred) for the store's cells, from the simulator's truth.
+    """cell_uid -> oracle_prob, oracle_log_gfp (log-centred) for the store's cells, from the simulator's truth,
+    and the same from what one frame at t = 20 shows (``oracle_frame_*``, :func:`one_frame_oracle`).
 
     The oracle's regression value is centred like the targets: minus the mean of ln(gfp_sum) over the
     training cells, so it is on the same scale as ``gfp_log_centered``.
@@ -129,12 +131,14 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     cells = store.read("cells").filter(pl.col("gfp_sum").is_not_null())
     train = cells.filter(pl.col("split") == "train")
     centre = float(np.log(train.get_column("gfp_sum").to_numpy()).mean()) if train.height else 0.0
-    oc = t_cells.select(
+    oc = one_frame_oracle(t_cells).select(
         pl.col("true_id").cast(pl.Int64),
         "well",
         pl.col("field").cast(pl.Int16),
         "oracle_prob",
         "oracle_log_gfp",
+        "oracle_frame_prob",
+        "oracle_frame_log_gfp",
     )
     uid_well = first.select("cell_uid", "well", "field")
     return (
@@ -144,6 +148,8 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
             "cell_uid",
             "oracle_prob",
             (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp"),
+            "oracle_frame_prob",
+            (pl.col("oracle_frame_log_gfp") - centre).alias("oracle_frame_log_gfp"),
         )
     )
 

@@ -497,7 +497,11 @@ _table(
         "metrics",
         "Evaluation metrics per model kind, mode, frame/checkpoint and fold (fold -1 = ensemble).",
         (
-            _k("kind", pl.String, "cnn | lstm | tsfresh_xgb | oracle"),
+            _k(
+                "kind",
+                pl.String,
+                "cnn | lstm | tsfresh_xgb | oracle | oracle_frame (the simulator's, from one frame at t = 20)",
+            ),
             _k("mode", pl.String, "classify | regress"),
             _k("frame", pl.Int16, "input frame or checkpoint", "frame"),
             _k("fold", pl.Int8, "fold; -1 for the fold ensemble with test-time augmentation"),

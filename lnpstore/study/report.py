@@ -22,6 +22,7 @@ import polars as pl
 
 from lnpstore.store.atomic import atomic_path, atomic_write_text
 from lnpstore.store.core import Store
+from lnpstore.study.verdict import central_result
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,8 @@ def write_report(
         (figure6(summary, out / "figure6_metrics.png"),
          "Figure 6. Weighted F1 (classify) and RMSE (regress) on the test cells against the frames seen. "
          "CNN: fold ensemble with TTA (line), fold mean +- 1 sd (band). LSTM and tsfresh: fold mean +- 1 sd "
-         "(error bars), ensemble (open markers). Dashed: the simulator's oracle, when known."),
+         "(error bars), ensemble (open markers). Dashed: the simulator's oracle, when known; dotted: "
+         "its one-frame oracle (what one frame at t = 20 shows)."),
         (figure7(ens, out / "figure7_regression.png"),
          "Figure 7. Test cells sorted by measured GFP (log-centred) with the LSTM's and tsfresh's "
          "regression predictions at t = 20 (ensembles)."),
@@ -234,6 +236,10 @@ def write_report(
         "kind", "mode", "frame", "metric", "ensemble", "fold_mean", "fold_sd", "n_folds", "n_cells"
     )
     facts = _facts(info)
+    checkpoints = (info.get("config") or {}).get("checkpoints_frames") or [20]
+    result = central_result(summary, table1, checkpoint=int(max(checkpoints)))
+    if result:
+        facts.append(("central result (ensembles)", " ".join(result)))
     banner = _weights_banner(str(info.get("weights", "unknown")))
     html_path = out / "report.html"
     md_path = out / "report.md"

@@ -21,6 +21,7 @@ STYLE = {
     "lstm": {"color": "tab:orange", "label": "LSTM", "marker": "o"},
     "tsfresh_xgb": {"color": "tab:green", "label": "tsfresh + XGBoost", "marker": "s"},
     "oracle": {"color": "black", "label": "oracle (simulator)", "marker": ""},
+    "oracle_frame": {"color": "grey", "label": "oracle from one frame at t = 20", "marker": ""},
 }
 PANELS = (
     ("classify", "f1_weighted", "weighted F1 (higher is better)"),
@@ -76,9 +77,11 @@ def figure6(summary: pl.DataFrame, path: str | Path) -> Path:
                 ax.plot(
                     x + off, ens, st["marker"], mfc="none", color=st["color"], label=f"{st['label']} ensemble"
                 )
-        o = d.filter(pl.col("kind") == "oracle")
-        if o.height:
-            ax.axhline(float(o["ensemble"][0]), ls="--", color="black", label=STYLE["oracle"]["label"])
+        for kind, ls in (("oracle", "--"), ("oracle_frame", ":")):
+            o = d.filter(pl.col("kind") == kind)
+            if o.height:
+                st = STYLE[kind]
+                ax.axhline(float(o["ensemble"][0]), ls=ls, color=st["color"], label=st["label"])
         ax.set_xlabel("input frame (CNN) / checkpoint t (frames)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{mode}: {metric}")

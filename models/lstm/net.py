@@ -148,8 +148,7 @@ def _make_net_class():
             h = x
             if self.conv:  # local shape features first (the LSTM-FCN idea); 'SAME' keeps the steps
                 h = nn.relu(nn.Conv(self.conv, (self.conv_kernel,), padding="SAME", name="conv")(h))
-                if lengths is not None:  # padding steps stay zero
-                    h = h * (jnp.arange(h.shape[1])[None, :] < lengths[:, None])[:, :, None]
+                h = h * _live_steps(h, lengths)  # padding steps stay zero
             for layer in range(self.layers):
                 outs = []
                 for d in dirs:

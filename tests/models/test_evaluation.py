@@ -248,3 +248,23 @@ def test_evaluate_without_predictions_says_what_to_do(tmp_path) -> None:
     store = Store.create(tmp_path / "empty")
     with pytest.raises(Exception, match="no predictions"):
         E.evaluate(store)
+
+
+def test_one_frame_oracle_columns_give_their_own_rows(synthetic_store) -> None:
+    store, cells, _ = synthetic_store
+    oracle = cells.select(
+        "cell_uid",
+        pl.col("label").cast(pl.Float64).alias("oracle_prob"),
+        pl.col("gfp_log_centered").alias("oracle_log_gfp"),
+        pl.lit(0.9).alias("oracle_frame_prob"),  # every cell called positive: worse than the oracle
+        (pl.col("gfp_log_centered") + 0.5).alias("oracle_frame_log_gfp"),
+    )
+    out = E.evaluate(store, oracle=oracle, run_id="r2")
+    rows = {
+        (r["kind"], r["mode"]): r["value"]
+        for r in out.filter(pl.col("kind").str.starts_with("oracle")).iter_rows(named=True)
+    }
+    assert set(rows) == {(k, m) for k in ("oracle", "oracle_frame") for m in ("classify", "regress")}
+    assert rows[("oracle", "classify")] == pytest.approx(1.0) and rows[("oracle_frame", "classify")] < 1.0
+    assert rows[("oracle", "regress")] == pytest.approx(0.0, abs=1e-12)
+    assert rows[("oracle_frame", "regress")] == pytest.approx(0.5)

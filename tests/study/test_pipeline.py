@@ -46,9 +46,11 @@ def test_tiny_plate_end_to_end_then_resume(tmp_path):
 
     metrics = store.read("metrics")
     ens = metrics.filter(pl.col("fold") == -1)
-    assert {"cnn", "lstm", "tsfresh_xgb", "oracle"} <= set(ens.get_column("kind"))
+    assert {"cnn", "lstm", "tsfresh_xgb", "oracle", "oracle_frame"} <= set(ens.get_column("kind"))
     assert ens.filter(pl.col("metric") == "rmse").get_column("value").is_finite().all()
 
+    report_md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "central result" in report_md and "from what one frame at t = 20 shows" in report_md
     run_info = json.loads((tmp_path / "run" / "report" / "run.json").read_text())
     assert run_info["config"]["n_augs"] == 2 and run_info["simulated"] is True
 

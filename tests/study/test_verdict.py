@@ -1,0 +1,53 @@
+"""The central result at t = 20 in words: models against the CNN, the oracle's bar, the truth's verdict."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lnpstore.study.verdict import central_result
+
+
+def _summary(rows: list[tuple[str, str, int, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["kind", "mode", "frame", "ensemble"], orient="row")
+
+
+def _table1(rows: list[tuple[str, int, str, str, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["mode", "checkpoint", "model_a", "model_b", "p_value"], orient="row")
+
+
+def test_a_tie_the_truth_expects_and_a_missed_bar_are_said():
+    summary = _summary(
+        [
+            ("cnn", "classify", 20, 0.72),
+            ("lstm", "classify", 20, 0.70),
+            ("tsfresh_xgb", "classify", 20, 0.74),
+            ("oracle", "classify", 0, 0.80),
+            ("oracle_frame", "classify", 0, 0.79),
+            ("cnn", "classify", 10, 0.99),  # another checkpoint: ignored
+        ]
+    )
+    t1 = _table1([("classify", 20, "cnn", "lstm", 0.69), ("classify", 20, "cnn", "tsfresh_xgb", 0.5)])
+    (s,) = central_result(summary, t1)
+    assert "CNN 0.720" in s and "LSTM 0.700 (worse than the CNN, p = 0.69)" in s
+    assert "tsfresh + XGBoost 0.740 (at or above the CNN, p = 0.5)" in s
+    assert "Best: tsfresh + XGBoost 0.740, not within 0.05 of the oracle's 0.800" in s
+    assert "adds +0.010" in s and "a tie with the CNN is what the truth expects" in s
+
+
+def test_regression_uses_lower_is_better_and_a_relative_gain():
+    summary = _summary(
+        [
+            ("cnn", "regress", 20, 0.70),
+            ("lstm", "regress", 20, 0.64),
+            ("oracle", "regress", 0, 0.60),
+            ("oracle_frame", "regress", 0, 0.66),
+        ]
+    )
+    (s,) = central_result(summary, _table1([]))
+    assert "LSTM 0.640 (at or below the CNN)" in s
+    assert "Best: LSTM 0.640, within 10% of the oracle's 0.600" in s
+    assert "adds +9.1%" in s and "can beat the CNN" in s
+
+
+def test_nothing_to_say_without_the_checkpoint():
+    assert central_result(_summary([("cnn", "classify", 5, 0.7)]), _table1([])) == []
