@@ -178,7 +178,7 @@ def metrics_frame(
 
 
 #: Oracle kinds of the metrics table and their (classify, regress) columns in the oracle table: the
-#: simulator's full oracle (required) and its one-frame oracle (optional; what one frame at t = 20 shows).
+#: simulator's full oracle (required) and its count-and-size oracle (optional; particle count at frame 20, size).
 ORACLE_KINDS: dict[str, tuple[str, str]] = {
     "oracle": ("oracle_prob", "oracle_log_gfp"),
     "oracle_frame": ("oracle_frame_prob", "oracle_frame_log_gfp"),

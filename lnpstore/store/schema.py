@@ -500,7 +500,7 @@ _table(
             _k(
                 "kind",
                 pl.String,
-                "cnn | lstm | tsfresh_xgb | oracle | oracle_frame (the simulator's, from one frame at t = 20)",
+                "cnn | lstm | tsfresh_xgb | oracle | oracle_frame (the simulator's, from count at t = 20 and size)",
             ),
             _k("mode", pl.String, "classify | regress"),
             _k("frame", pl.Int16, "input frame or checkpoint", "frame"),

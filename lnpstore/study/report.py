@@ -215,7 +215,7 @@ def write_report(
          "Figure 6. Weighted F1 (classify) and RMSE (regress) on the test cells against the frames seen. "
          "CNN: fold ensemble with TTA (line), fold mean +- 1 sd (band). LSTM and tsfresh: fold mean +- 1 sd "
          "(error bars), ensemble (open markers). Dashed: the simulator's oracle, when known; dotted: "
-         "its one-frame oracle (what one frame at t = 20 shows)."),
+         "its oracle from the particle count at frame 20 and the cell size alone."),
         (figure7(ens, out / "figure7_regression.png"),
          "Figure 7. Test cells sorted by measured GFP (log-centred) with the LSTM's and tsfresh's "
          "regression predictions at t = 20 (ensembles)."),

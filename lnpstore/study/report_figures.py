@@ -21,7 +21,7 @@ STYLE = {
     "lstm": {"color": "tab:orange", "label": "LSTM", "marker": "o"},
     "tsfresh_xgb": {"color": "tab:green", "label": "tsfresh + XGBoost", "marker": "s"},
     "oracle": {"color": "black", "label": "oracle (simulator)", "marker": ""},
-    "oracle_frame": {"color": "grey", "label": "oracle from one frame at t = 20", "marker": ""},
+    "oracle_frame": {"color": "grey", "label": "oracle from count at t = 20 and size", "marker": ""},
 }
 PANELS = (
     ("classify", "f1_weighted", "weighted F1 (higher is better)"),

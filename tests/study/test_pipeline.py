@@ -50,7 +50,7 @@ def test_tiny_plate_end_to_end_then_resume(tmp_path):
     assert ens.filter(pl.col("metric") == "rmse").get_column("value").is_finite().all()
 
     report_md = (tmp_path / "run" / "report" / "report.md").read_text()
-    assert "central result" in report_md and "from what one frame at t = 20 shows" in report_md
+    assert "central result" in report_md and "from the particle count at frame 20" in report_md
     run_info = json.loads((tmp_path / "run" / "report" / "run.json").read_text())
     assert run_info["config"]["n_augs"] == 2 and run_info["simulated"] is True
 

@@ -31,7 +31,8 @@ def test_a_tie_the_truth_expects_and_a_missed_bar_are_said():
     assert "CNN 0.720" in s and "LSTM 0.700 (worse than the CNN, p = 0.69)" in s
     assert "tsfresh + XGBoost 0.740 (at or above the CNN, p = 0.5)" in s
     assert "Best: tsfresh + XGBoost 0.740, not within 0.05 of the oracle's 0.800" in s
-    assert "adds +0.010" in s and "a tie with the CNN is what the truth expects" in s
+    assert "Room above the CNN (oracle - CNN): +0.080." in s
+    assert "size alone (+0.010); count and size hold nearly all the signal" in s
 
 
 def test_regression_uses_lower_is_better_and_a_relative_gain():
@@ -46,7 +47,16 @@ def test_regression_uses_lower_is_better_and_a_relative_gain():
     (s,) = central_result(summary, _table1([]))
     assert "LSTM 0.640 (at or below the CNN)" in s
     assert "Best: LSTM 0.640, within 10% of the oracle's 0.600" in s
-    assert "adds +9.1%" in s and "can beat the CNN" in s
+    assert "Room above the CNN (oracle - CNN): +16.7%." in s
+    assert "size alone (+9.1%); the uptake rate and drift" in s
+
+
+def test_a_cnn_at_the_oracle_leaves_only_a_tie():
+    summary = _summary(
+        [("cnn", "classify", 20, 0.80), ("lstm", "classify", 20, 0.79), ("oracle", "classify", 0, 0.81)]
+    )
+    (s,) = central_result(summary, _table1([]))
+    assert "the CNN already reaches the oracle, a tie is all the truth allows" in s
 
 
 def test_nothing_to_say_without_the_checkpoint():
