@@ -121,7 +121,7 @@ def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
     + r`` by least squares with X = (1, log(1 + n_lnp_by_frame20), log radius_um) and residual
     variance s2, so ``oracle_frame_prob = Phi(X b / sqrt(1 + s2))`` (exact when r is normal); and
     ``oracle_frame_log_gfp``, the least-squares fit of the full oracle's ``oracle_log_gfp`` on X (its
-    best linear predictor from X). Controls get 0 and their own ``oracle_log_gfp``; both are null
+    best linear predictor from X) over the treated cells in bounds at the last frame (``in_bounds_last``). Controls get 0 and their own ``oracle_log_gfp``; both are null
     when fewer than 4 treated cells have the columns. Returns ``cells`` with the two columns added.
 
     Why: where the full oracle gains little over this one, the signal is in count and size and the
@@ -139,7 +139,11 @@ def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
         b, *_ = np.linalg.lstsq(x[treated], eta[treated], rcond=None)
         s2 = float(np.var(eta[treated] - x[treated] @ b))
         prob[treated] = ndtr(x[treated] @ b / np.sqrt(1.0 + s2))
-        fit = treated & np.isfinite(full_log)
+        # cells that leave the image have a window sum of ~0 (log 0): fit on those in bounds
+        in_bounds = (
+            cells.get_column("in_bounds_last").to_numpy() if "in_bounds_last" in cells.columns else True
+        )
+        fit = treated & np.isfinite(full_log) & in_bounds
         if fit.sum() >= x.shape[1] + 1:
             c, *_ = np.linalg.lstsq(x[fit], full_log[fit], rcond=None)
             log_gfp[treated] = x[treated] @ c

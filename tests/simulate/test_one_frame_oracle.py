@@ -24,6 +24,7 @@ def _cells(rng: np.random.Generator, n: int, hidden_sd: float) -> pl.DataFrame:
             "radius_um": np.r_[radius, [10.0] * 3],
             "oracle_prob": np.r_[ndtr(eta), [0.0] * 3],
             "oracle_log_gfp": np.r_[log_gfp, [4.0] * 3],
+            "in_bounds_last": np.r_[np.ones(n, bool), [True] * 3],
         }
     )
 
@@ -50,3 +51,14 @@ def test_a_trajectory_part_makes_it_less_sure_and_controls_stay_zero():
 def test_too_few_treated_cells_give_nulls():
     cells = one_frame_oracle(_cells(np.random.default_rng(2), 3, hidden_sd=0.5))
     assert cells.filter(pl.col("eta").is_finite())["oracle_frame_prob"].null_count() == 3
+
+
+def test_cells_out_of_bounds_do_not_pull_the_log_fit():
+    cells = _cells(np.random.default_rng(3), 400, hidden_sd=0.0)
+    out = np.arange(cells.height) < 100  # a quarter left the image: window sum ~0, log 0
+    cells = cells.with_columns(
+        pl.when(pl.Series(out)).then(0.0).otherwise(pl.col("oracle_log_gfp")).alias("oracle_log_gfp"),
+        pl.Series("in_bounds_last", ~out),
+    )
+    fitted = one_frame_oracle(cells).filter(~pl.Series(out) & pl.col("eta").is_finite())
+    np.testing.assert_allclose(fitted["oracle_frame_log_gfp"], fitted["oracle_log_gfp"], atol=1e-9)
