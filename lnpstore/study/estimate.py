@@ -154,6 +154,14 @@ class Sizes:
     cases_fold: float  # time-series training cases of one fold (cells x augmentations, or cells)
     cases_ts: float  # the same for the tsfresh stage (augmentation-averaged or not)
 
+    @property
+    def plate_bytes(self) -> int:
+        """Bytes of the plate's images: one uint16 TIFF per field, frame and channel (uncompressed,
+        as the instrument writes them)."""
+        from lnpstore.instrument.layout import CHANNELS
+
+        return self.fields * self.frames * len(CHANNELS) * self.field_px * 2
+
 
 def complete_share(sim: SimulationSettings) -> float:
     """Expected share of the frame-1 cells that become complete cells: those outside the edge band
@@ -599,6 +607,10 @@ class Projection:
             )
         lines.append(f"  {'total':<16}{'':>14}  {'':<18}{'':>10}{format_seconds(self.total_s):>10}")
         lines.append(f"  not timed (small on the demo): {', '.join(self.untimed)}")
+        lines.append(
+            f"  disk: the simulated plate's images take {z.plate_bytes / 1e9:.1f} GB (uncompressed 16-bit TIFF), "
+            "the store a few % of that"
+        )
         return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ def test_counts_of_a_small_config_are_exact():
     assert (z.fields, z.frames, z.field_px, z.cells, z.crop_px) == (fields, 72, 400 * 400, cells, 96)
     assert z.complete == pytest.approx(complete)
     assert z.train_cells_fold == pytest.approx(train_fold)
+    assert z.plate_bytes == fields * 72 * 4 * 400 * 400 * 2  # 4 channels of uint16
 
     counts = {c.stage: c for c in E.stage_counts(TINY, n_features=10)}
     assert list(counts) == [
@@ -97,6 +98,7 @@ def test_dry_run_prints_the_projection_and_writes_no_store(tmp_path, capsys, mon
     assert main(["run", str(tmp_path / "run"), "--dry-run", "--preset", "demo"]) == 0
     out = capsys.readouterr().out
     assert "projected time of `lnpstore run --preset demo`" in out and "total" in out
+    assert "GB (uncompressed 16-bit TIFF)" in out  # the disk the plate needs
     assert "nothing written" in out
     assert list(tmp_path.iterdir()) == []  # no run folder, no store, no calibration leftovers
 
