@@ -29,7 +29,7 @@ from lnpstore._version import __version__
 from lnpstore.runtime.settings import Field, Settings, settings
 from lnpstore.store.atomic import atomic_write_bytes
 from lnpstore.store.core import Store
-from lnpstore.store.errors import SettingsError
+from lnpstore.store.errors import LnpstoreError, SettingsError
 from lnpstore.store.lock import store_lock
 from lnpstore.study.crops import DivisionRule
 
@@ -181,6 +181,8 @@ def run_study(
     from lnpstore.instrument.ingest import _first_missing
 
     new_root = _first_missing(root.absolute())  # the outermost folder this run creates (None: it exists)
+    if plate_dir is None:
+        check_disk_for_plate(root / "plate", cfg)  # before anything is written
     root.mkdir(parents=True, exist_ok=True)
     timer = _StageTimer()
     if preset == "paper":
@@ -260,6 +262,29 @@ class _StageTimer:
         self.timings.append(StageTiming(name, dt))
         log.info("%-16s %s", name, format_seconds(dt))  # one line per stage
         return out
+
+
+def check_disk_for_plate(sim_dir: Path, cfg: RunConfig) -> None:
+    """Refuse to start when the disk under ``sim_dir`` cannot hold the simulated plate's images (what
+    is already there counts as written): a disk that fills half-way stops the run later, less clearly.
+    Raises :class:`~lnpstore.store.errors.LnpstoreError` naming the folder, the need and the free space."""
+    from lnpstore.study.estimate import sizes_for
+
+    if (sim_dir / ".complete").exists():
+        return
+    need = sizes_for(cfg).plate_bytes
+    have = sum(f.stat().st_size for f in sim_dir.rglob("*") if f.is_file()) if sim_dir.exists() else 0
+    probe = sim_dir.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need - have > free:
+        raise LnpstoreError(
+            f"not enough disk for the simulated plate in {sim_dir}: its images need {need / 1e9:.1f} GB "
+            f"({have / 1e9:.1f} GB already written there) and {free / 1e9:.1f} GB are free. Hint: free "
+            f"{(need - have - free) / 1e9:.1f} GB, or give a run folder on a larger disk "
+            "(`lnpstore run FOLDER`); `lnpstore run --dry-run` shows what each preset needs"
+        )
 
 
 def _simulated_plate(

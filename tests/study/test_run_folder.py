@@ -12,7 +12,7 @@ import pytest
 
 from lnpstore.cli.main import main
 from lnpstore.store import lock
-from lnpstore.store.errors import PlateMapError, StoreLocked
+from lnpstore.store.errors import LnpstoreError, PlateMapError, StoreLocked
 from lnpstore.study.pipeline import run_study
 
 HOLDER = """
@@ -58,6 +58,15 @@ def test_a_failed_ingest_leaves_no_run_folder_or_store(tmp_path: Path, plate: tu
     )
     assert rc == 2
     assert existing.is_dir() and not (existing / "store").exists()  # the user's folder stays, no store
+
+
+def test_a_plate_larger_than_the_free_disk_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # 9 wells of 16384 x 16384 px x 4 channels x 72 frames: ~1.4 TB of uint16, more than this disk holds
+    huge = {"sim_overrides": (("field_width_px", 16384), ("field_height_px", 16384))}
+    run = tmp_path / "new" / "run"
+    with pytest.raises(LnpstoreError, match=r"not enough disk for the simulated plate in .*run/plate: "):
+        run_study(run, overrides=huge, weights="random", show_progress=False)
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_second_run_on_one_folder_waits_then_exits_clearly(
