@@ -192,12 +192,13 @@ def _oracle_rows(ensemble: pl.DataFrame, oracle: pl.DataFrame) -> list[dict]:
             f"the oracle table lacks column(s) {sorted(missing)}; it needs cell_uid, oracle_prob, oracle_log_gfp"
         )
     rows = []
-    for kind, cols in ORACLE_KINDS.items():
-        for mode, col in zip(("classify", "regress"), cols, strict=True):
+    for i, mode in enumerate(("classify", "regress")):
+        # the test cells and targets of this mode, once per cell (any kind and frame holds them)
+        cells = ensemble.filter(pl.col("mode") == mode).group_by("cell_uid").agg(pl.col("y_true").first())
+        for kind, cols in ORACLE_KINDS.items():
+            col = cols[i]
             if col not in oracle.columns:
                 continue
-            # the test cells and targets of this mode, once per cell (any kind and frame holds them)
-            cells = ensemble.filter(pl.col("mode") == mode).group_by("cell_uid").agg(pl.col("y_true").first())
             j = cells.join(oracle.select("cell_uid", col), on="cell_uid", how="inner").drop_nulls(col)
             if j.height == 0:
                 continue

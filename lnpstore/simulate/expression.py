@@ -106,10 +106,6 @@ def oracle(
     return oracle_prob, oracle_log
 
 
-#: Frame (1-based) whose particle count the one-frame oracle sees: the study's last checkpoint.
-ONE_FRAME_T = 20
-
-
 def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
     """What the particle count at frame 20 and the cell size alone tell about the outcome (the
     count-and-size oracle), on the simulator's truth.
@@ -117,12 +113,15 @@ def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
     The full oracle knows every latent of ``eta``; this one only the particles taken up by frame 20
     (``n_lnp_by_frame20``) and the cell's size (``radius_um``), not the uptake rate or the perinuclear
     drift that the trajectory shows. One frame shows a little more than it (where its particles sit
-    hints at their age and drift), so it is a lower reference for a one-frame model, not a ceiling. Over the treated cells (finite ``eta``): ``eta = X b
-    + r`` by least squares with X = (1, log(1 + n_lnp_by_frame20), log radius_um) and residual
-    variance s2, so ``oracle_frame_prob = Phi(X b / sqrt(1 + s2))`` (exact when r is normal); and
-    ``oracle_frame_log_gfp``, the least-squares fit of the full oracle's ``oracle_log_gfp`` on X (its
-    best linear predictor from X) over the treated cells in bounds at the last frame (``in_bounds_last``). Controls get 0 and their own ``oracle_log_gfp``; both are null
-    when fewer than 4 treated cells have the columns. Returns ``cells`` with the two columns added.
+    hints at their age and drift), so it is a lower reference for a one-frame model, not a ceiling.
+
+    Over the treated cells (finite ``eta``): ``eta = X b + r`` by least squares with X = (1,
+    log(1 + n_lnp_by_frame20), log radius_um) and residual variance s2, so ``oracle_frame_prob =
+    Phi(X b / sqrt(1 + s2))`` (exact when r is normal); and ``oracle_frame_log_gfp``, the
+    least-squares fit of the full oracle's ``oracle_log_gfp`` on X (its best linear predictor from X)
+    over the treated cells in bounds at the last frame (``in_bounds_last``). Controls get 0 and their
+    own ``oracle_log_gfp``; both are null when fewer than 4 treated cells have the columns. Returns
+    ``cells`` with the two columns added.
 
     Why: where the full oracle gains little over this one, the signal is in count and size and the
     report expects a tie of the time-series models with the CNN (issue 17).

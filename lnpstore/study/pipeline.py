@@ -264,20 +264,23 @@ class _StageTimer:
         return out
 
 
+#: File a simulated plate's folder gets once every image is written (a re-run then skips simulate).
+SIM_COMPLETE_MARKER = ".complete"
+
+
 def check_disk_for_plate(sim_dir: Path, cfg: RunConfig) -> None:
     """Refuse to start when the disk under ``sim_dir`` cannot hold the simulated plate's images (what
     is already there counts as written): a disk that fills half-way stops the run later, less clearly.
     Raises :class:`~lnpstore.store.errors.LnpstoreError` naming the folder, the need and the free space."""
+    from lnpstore.instrument.ingest import _first_missing
     from lnpstore.study.estimate import sizes_for
 
-    if (sim_dir / ".complete").exists():
+    if (sim_dir / SIM_COMPLETE_MARKER).exists():
         return
     need = sizes_for(cfg).plate_bytes
     have = sum(f.stat().st_size for f in sim_dir.rglob("*") if f.is_file()) if sim_dir.exists() else 0
-    probe = sim_dir.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    missing = _first_missing(sim_dir.absolute())
+    free = shutil.disk_usage(sim_dir if missing is None else missing.parent).free
     if need - have > free:
         raise LnpstoreError(
             f"not enough disk for the simulated plate in {sim_dir}: its images need {need / 1e9:.1f} GB "
@@ -300,7 +303,7 @@ def _simulated_plate(
     if local == "threads" and sim_settings.workers is None:
         sim_settings = replace(sim_settings, workers=1)  # spawn no process: no __main__ guard needed
     sim_dir = root / "plate"
-    marker = sim_dir / ".complete"
+    marker = sim_dir / SIM_COMPLETE_MARKER
     if marker.exists():
         log.info("simulated plate already written in %s", sim_dir)
     else:
