@@ -84,6 +84,9 @@ class Renderer:
         )
         illum = 1.0 - 0.08 * ((np.linspace(-1, 1, h)[:, None]) ** 2 + (np.linspace(-1, 1, w)[None, :]) ** 2)
         self.illum = illum.astype(np.float32)
+        # the same on the padded canvas, 0 outside the image: a cell's own weight in its GFP window sum
+        self.illum_canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+        self.illum_canvas[pad : pad + h, pad : pad + w] = self.illum
         self.bank = rng.standard_normal(3 * h * w + 1, dtype=np.float32)
         self.psf_sigma_px = 2.5 * s
         self.psf_area_px2 = 2 * np.pi * self.psf_sigma_px**2
@@ -190,7 +193,9 @@ class Renderer:
                 wy0, wx0 = int(round(pos[i, 0])) - half + pad, int(round(pos[i, 1])) - half + pad
                 sy = slice(max(wy0, ya) - ya, max(min(wy0 + 2 * half, yb) - ya, 0))
                 sx = slice(max(wx0, xa) - xa, max(min(wx0 + 2 * half, xb) - xa, 0))
-                c.own_window_mask[i] = float(gfp_cell[sy, sx].sum())
+                # as the window sum sees it: times the illumination, only pixels inside the image
+                illum = self.illum_canvas[ya:yb, xa:xb]
+                c.own_window_mask[i] = float((gfp_cell[sy, sx] * illum[sy, sx]).sum(dtype=np.float64))
             gfp_cell *= np.float32(c.autofluor[i] + fc.gfp_now[i])
             self.gfp_l[ya:yb, xa:xb] += gfp_cell
             u = sd_in * (1.0 / rim_w)

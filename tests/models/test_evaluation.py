@@ -268,3 +268,69 @@ def test_one_frame_oracle_columns_give_their_own_rows(synthetic_store) -> None:
     assert rows[("oracle", "classify")] == pytest.approx(1.0) and rows[("oracle_frame", "classify")] < 1.0
     assert rows[("oracle", "regress")] == pytest.approx(0.0, abs=1e-12)
     assert rows[("oracle_frame", "regress")] == pytest.approx(0.5)
+
+
+def test_only_the_newest_model_per_fold_and_frame_counts(tmp_path) -> None:
+    """A re-run with changed settings stores a second model_id beside the first: the metrics follow the
+    newer one (models.created_at), and the old predictions stay stored."""
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(3)
+    store = Store.create(tmp_path / "s")
+    cells = _cells(20, 0, rng)
+    store.write("cells", cells)
+    y = cells["label"].to_numpy().astype(float)
+    uid = cells["cell_uid"].to_list()
+
+    def preds(mid: str, p: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "model_id": mid,
+                "cell_uid": uid,
+                "frame": 20,
+                "aug": 0,
+                "kind": "lstm",
+                "mode": "classify",
+                "fold": 0,
+                "y_true": y,
+                "y_pred": p,
+            }
+        ).cast({"frame": pl.Int16, "aug": pl.Int8, "fold": pl.Int8})
+
+    def model_row(mid: str, year: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {
+                    "model_id": mid,
+                    "kind": "lstm",
+                    "mode": "classify",
+                    "fold": 0,
+                    "checkpoint": 20,
+                    "config": "{}",
+                    "seed": 0,
+                    "best_epoch": 1,
+                    "val_loss": 0.5,
+                    "weights_path": "x",
+                    "weights_info": "{}",
+                    "data_version": "d",
+                    "package_version": "v",
+                    "schema_version": "s",
+                    "created_at": datetime(year, 1, 1, tzinfo=UTC),
+                }
+            ],
+            schema=store.read("models").schema,
+        )
+
+    store.write("predictions", preds("lstm-new", np.where(y > 0, 0.9, 0.1)))  # right on every cell
+    store.write("predictions", preds("lstm-old", np.where(y > 0, 0.1, 0.9)))  # wrong on every cell
+    store.write("models", model_row("lstm-old", 2025))
+    store.write("models", model_row("lstm-new", 2026))
+    tta = E.tta_predictions(store)
+    assert tta.height == 20 and (tta["n_aug"] == 1).all()
+    assert E.weighted_f1(tta["y_true"], tta["y_pred"]) == 1.0
+    ens = E.ensemble_predictions(store)
+    assert E.weighted_f1(ens["y_true"], ens["y_pred"]) == 1.0
+    assert store.read("predictions").height == 40  # nothing deleted
+    store.write("models", model_row("lstm-old", 2027), mode="upsert")  # the old one retrained last: it counts
+    ens = E.ensemble_predictions(store)
+    assert E.weighted_f1(ens["y_true"], ens["y_pred"]) == 0.0
