@@ -9,7 +9,7 @@ once all its fields are done. A field's label movie lies at :func:`labels_path_f
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -63,12 +63,14 @@ def _read_image(path: str | None, where: str):
         ) from None
 
 
-def _lazy_frames(job: dict, first_cs=None) -> Iterable[dict[str, np.ndarray]]:
-    """One frame's images at a time, read from the paths in ``job['frames']``."""
+def _lazy_frames(
+    job: dict, first_cs=None, channels: tuple[str, ...] = TRACK_CHANNELS
+) -> Iterable[dict[str, np.ndarray]]:
+    """One frame's images of ``channels`` at a time, read from the paths in ``job['frames']``."""
     where = f"plate {job['plate']}, well {job['well']}, field {job['field']}"
     for i, paths in enumerate(job["frames"], start=1):
         images = {}
-        for ch in TRACK_CHANNELS:
+        for ch in channels:
             if ch == "CS" and i == 1 and first_cs is not None:
                 images[ch] = first_cs
                 continue
@@ -87,7 +89,7 @@ def track_field_job(job: dict) -> dict:
     """
     settings = TrackSettings.from_dict(job["settings"])
     px = float(job["pixel_size_um"])
-    if job.get("masks_path"):
+    if job.get("masks_path") or settings.method == "detect":
         return _link_field_job(job, settings, px)
     first_cs = None
     seeds = job.get("seeds")
@@ -124,20 +126,26 @@ def track_field_job(job: dict) -> dict:
 
 
 def _link_field_job(job: dict, settings: TrackSettings, px: float) -> dict:
-    """:func:`track_field_job` for a field whose segmentation was made elsewhere (``job['masks_path']``):
-    its label movie linked (:func:`lnpstore.tracking.linking.link_labels`); the seeds are the centres
-    of the tracks that start in frame 1."""
+    """:func:`track_field_job` for a field segmented frame by frame: by a segmentation made elsewhere
+    (``job['masks_path']``) or, with method 'detect', by :func:`lnpstore.tracking.detection.detect_cells`
+    on each frame's CS image; the label movie is linked (:func:`lnpstore.tracking.linking.link_labels`)
+    and the seeds are the centres of the tracks that start in frame 1."""
     from lnpstore.instrument.stackio import open_stack
     from lnpstore.tracking.labels import LabelMovieWriter
     from lnpstore.tracking.linking import link_labels
 
-    masks = open_stack(job["masks_path"])
-    if len(masks) != len(job["frames"]):
-        raise TrackingError(
-            f"plate {job['plate']}, well {job['well']}, field {job['field']}: {job['masks_path']} holds "
-            f"{len(masks)} label frames, the field has {len(job['frames'])} frames"
-        )
-    cs = (fr.get("CS") for fr in _lazy_frames(job))
+    masks: Iterable[np.ndarray]
+    cs: Iterable[np.ndarray | None]
+    if job.get("masks_path"):
+        masks = open_stack(job["masks_path"])
+        if len(masks) != len(job["frames"]):
+            raise TrackingError(
+                f"plate {job['plate']}, well {job['well']}, field {job['field']}: {job['masks_path']} holds "
+                f"{len(masks)} label frames, the field has {len(job['frames'])} frames"
+            )
+        cs = (fr.get("CS") for fr in _lazy_frames(job, channels=("CS",)))
+    else:
+        masks, cs = _detected_masks(job, settings, px)
     with LabelMovieWriter(job["labels_path"]) as w:
         tracks = link_labels(masks, pixel_size_um=px, settings=settings, images=cs, on_labels=w.write)
     first = tracks.filter((pl.col("frame") == 1) & ~pl.col("gap_filled")).sort("track_id")
@@ -149,6 +157,37 @@ def _link_field_job(job: dict, settings: TrackSettings, px: float) -> dict:
         "tracks": tracks,
         "labels": {"path": str(job["labels_path"]), "n_frames": w.n_frames, "shape": w.shape},
     }
+
+
+def _detected_masks(job: dict, settings: TrackSettings, px: float) -> tuple[Iterable[np.ndarray], Iterable]:
+    """(label frames, CS frames) of a field with method 'detect': each frame's cells detected on its CS
+    image; a frame without a CS image (a missing or unreadable file) has no cells, so linking bridges it
+    as a gap. ``settings.detect.cell_diameter_um`` must be set (``track_plate`` estimates it)."""
+    from itertools import tee
+
+    from lnpstore.tracking.detection import detect_cells
+
+    diameter_um = settings.detect.cell_diameter_um
+    if diameter_um is None:
+        raise TrackingError("method 'detect' needs detect.cell_diameter_um (track_plate estimates it)")
+    cs_a, cs_b = tee(fr.get("CS") for fr in _lazy_frames(job, channels=("CS",)))
+    shape: list[tuple[int, ...]] = []
+
+    def masks() -> Iterator[np.ndarray]:
+        for img in cs_a:
+            if img is None:
+                if not shape:
+                    raise TrackingError(
+                        f"plate {job['plate']}, well {job['well']}, field {job['field']}: no CS image in "
+                        "frame 1, so method 'detect' has nothing to start from. Hint: exclude the field, "
+                        "or re-run `lnpstore ingest` if the file is back"
+                    )
+                yield np.zeros(shape[0], np.int32)
+                continue
+            shape[:] = [np.shape(img)]
+            yield detect_cells(img, pixel_size_um=px, settings=settings.detect, cell_diameter_um=diameter_um)
+
+    return masks(), cs_b
 
 
 def masks_path_for(masks_dir: str | Path, well: str, field_: int) -> Path | None:
@@ -260,11 +299,38 @@ def track_plate(
     elif str(seeds) != "auto":
         manual = read_seed_csv(seeds)
         source = f"csv:{Path(seeds).resolve()}"
+    if s.method == "detect" and masks is None:
+        if manual is not None:
+            raise TrackingError(
+                f"plate {plate}: seeds from {seeds} apply to method 'window'; method 'detect' finds the "
+                "cells of every frame. Hint: drop --seeds, or use --method window"
+            )
+        source = "detect"
     px, jobs = _field_jobs(store, plate, s, manual, masks, report)
+    if s.method == "detect" and masks is None and jobs:
+        s = _with_plate_diameter(s, jobs[0], px)  # once per plate, so the run's record holds it
+        for job in jobs:
+            job["settings"] = s.to_dict()
     _record_run(store, plate, s, source, px, executor)
     _run_jobs(store, plate, jobs, source, executor, show_progress, report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _with_plate_diameter(s: TrackSettings, job: dict, px: float) -> TrackSettings:
+    """``s`` with ``detect.cell_diameter_um`` estimated from the first field's frame-1 CS image when not
+    given (:func:`lnpstore.tracking.stack.with_cell_diameter`)."""
+    from lnpstore.tracking.stack import with_cell_diameter
+
+    if s.detect.cell_diameter_um is not None:
+        return s
+    where = f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
+    first = _read_image(job["frames"][0].get("CS") if job["frames"] else None, where)
+    if first is None:
+        raise TrackingError(
+            f"{where}: no image to estimate the cell diameter from. Hint: give --cell-diameter-um"
+        )
+    return with_cell_diameter(s, first, px)
 
 
 def _field_jobs(
