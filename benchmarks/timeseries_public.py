@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--lstm-bags",
         type=int,
-        default=1,
-        help="LSTM n_bags: the winner retrained on this many folds (1: none)",
+        default=None,
+        help="LSTM n_bags: the winner retrained on this many folds (1: none; default: the estimator's, "
+        "5 for regression, 1 for classification)",
     )
     p.add_argument("--jobs", type=int, default=0, help="tsfresh worker processes (0: serial)")
     p.add_argument("--seed", type=int, default=0)

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from _ts_data import planted_panel
 from lnpstore.models.lstm import LSTMClassifier, LSTMConfig, LSTMRegressor, TrainConfig
+from lnpstore.models.lstm.estimator import REGRESS_BAGS
 from lnpstore.models.panel import as_panel, encode_labels, validation_split
 
 from lnpstore.store.errors import PanelError
@@ -228,3 +229,10 @@ def test_bagged_members_average_and_are_recorded(data):
     assert m.config()["n_bags"] == 3 and len(m.config()["bag_best_epochs"]) == 3
     c = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=2), n_bags=2).fit(Xtr, ytr)
     assert c.predict_proba(Xte).shape == (len(Xte), 2) and len(c.members_) == 2
+    # by default a regressor bags (the mean of regressors cannot lose on squared error), a classifier not
+    r = LSTMRegressor(arch=SMALL, train=FAST.replace(epochs=1)).fit(Xtr, target)
+    assert r.n_bags is None and len(r.members_) == REGRESS_BAGS == r.config()["n_bags"]
+    c1 = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1)).fit(Xtr, ytr)
+    assert c1.members_ == [] and c1.config()["n_bags"] == 1
+    with pytest.raises(ValueError, match="n_bags must be"):
+        LSTMRegressor(arch=SMALL, train=FAST, n_bags=0).fit(Xtr, target)
