@@ -724,6 +724,8 @@ class Store:
                 con.execute(
                     f'CREATE VIEW "{name}" AS SELECT {cols} FROM range(1) WHERE error({_sql_str(msg)}) IS NULL'
                 )
+        for name, select in S.VIEWS.items():  # derived views, over the tables' views
+            con.execute(f'CREATE VIEW "{name}" AS {select}')
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table (never locks the catalog file)."""

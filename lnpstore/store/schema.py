@@ -515,6 +515,29 @@ _table(
 )
 
 
+#: Derived views over the tables (name -> SELECT), defined in every DuckDB connection and in the
+#: catalog file after the tables' views. Read-only: nothing is stored under these names.
+VIEWS: dict[str, str] = {
+    # the predictions of the newest model of each kind, mode, fold and frame (models.created_at; a
+    # prediction without a models row counts as oldest): training again with changed settings stores a
+    # new model_id beside the old one, and only the new one should count in metrics and figures
+    "current_predictions": """
+        SELECT p.*
+        FROM predictions AS p
+        JOIN (
+            SELECT k.kind, k.mode, k.fold, k.frame, k.model_id,
+                   row_number() OVER (
+                       PARTITION BY k.kind, k.mode, k.fold, k.frame
+                       ORDER BY m.created_at DESC NULLS LAST, k.model_id DESC
+                   ) AS rank
+            FROM (SELECT DISTINCT kind, mode, fold, frame, model_id FROM predictions) AS k
+            LEFT JOIN models AS m USING (model_id)
+        ) AS newest USING (kind, mode, fold, frame, model_id)
+        WHERE newest.rank = 1
+    """,
+}
+
+
 def table(name: str) -> Table:
     """The declaration of table ``name``; a clear error for an unknown one."""
     try:

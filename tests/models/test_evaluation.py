@@ -331,6 +331,9 @@ def test_only_the_newest_model_per_fold_and_frame_counts(tmp_path) -> None:
     ens = E.ensemble_predictions(store)
     assert E.weighted_f1(ens["y_true"], ens["y_pred"]) == 1.0
     assert store.read("predictions").height == 40  # nothing deleted
+    assert store.sql("SELECT DISTINCT model_id FROM current_predictions")["model_id"].to_list() == [
+        "lstm-new"
+    ]
     store.write("models", model_row("lstm-old", 2027), mode="upsert")  # the old one retrained last: it counts
     ens = E.ensemble_predictions(store)
     assert E.weighted_f1(ens["y_true"], ens["y_pred"]) == 0.0
