@@ -303,6 +303,55 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
     ]
 
 
+#: VGG16 blocks 1-3: the (input, output) channels of each 3x3 convolution, block by block; each block
+#: after the first sees the side halved by the previous block's 2x2 max pool.
+VGG_B3_CONVS: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((3, 64), (64, 64)),
+    ((64, 128), (128, 128)),
+    ((128, 256), (256, 256), (256, 256)),
+)
+
+
+def vgg_b3_flops(crop_px: int) -> float:
+    """FLOPs (2 per multiply-add) of one crop through VGG16 blocks 1-3: 13.5 GFLOP at 192 px. A 'same'
+    3x3 convolution over a side of s pixels multiplies (3 s - 2)^2 taps per channel pair (the zero
+    padding's taps are not work), as XLA's own cost analysis counts them (checked in the tests)."""
+    return float(
+        sum(
+            (3 * (crop_px // 2**b) - 2) ** 2 * cin * cout * 2
+            for b, convs in enumerate(VGG_B3_CONVS)
+            for cin, cout in convs
+        )
+    )
+
+
+def floor_flops(cfg: RunConfig) -> dict[str, float]:
+    """FLOPs of the two stages that dominate a long run: ``embed`` (the frozen VGG pass over every image)
+    and ``lstm`` (every trial-epoch of the searches: the recurrence's multiply-adds per step,
+    :func:`_lstm_work`, x steps x 2 FLOPs x 3 for the forward and backward pass). Divided by a CPU's
+    matmul peak they give a floor: no run of ``cfg`` on that CPU is faster (why a preset cannot fit a
+    time budget, whatever the code)."""
+    from lnpstore.models.lstm import sample_trials
+
+    counts = {c.stage: c.count for c in stage_counts(cfg, n_features=0)}
+    trials = sample_trials(cfg.lstm_samples, cfg.seed, lstm_search_config(cfg))
+    work = float(np.mean([_lstm_work(t.arch) for t in trials]))
+    steps = max(cfg.checkpoints_frames)  # every checkpoint is padded to the last one (one program)
+    return {
+        "embed": counts["embed"] * vgg_b3_flops(sizes_for(cfg).crop_px),
+        "lstm": counts["lstm"] * steps * work * 2 * 3,
+    }
+
+
+def matmul_flops_per_s(n: int = 1024, repeats: int = 5) -> float:
+    """This CPU's float32 matmul rate (FLOP/s; best of ``repeats`` n x n products, every core)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    a @ b  # warm up the BLAS threads
+    best = min(_timed(lambda: a @ b)[0] for _ in range(repeats))
+    return 2.0 * n**3 / best
+
+
 # -- calibration ------------------------------------------------------------------------------------
 @dataclass
 class Calibration:
@@ -312,6 +361,7 @@ class Calibration:
     seconds: float = 0.0  # wall time of the calibration itself
     cpus: int = 0  # CPUs of this machine
     load: float = 0.0  # 1-minute load average when the calibration ended (a shared machine's share)
+    matmul_flops_per_s: float = 0.0  # this CPU's float32 matmul peak (the floor's divisor)
 
 
 def _timed(fn: Callable[..., Any]) -> tuple[float, Any]:
@@ -331,6 +381,7 @@ def calibrate(cfg: RunConfig, *, lstm_trials: int = 1, workdir: str | Path | Non
     cal.unit_s |= _calibrate_cnn(cfg)
     cal.unit_s |= _calibrate_lstm(cfg, lstm_trials)
     cal.unit_s |= _calibrate_tsfresh(cfg)
+    cal.matmul_flops_per_s = matmul_flops_per_s()
     cal.seconds = time.perf_counter() - t0
     cal.cpus, cal.load = os.cpu_count() or 1, os.getloadavg()[0]
     return cal
@@ -581,6 +632,7 @@ class Projection:
     untimed: tuple[str, ...]
     calibration: Calibration
     sizes: Sizes
+    floor_flops: dict[str, float] = field(default_factory=dict)  # :func:`floor_flops`
 
     @property
     def total_s(self) -> float:
@@ -607,6 +659,14 @@ class Projection:
             )
         lines.append(f"  {'total':<16}{'':>14}  {'':<18}{'':>10}{format_seconds(self.total_s):>10}")
         lines.append(f"  not timed (small on the demo): {', '.join(self.untimed)}")
+        if c.matmul_flops_per_s > 0:
+            floor = {k: v / c.matmul_flops_per_s for k, v in self.floor_flops.items()}
+            lines.append(
+                f"  floor at this CPU's matmul peak ({c.matmul_flops_per_s / 1e9:.0f} GFLOP/s, 100 % "
+                f"efficiency): embed {format_seconds(floor['embed'])} "
+                f"({self.floor_flops['embed'] / 1e15:.3g} PFLOP), lstm {format_seconds(floor['lstm'])} "
+                f"({self.floor_flops['lstm'] / 1e15:.3g} PFLOP); no run of this preset here is faster"
+            )
         lines.append(
             f"  disk: the simulated plate's images take {z.plate_bytes / 1e9:.1f} GB (uncompressed 16-bit TIFF), "
             "the store a few % of that"
@@ -623,7 +683,7 @@ def project(cfg: RunConfig, calibration: Calibration | None = None) -> Projectio
         u = cal.unit_s[c.cost_key]
         sec = (c.count * u + (c.fixed * cal.unit_s[c.fixed_key] if c.fixed_key else 0.0)) / c.workers
         out.append(StageProjection(c.stage, c.count, c.unit, u, sec))
-    return Projection(cfg.preset, out, UNTIMED, cal, sizes_for(cfg))
+    return Projection(cfg.preset, out, UNTIMED, cal, sizes_for(cfg), floor_flops(cfg))
 
 
 def print_projection(cfg: RunConfig) -> Projection:

@@ -88,6 +88,33 @@ def test_calibration_gives_positive_finite_unit_costs_and_a_projection(tmp_path)
     assert lstm.seconds == pytest.approx(lstm.count * cal.unit_s["lstm_s_per_case_epoch"])
     text = p.table()
     assert "total" in text and all(s in text for s in p.as_dict())
+    assert cal.matmul_flops_per_s > 1e9 and "floor at this CPU's matmul peak" in text
+    assert set(p.floor_flops) == {"embed", "lstm"} and min(p.floor_flops.values()) > 0
+
+
+def test_vgg_flops_match_xla_cost_analysis():
+    """The hand count of VGG16 blocks 1-3 against XLA's own count of the extractor's network."""
+    import jax
+    import jax.numpy as jnp
+    from lnpstore.models.extractor import vgg_module
+
+    side = 32
+    vgg = vgg_module()
+    x = jnp.zeros((1, side, side, 3), jnp.float32)
+    params = vgg.init(jax.random.PRNGKey(0), x)
+    cost = jax.jit(vgg.apply).lower(params, x).compile().cost_analysis()
+    xla = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    # XLA also counts the bias adds, ReLUs and pools (0.2 % here); the convolutions are the rest
+    assert E.vgg_b3_flops(side) == pytest.approx(xla, rel=0.005)
+    assert E.vgg_b3_flops(192) == pytest.approx(13.45e9, rel=0.01)
+
+
+def test_floor_counts_every_image_and_trial_epoch():
+    f = E.floor_flops(TINY)
+    counts = {c.stage: c.count for c in E.stage_counts(TINY, n_features=0)}
+    assert f["embed"] == pytest.approx(counts["embed"] * E.vgg_b3_flops(E.sizes_for(TINY).crop_px))
+    work = sum(E._lstm_work(t.arch) for t in sample_trials(3, 0, E.lstm_search_config(TINY))) / 3
+    assert f["lstm"] == pytest.approx(counts["lstm"] * 10 * work * 6)
 
 
 @pytest.mark.slow
