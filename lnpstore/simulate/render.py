@@ -83,10 +83,11 @@ class Renderer:
             np.float32
         )
         illum = 1.0 - 0.08 * ((np.linspace(-1, 1, h)[:, None]) ** 2 + (np.linspace(-1, 1, w)[None, :]) ** 2)
-        self.illum = illum.astype(np.float32)
-        # the same on the padded canvas, 0 outside the image: a cell's own weight in its GFP window sum
+        # on the padded canvas, 0 outside the image (a cell's own weight in its GFP window sum); the
+        # image's part is a view of it
         self.illum_canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
-        self.illum_canvas[pad : pad + h, pad : pad + w] = self.illum
+        self.illum_canvas[pad : pad + h, pad : pad + w] = illum
+        self.illum = self.illum_canvas[pad : pad + h, pad : pad + w]
         self.bank = rng.standard_normal(3 * h * w + 1, dtype=np.float32)
         self.psf_sigma_px = 2.5 * s
         self.psf_area_px2 = 2 * np.pi * self.psf_sigma_px**2

@@ -63,6 +63,15 @@ def _read_image(path: str | None, where: str):
         ) from None
 
 
+def _first_cs_where(job: dict) -> str:
+    return f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
+
+
+def _first_cs(job: dict):
+    """Frame 1's CS image of the job's field (None when the field has no such image)."""
+    return _read_image(job["frames"][0].get("CS"), _first_cs_where(job)) if job["frames"] else None
+
+
 def _lazy_frames(
     job: dict, first_cs=None, channels: tuple[str, ...] = TRACK_CHANNELS
 ) -> Iterable[dict[str, np.ndarray]]:
@@ -94,8 +103,7 @@ def track_field_job(job: dict) -> dict:
     first_cs = None
     seeds = job.get("seeds")
     if seeds is None:
-        where = f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
-        first_cs = _read_image(job["frames"][0].get("CS"), where) if job["frames"] else None
+        first_cs = _first_cs(job)
         from lnpstore.tracking.seeding import auto_seeds
 
         seeds = (
@@ -299,7 +307,8 @@ def track_plate(
     elif str(seeds) != "auto":
         manual = read_seed_csv(seeds)
         source = f"csv:{Path(seeds).resolve()}"
-    if s.method == "detect" and masks is None:
+    detect = s.method == "detect" and masks is None  # given masks are linked whatever the method
+    if detect:
         if manual is not None:
             raise TrackingError(
                 f"plate {plate}: seeds from {seeds} apply to method 'window'; method 'detect' finds the "
@@ -307,7 +316,7 @@ def track_plate(
             )
         source = "detect"
     px, jobs = _field_jobs(store, plate, s, manual, masks, report)
-    if s.method == "detect" and masks is None and jobs:
+    if detect and jobs:
         s = _with_plate_diameter(s, jobs[0], px)  # once per plate, so the run's record holds it
         for job in jobs:
             job["settings"] = s.to_dict()
@@ -324,11 +333,11 @@ def _with_plate_diameter(s: TrackSettings, job: dict, px: float) -> TrackSetting
 
     if s.detect.cell_diameter_um is not None:
         return s
-    where = f"plate {job['plate']}, well {job['well']}, field {job['field']}, frame 1, channel CS"
-    first = _read_image(job["frames"][0].get("CS") if job["frames"] else None, where)
+    first = _first_cs(job)
     if first is None:
         raise TrackingError(
-            f"{where}: no image to estimate the cell diameter from. Hint: give --cell-diameter-um"
+            f"{_first_cs_where(job)}: no image to estimate the cell diameter from. "
+            "Hint: give --cell-diameter-um"
         )
     return with_cell_diameter(s, first, px)
 
