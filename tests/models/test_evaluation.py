@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from _rows import one_row
 from lnpstore.models import evaluation as E
 from sklearn.metrics import f1_score, mean_squared_error
 
@@ -298,28 +299,8 @@ def test_only_the_newest_model_per_fold_and_frame_counts(tmp_path) -> None:
         ).cast({"frame": pl.Int16, "aug": pl.Int8, "fold": pl.Int8})
 
     def model_row(mid: str, year: int) -> pl.DataFrame:
-        return pl.DataFrame(
-            [
-                {
-                    "model_id": mid,
-                    "kind": "lstm",
-                    "mode": "classify",
-                    "fold": 0,
-                    "checkpoint": 20,
-                    "config": "{}",
-                    "seed": 0,
-                    "best_epoch": 1,
-                    "val_loss": 0.5,
-                    "weights_path": "x",
-                    "weights_info": "{}",
-                    "data_version": "d",
-                    "package_version": "v",
-                    "schema_version": "s",
-                    "created_at": datetime(year, 1, 1, tzinfo=UTC),
-                }
-            ],
-            schema=store.read("models").schema,
-        )
+        created = datetime(year, 1, 1, tzinfo=UTC)
+        return one_row("models", model_id=mid, kind="lstm", mode="classify", fold=0, created_at=created)
 
     store.write("predictions", preds("lstm-new", np.where(y > 0, 0.9, 0.1)))  # right on every cell
     store.write("predictions", preds("lstm-old", np.where(y > 0, 0.1, 0.9)))  # wrong on every cell

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from _fault_catalog import wells_rows
+from _rows import one_row
 
 from lnpstore.store import schema as S
 from lnpstore.store.core import Store
@@ -53,32 +54,12 @@ def test_check_names_a_missing_label_movie(store: Store) -> None:
     assert "lnpstore track" in problem["redo"]
 
 
-def _one_row(table: str, **values: object) -> pl.DataFrame:
-    """A row of ``table`` with the given values and a plain value of each other column's type."""
-    schema = S.table(table).polars_schema
-    row: dict[str, object] = {}
-    for col, dtype in schema.items():
-        if col in values:
-            row[col] = values[col]
-        elif dtype == pl.String:
-            row[col] = "x"
-        elif dtype == pl.Boolean:
-            row[col] = False
-        elif isinstance(dtype, pl.Array):
-            row[col] = [0.0] * dtype.size
-        elif dtype.is_temporal():
-            row[col] = None
-        else:
-            row[col] = 0
-    return pl.DataFrame([row], schema=schema)
-
-
 def test_a_model_whose_predictions_folder_was_deleted_is_not_done(store: Store) -> None:
     """`rm -r STORE/tables/predictions` takes the manifest with it: the model must be redone, not
     "already in the store" forever (issue 14: train-cnn skipped it, predictions never came back)."""
     mid = "cnn-classify-f0-tNA-0000"
-    store.write("models", _one_row("models", model_id=mid, kind="cnn", mode="classify"))
-    store.write("predictions", _one_row("predictions", model_id=mid, kind="cnn", mode="classify"))
+    store.write("models", one_row("models", model_id=mid, kind="cnn", mode="classify"))
+    store.write("predictions", one_row("predictions", model_id=mid, kind="cnn", mode="classify"))
     assert store.exists("models", model_id=mid)
     shutil.rmtree(store.table_dir("predictions"))
     assert not store.exists("models", model_id=mid)
