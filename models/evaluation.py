@@ -178,10 +178,12 @@ def metrics_frame(
 
 
 #: Oracle kinds of the metrics table and their (classify, regress) columns in the oracle table: the
-#: simulator's full oracle (required) and its count-and-size oracle (optional; particle count at frame 20, size).
+#: simulator's full oracle (required), its count-and-size oracle (optional; particle count at frame 20, size)
+#: and its trajectory oracle (optional; a perfect linear reader of frames 1..20).
 ORACLE_KINDS: dict[str, tuple[str, str]] = {
     "oracle": ("oracle_prob", "oracle_log_gfp"),
     "oracle_frame": ("oracle_frame_prob", "oracle_frame_log_gfp"),
+    "oracle_track": ("oracle_track_prob", "oracle_track_log_gfp"),
 }
 
 

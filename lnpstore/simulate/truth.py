@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 
 from lnpstore.instrument.geometry import geometry_for
 from lnpstore.interop.ctc import TRACK_COLUMNS, write_ctc
-from lnpstore.simulate.expression import one_frame_oracle
+from lnpstore.simulate.expression import one_frame_oracle, trajectory_oracle
 from lnpstore.store.core import Store
 from lnpstore.tracking.lineage import roots
 
@@ -115,7 +115,9 @@ def match_cells_to_truth(
 
 def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     """cell_uid -> oracle_prob, oracle_log_gfp (log-centred) for the store's cells, from the simulator's truth,
-    and the same from what one frame at t = 20 shows (``oracle_frame_*``, :func:`one_frame_oracle`).
+    the same from the particle count at frame 20 and the cell size (``oracle_frame_*``,
+    :func:`one_frame_oracle`) and from a perfect linear reader of frames 1..20 (``oracle_track_*``,
+    :func:`trajectory_oracle`).
 
     The oracle's regression value is centred like the targets: minus the mean of ln(gfp_sum) over the
     training cells, so it is on the same scale as ``gfp_log_centered``.
@@ -131,7 +133,7 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     cells = store.read("cells").filter(pl.col("gfp_sum").is_not_null())
     train = cells.filter(pl.col("split") == "train")
     centre = float(np.log(train.get_column("gfp_sum").to_numpy()).mean()) if train.height else 0.0
-    oc = one_frame_oracle(t_cells).select(
+    oc = trajectory_oracle(one_frame_oracle(t_cells), t_tracks).select(
         pl.col("true_id").cast(pl.Int64),
         "well",
         pl.col("field").cast(pl.Int16),
@@ -139,6 +141,8 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
         "oracle_log_gfp",
         "oracle_frame_prob",
         "oracle_frame_log_gfp",
+        "oracle_track_prob",
+        "oracle_track_log_gfp",
     )
     uid_well = first.select("cell_uid", "well", "field")
     return (
@@ -150,6 +154,8 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
             (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp"),
             "oracle_frame_prob",
             (pl.col("oracle_frame_log_gfp") - centre).alias("oracle_frame_log_gfp"),
+            "oracle_track_prob",
+            (pl.col("oracle_track_log_gfp") - centre).alias("oracle_track_log_gfp"),
         )
     )
 

@@ -500,7 +500,8 @@ _table(
             _k(
                 "kind",
                 pl.String,
-                "cnn | lstm | tsfresh_xgb | oracle | oracle_frame (the simulator's, from count at t = 20 and size)",
+                "cnn | lstm | tsfresh_xgb | oracle | oracle_frame (the simulator's, from count at t = 20 and size)"
+                " | oracle_track (the simulator's, a perfect linear reader of frames 1..20)",
             ),
             _k("mode", pl.String, "classify | regress"),
             _k("frame", pl.Int16, "input frame or checkpoint", "frame"),

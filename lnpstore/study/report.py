@@ -214,8 +214,9 @@ def write_report(
         (figure6(summary, out / "figure6_metrics.png"),
          "Figure 6. Weighted F1 (classify) and RMSE (regress) on the test cells against the frames seen. "
          "CNN: fold ensemble with TTA (line), fold mean +- 1 sd (band). LSTM and tsfresh: fold mean +- 1 sd "
-         "(error bars), ensemble (open markers). Dashed: the simulator's oracle, when known; dotted: "
-         "its oracle from the particle count at frame 20 and the cell size alone."),
+         "(error bars), ensemble (open markers). Dashed: the simulator's oracle, when known; dash-dot: "
+         "its oracle from a perfect linear reading of frames 1..20 (true particle count and depth per "
+         "frame, cell area); dotted: from the particle count at frame 20 and the cell size alone."),
         (figure7(ens, out / "figure7_regression.png"),
          "Figure 7. Test cells sorted by measured GFP (log-centred) with the LSTM's and tsfresh's "
          "regression predictions at t = 20 (ensembles)."),

@@ -22,6 +22,7 @@ STYLE = {
     "tsfresh_xgb": {"color": "tab:green", "label": "tsfresh + XGBoost", "marker": "s"},
     "oracle": {"color": "black", "label": "oracle (simulator)", "marker": ""},
     "oracle_frame": {"color": "grey", "label": "oracle from count at t = 20 and size", "marker": ""},
+    "oracle_track": {"color": "dimgrey", "label": "oracle reading frames 1..20 perfectly", "marker": ""},
 }
 PANELS = (
     ("classify", "f1_weighted", "weighted F1 (higher is better)"),
@@ -44,7 +45,7 @@ def figure6(summary: pl.DataFrame, path: str | Path) -> Path:
     ``summary``: one row per kind, mode, frame, metric with ``ensemble`` (fold ensemble + TTA),
     ``fold_mean`` and ``fold_sd`` (the ``metrics_table`` query). CNN: the ensemble as a line and the fold
     mean +- 1 sd as a band; LSTM and tsfresh: fold mean +- 1 sd as error bars, ensemble as open markers;
-    the oracle as a dashed horizontal line.
+    the oracles as horizontal lines (full: dashed, trajectory: dash-dot, count-and-size: dotted).
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (mode, metric, ylabel) in zip(axes, PANELS, strict=True):
@@ -77,7 +78,7 @@ def figure6(summary: pl.DataFrame, path: str | Path) -> Path:
                 ax.plot(
                     x + off, ens, st["marker"], mfc="none", color=st["color"], label=f"{st['label']} ensemble"
                 )
-        for kind, ls in (("oracle", "--"), ("oracle_frame", ":")):
+        for kind, ls in (("oracle", "--"), ("oracle_track", "-."), ("oracle_frame", ":")):
             o = d.filter(pl.col("kind") == kind)
             if o.height:
                 st = STYLE[kind]

@@ -1,7 +1,8 @@
 """The study's central result at the last checkpoint, in words: do the time-series models reach the
 CNN, how close is the best model to the simulator's oracle, and how much the trajectory can add at all
 (the oracle's room above the CNN, and the full oracle against the count-and-size oracle,
-:func:`lnpstore.simulate.expression.one_frame_oracle`).
+:func:`lnpstore.simulate.expression.one_frame_oracle`), and how well the best model reads what frames
+1..20 hold (the trajectory oracle, :func:`lnpstore.simulate.expression.trajectory_oracle`).
 
 Pure: reads the metrics summary (query ``metrics_table``) and Table 1, returns rows and sentences; the
 report prints them (issue 17: "where the simulator's truth says a frame holds all the signal, they may
@@ -41,6 +42,21 @@ def _p_value(table1: pl.DataFrame, mode: str, checkpoint: int, a: str, b: str) -
         )
     )
     return None if row.height == 0 else float(row["p_value"][0])
+
+
+def _reading_gap(best_name: str, best: float, track: float, oracle: float, higher: bool) -> str:
+    """How far the best model is from a perfect linear reader of frames 1..20 (the trajectory oracle),
+    and how much of the full oracle's lead no reader of those frames can have (later particles, the
+    neighbours' GFP, the latents beyond what the frames show)."""
+    if higher:
+        reading, unseen = f"{best - track:+.3f}", f"{oracle - track:+.3f}"
+    else:
+        reading, unseen = f"{(best - track) / track:+.1%}", f"{(track - oracle) / oracle:+.1%}"
+    return (
+        f"A perfect linear reader of frames 1..20 (true particle count and depth per frame, cell area) "
+        f"scores {track:.3f}: {best_name} is {reading} from it; the full oracle's lead over it ({unseen}) "
+        "lies beyond a linear reading of these frames (particles still to come, neighbours' GFP)."
+    )
 
 
 def central_result(summary: pl.DataFrame, table1: pl.DataFrame, checkpoint: int = 20) -> list[str]:
@@ -97,5 +113,8 @@ def central_result(summary: pl.DataFrame, table1: pl.DataFrame, checkpoint: int 
                     f" Simulator truth: oracle {oracle:.3f} from every latent, {frame_oracle:.3f} from the "
                     f"particle count at frame 20 and the cell size alone ({gain_txt}); {expect}."
                 )
+            track_oracle = _value(summary, "oracle_track", mode, 0)
+            if track_oracle is not None:
+                sentence += " " + _reading_gap(NAMES[best], have[best], track_oracle, oracle, higher)
         out.append(sentence)
     return out

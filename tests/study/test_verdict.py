@@ -61,3 +61,30 @@ def test_a_cnn_at_the_oracle_leaves_only_a_tie():
 
 def test_nothing_to_say_without_the_checkpoint():
     assert central_result(_summary([("cnn", "classify", 5, 0.7)]), _table1([])) == []
+
+
+def test_the_reading_gap_to_a_perfect_reader_of_the_frames_is_said():
+    summary = _summary(
+        [
+            ("cnn", "regress", 20, 0.70),
+            ("lstm", "regress", 20, 0.66),
+            ("oracle", "regress", 0, 0.55),
+            ("oracle_track", "regress", 0, 0.60),
+            ("cnn", "classify", 20, 0.70),
+            ("tsfresh_xgb", "classify", 20, 0.74),
+            ("oracle", "classify", 0, 0.80),
+            ("oracle_track", "classify", 0, 0.77),
+        ]
+    )
+    classify, regress = central_result(summary, _table1([]))
+    assert (
+        "reader of frames 1..20" in classify
+        and "scores 0.770: tsfresh + XGBoost is -0.030 from it" in classify
+    )
+    assert "lead over it (+0.030)" in classify
+    assert "scores 0.600: LSTM is +10.0% from it" in regress and "lead over it (+9.1%)" in regress
+    # without the trajectory oracle's rows nothing is said of it
+    (s,) = central_result(
+        summary.filter(pl.col("kind") != "oracle_track").filter(pl.col("mode") == "regress"), _table1([])
+    )
+    assert "reader of frames" not in s
