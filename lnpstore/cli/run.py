@@ -16,8 +16,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from lnpstore.store.errors import LnpstoreError
 
         raise LnpstoreError("--plate and --plate-map go together: give both, or neither to simulate a plate")
-    overrides = {"tsfresh_engine": args.tsfresh_engine} | (
-        {"division_rule": args.division_rule} if args.division_rule else {}
+    overrides = (
+        {"tsfresh_engine": args.tsfresh_engine}
+        | ({"division_rule": args.division_rule} if args.division_rule else {})
+        | ({"sim_compression": args.compression} if args.compression else {})
     )
     if args.dry_run:
         return dry_run(args, overrides)
@@ -118,6 +120,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["exclude", "follow"],
         default=None,
         help="a cell that divides before the last frame: exclude it (default), or follow one daughter",
+    )
+    p.add_argument(
+        "--compression",
+        choices=["zlib", "zstd"],
+        default=None,
+        help="write the simulated plate's TIFFs compressed: about half the disk (the demo plate 843 MB "
+        "instead of 1.8 GB) for ~2x the time to write it; zstd needs imagecodecs. Ignored with --plate",
     )
     p.add_argument(
         "--dry-run",

@@ -669,7 +669,7 @@ class Projection:
             )
         lines.append(
             f"  disk: the simulated plate's images take {z.plate_bytes / 1e9:.1f} GB (uncompressed 16-bit TIFF), "
-            "the store a few % of that"
+            "the store a few % of that (about half of it with `--compression zlib`)"
         )
         return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import pytest
 from lnpstore.cli.main import main
 from lnpstore.store import lock
 from lnpstore.store.errors import LnpstoreError, PlateMapError, StoreLocked
-from lnpstore.study.pipeline import run_study
+from lnpstore.study.pipeline import check_disk_for_plate, run_study
 
 HOLDER = """
 import sys, time
@@ -67,6 +67,35 @@ def test_a_plate_larger_than_the_free_disk_is_refused_before_anything_is_written
     with pytest.raises(LnpstoreError, match=r"not enough disk for the simulated plate in .*run/plate: "):
         run_study(run, overrides=huge, weights="random", show_progress=False)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_compressed_plate_is_counted_at_half_and_written_compressed(tmp_path: Path) -> None:
+    import shutil
+
+    import tifffile
+
+    from lnpstore.study.estimate import sizes_for
+    from lnpstore.study.pipeline import COMPRESSED_SHARE, _simulated_plate, _StageTimer, config_for
+
+    # a plate 1.5x the free disk uncompressed (0.75x compressed): refused plain, accepted compressed
+    free = shutil.disk_usage(tmp_path).free
+    side = 4096
+    for _ in range(3):  # the plate's bytes grow with the field's area
+        cfg = config_for(
+            "demo", overrides={"sim_overrides": (("field_width_px", side), ("field_height_px", side))}
+        )
+        side = int(side * (1.5 * free / sizes_for(cfg).plate_bytes) ** 0.5)
+    assert 1.4 * free < sizes_for(cfg).plate_bytes < 1.6 * free and COMPRESSED_SHARE * 1.6 < 1
+    with pytest.raises(LnpstoreError, match="not enough disk"):
+        check_disk_for_plate(tmp_path / "plain", cfg)
+    check_disk_for_plate(tmp_path / "zlib", cfg.replace(sim_compression="zlib"))
+
+    tiny = config_for("demo", overrides={"sim_preset": "tiny", "sim_compression": "zlib"}).replace(
+        sim_overrides=(("n_frames", 2), ("workers", 1))
+    )
+    plate_dir, _, _ = _simulated_plate(tmp_path / "run", tiny, _StageTimer(), show_progress=False)
+    with tifffile.TiffFile(next(plate_dir.glob("*.tif"))) as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
 
 
 def test_a_second_run_on_one_folder_waits_then_exits_clearly(
@@ -145,3 +174,23 @@ def test_a_run_killed_with_sigkill_resumes_identical(tmp_path: Path) -> None:
     want = table_contents(run_dir / "store")
     results = kill9(run_dir, want, duration, 1, seed=1)
     assert results[0]["killed"] and results[0]["differences"] == []  # seed 1: at 13 % of the run
+
+
+def test_the_truth_beside_a_simulated_plate_is_found_and_no_other(
+    tmp_path: Path, plate: tuple[Path, Path]
+) -> None:
+    import shutil
+
+    from lnpstore.study.pipeline import truth_beside
+
+    plate_dir, _ = plate
+    assert truth_beside(plate_dir) == plate_dir.parent / "truth"  # `lnpstore simulate OUT`'s layout
+    other = tmp_path / "elsewhere" / plate_dir.name
+    shutil.copytree(plate_dir, other)
+    assert truth_beside(other) is None  # no truth folder beside it: a real plate
+    renamed = plate_dir.parent / "Other_Plate"
+    renamed.mkdir()
+    assert truth_beside(renamed) is None  # a truth folder, but of another plate
+    (tmp_path / "elsewhere" / "truth").mkdir()
+    (tmp_path / "elsewhere" / "truth" / "settings.json").write_text("{not json")
+    assert truth_beside(other) is None  # unreadable: no oracle, a warning
