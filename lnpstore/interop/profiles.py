@@ -4,20 +4,21 @@ A profile table has ``Metadata_*`` columns (plate, well, site, cell, frame, trea
 columns named as CellProfiler names them, ``<Compartment>_<Category>_<Measurement>``, so that
 pycytominer's ``infer_cp_features`` finds them by their ``Cells_`` prefix:
 
-=================================  ===================================================  ========
-feature                            from                                                 unit
-=================================  ===================================================  ========
-Cells_AreaShape_Area               tracks.area_px                                       px^2
-Cells_AreaShape_Perimeter          tracks.perimeter_px                                  px
-Cells_AreaShape_Eccentricity       tracks.eccentricity                                  -
-Cells_AreaShape_Solidity           tracks.solidity                                      -
-Cells_Intensity_MeanIntensity_CS   tracks.mean_cs (and _LNP, _GFP)                      counts
-Cells_Count_LNPSpots               tracks.lnp_spots                                     count
-Cells_Motion_Displacement          tracks.displacement_px                               px
-Cells_Motion_AreaRatio             tracks.area_ratio                                    -
-Cells_Motion_IoUPrev               tracks.iou_prev                                      -
-Cells_Embedding_00 .. _31          embeddings.embedding (aug 0) of one CNN model        -
-=================================  ===================================================  ========
+=======================================  ===================================================  ========
+feature                                  from                                                 unit
+=======================================  ===================================================  ========
+Cells_AreaShape_Area                     tracks.area_px                                       px^2
+Cells_AreaShape_Perimeter                tracks.perimeter_px                                  px
+Cells_AreaShape_Eccentricity             tracks.eccentricity                                  -
+Cells_AreaShape_Solidity                 tracks.solidity                                      -
+Cells_Intensity_MeanIntensity_CS         tracks.mean_cs (and _LNP, _GFP)                      counts
+Cells_Count_LNPSpots                     tracks.lnp_spots                                     count
+Cells_RadialDistribution_MeanFrac_LNP    tracks.lnp_radial_frac (spot signal's depth)         radii
+Cells_Motion_Displacement                tracks.displacement_px                               px
+Cells_Motion_AreaRatio                   tracks.area_ratio                                    -
+Cells_Motion_IoUPrev                     tracks.iou_prev                                      -
+Cells_Embedding_00 .. _31                embeddings.embedding (aug 0) of one CNN model        -
+=======================================  ===================================================  ========
 
 Two grains: ``cell_frame`` (one row per tracked cell per frame, a node of the tracks) and ``cell``
 (one row per tracked cell: each feature's mean over the cell's frames, nulls ignored). Written as
@@ -59,6 +60,7 @@ TRACK_FEATURES: dict[str, str] = {
     "mean_lnp": "Cells_Intensity_MeanIntensity_LNP",
     "mean_gfp": "Cells_Intensity_MeanIntensity_GFP",
     "lnp_spots": "Cells_Count_LNPSpots",
+    "lnp_radial_frac": "Cells_RadialDistribution_MeanFrac_LNP",
     "displacement_px": "Cells_Motion_Displacement",
     "area_ratio": "Cells_Motion_AreaRatio",
     "iou_prev": "Cells_Motion_IoUPrev",

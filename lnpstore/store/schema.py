@@ -34,7 +34,8 @@ from enum import StrEnum
 
 import polars as pl
 
-SCHEMA_VERSION = "1.1"  # 1.1: tracks.link_cost_px and gap_filled, the label_images table (additive)
+SCHEMA_VERSION = "1.2"  # 1.1: tracks.link_cost_px and gap_filled, the label_images table; 1.2:
+# tracks.lnp_radial_frac (each additive: older files read the new columns as nulls)
 
 EMBEDDING_DIM = 32
 BLOCK3_CHANNELS = 256
@@ -285,6 +286,14 @@ _table(
             Column("mean_lnp", pl.Float64, "counts", M),
             Column("mean_gfp", pl.Float64, "counts", M),
             Column("lnp_spots", pl.Int32, "count", M),
+            Column(
+                "lnp_radial_frac",
+                pl.Float64,
+                "",
+                M,
+                "LNP spot signal's mean distance from the centroid in equivalent radii (falls as particles "
+                "reach the nucleus; null without spot signal or before schema 1.2)",
+            ),
             Column("area_ratio", pl.Float64, "", M, "area / previous frame's area"),
             Column("iou_prev", pl.Float64, "", M, "overlap with the previous frame's region"),
             Column(

@@ -66,7 +66,7 @@ from lnpstore.tracking.segmentation import (
     window_markers,
 )
 from lnpstore.tracking.settings import FIELD_COLUMNS, NODE_ID_STRIDE, TrackSettings, gap_node
-from lnpstore.tracking.spots import count_spots
+from lnpstore.tracking.spots import spot_measures
 
 log = logging.getLogger(__name__)
 
@@ -511,7 +511,8 @@ class FieldTracker:
         }
 
     def _measure(self, fr: _Frame, region: np.ndarray, win_origin: tuple[int, int], crop: np.ndarray) -> dict:
-        """The region's shape (area, perimeter, eccentricity, solidity) and the channels' means and spots."""
+        """The region's shape (area, perimeter, eccentricity, solidity), the channels' means, the LNP spots
+        and their depth in the cell."""
         from skimage.measure import regionprops
 
         y0, x0 = win_origin
@@ -523,10 +524,10 @@ class FieldTracker:
             return None if img is None else float(np.asarray(img)[y0 : y0 + wy, x0 : x0 + wx][region].mean())
 
         lnp = fr.images.get("LNP")
-        spots = (
-            None
+        spots, depth = (
+            (None, None)
             if lnp is None
-            else count_spots(
+            else spot_measures(
                 np.asarray(lnp)[y0 : y0 + wy, x0 : x0 + wx],
                 region,
                 pixel_size_um=self.px,
@@ -542,6 +543,7 @@ class FieldTracker:
             "mean_lnp": mean_of("LNP"),
             "mean_gfp": mean_of("GFP"),
             "lnp_spots": spots,
+            "lnp_radial_frac": depth,
         }
 
     def _paint_label(self, track_id: int, crop: np.ndarray, crop_origin: tuple[int, int]) -> None:

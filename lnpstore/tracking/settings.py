@@ -49,6 +49,7 @@ FIELD_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "mean_lnp": pl.Float64,
     "mean_gfp": pl.Float64,
     "lnp_spots": pl.Int32,
+    "lnp_radial_frac": pl.Float64,
     "area_ratio": pl.Float64,
     "iou_prev": pl.Float64,
     "link_cost_px": pl.Float64,
