@@ -18,10 +18,11 @@ reference, the bar of issue 17 and the wall time (fit + predict, s):
 BasicMotions has no published figure here (the bar: it runs multi-class and multivariate without
 glue). Both models get the raw series and labels: no reshaping and no label encoding by the caller.
 The defaults are the estimators' own (the LSTM: ``PANEL_SEARCH``, an FCN branch of 64 filters beside
-each LSTM, series averaged to at most 64 steps; tsfresh: no PCA). ``--lstm-max-steps N`` is the LSTM's
-``max_steps`` (0 = all steps); ``--lstm-fcns`` / ``--lstm-convs`` the FCN branches / convolution front
-ends its search draws from (``--lstm-fcns 0 --lstm-convs 0``: the study's plain LSTM); ``--pca 32``
-the study's PCA before XGBoost.
+each LSTM, series pooled to at most 64 steps, each window's mean, minimum and maximum; tsfresh: no
+PCA). ``--lstm-max-steps N`` is the LSTM's ``max_steps`` (0 = all steps), ``--lstm-pool-stats mean``
+its windows' mean only; ``--lstm-fcns`` / ``--lstm-convs`` the FCN branches / convolution front ends
+its search draws from (``--lstm-fcns 0 --lstm-convs 0``: the study's plain LSTM); ``--pca 32`` the
+study's PCA before XGBoost.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def run_one(name: str, kind: str, data_dir: Path, a: argparse.Namespace) -> dict
             n_samples=a.lstm_samples,
             search=sc,
             max_steps=a.lstm_max_steps or None,
+            pool_stats=tuple(a.lstm_pool_stats),
             n_bags=a.lstm_bags,
             seed=a.seed,
         )
@@ -187,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lstm-units", type=lambda s: [int(x) for x in s.split(",")], default=[32, 64, 128, 256])
     p.add_argument(
         "--lstm-max-steps", type=int, default=64, help="LSTM input: at most this many steps (0: all)"
+    )
+    p.add_argument(
+        "--lstm-pool-stats",
+        type=lambda s: s.split(","),
+        default=["mean", "min", "max"],
+        help="what each pooled window keeps per channel (default: mean,min,max; mean: the mean only)",
     )
     p.add_argument("--lstm-convs", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     p.add_argument(

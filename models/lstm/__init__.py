@@ -14,6 +14,7 @@ One job per module:
 from __future__ import annotations
 
 from lnpstore.models.lstm.estimator import (
+    POOL_STATS,
     LSTMClassifier,
     LSTMEstimator,
     LSTMRegressor,
@@ -54,6 +55,7 @@ __all__ = [
     "LSTMRegressor",
     "RATES",
     "PANEL_SEARCH",
+    "POOL_STATS",
     "STUDY_SEARCH",
     "STUDY_TRAIN",
     "SearchConfig",

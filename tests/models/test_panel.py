@@ -160,12 +160,33 @@ def test_long_series_are_pooled_to_max_steps_with_padding_excluded():
     np.testing.assert_allclose(P[1, :2, 0], [8.0, 10.5])  # window 3-4 only: steps 5-6 are padding
 
 
+def test_windows_keep_their_mean_minimum_and_maximum_with_padding_excluded():
+    from lnpstore.models.lstm import POOL_STATS, pool_steps
+
+    X = np.arange(2 * 7 * 2, dtype=np.float32).reshape(2, 7, 2)
+    X[1, 5:] = -100.0  # series 1 has 5 real steps: its padding must not reach the minimum
+    P, L = pool_steps(X, np.array([7, 5]), 3, POOL_STATS)
+    assert P.shape == (2, 3, 6) and L.tolist() == [3, 2]  # (mean, min, max) x 2 channels
+    np.testing.assert_allclose(P[0, :, 0], [2.0, 8.0, 12.0])  # mean of channel 0: steps 0-2, 3-5, 6
+    np.testing.assert_allclose(P[1, :2, 2], [14.0, 20.0])  # min of channel 0: window 3-4 only
+    np.testing.assert_allclose(P[1, :2, 4], [18.0, 22.0])  # max of channel 0
+    assert (P[1, 2] == 0.0).all()  # a window of padding only
+    with pytest.raises(ValueError, match="pool stats"):
+        pool_steps(X, None, 3, ("median",))
+
+
 def test_estimator_pools_long_series_and_predicts_on_the_same_scale(data):
     Xtr, ytr, _, _, Xte, yte = data
     long_tr, long_te = np.repeat(Xtr, 8, axis=1), np.repeat(Xte, 8, axis=1)  # 80 steps, 8 per frame
-    m = LSTMClassifier(arch=SMALL, train=FAST, max_steps=10).fit(long_tr, ytr)
+    # flat windows (each frame repeated): the extrema would only repeat the mean, so the mean alone
+    m = LSTMClassifier(arch=SMALL, train=FAST, max_steps=10, pool_stats=("mean",)).fit(long_tr, ytr)
     assert m.pool_factor_ == 8 and m.score(long_te, yte) > 0.85
-    assert m.config()["pool_factor"] == 8
+    assert m.config()["pool_factor"] == 8 and m.config()["pool_stats"] == ["mean"]
+    assert m.model_.mean_.shape[-1] == Xtr.shape[2]
+    default = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1), max_steps=10).fit(long_tr, ytr)
+    assert default.config()["pool_stats"] == ["mean", "min", "max"]
+    assert default.model_.mean_.shape[-1] == 3 * Xtr.shape[2]  # the network reads 3 channels per channel
+    assert default.predict(long_te).shape == yte.shape  # predictions pool the same way
     raw = LSTMClassifier(arch=SMALL, train=FAST.replace(epochs=1), max_steps=None).fit(long_tr, ytr)
     assert raw.pool_factor_ == 1
 
