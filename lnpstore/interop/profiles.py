@@ -13,7 +13,7 @@ Cells_AreaShape_Eccentricity             tracks.eccentricity                    
 Cells_AreaShape_Solidity                 tracks.solidity                                      -
 Cells_Intensity_MeanIntensity_CS         tracks.mean_cs (and _LNP, _GFP)                      counts
 Cells_Count_LNPSpots                     tracks.lnp_spots                                     count
-Cells_RadialDistribution_MeanFrac_LNP    tracks.lnp_radial_frac (spot signal's depth)         radii
+Cells_RadialDistribution_MeanDist_LNP    tracks.lnp_radial_frac (spot signal's depth)         radii
 Cells_Motion_Displacement                tracks.displacement_px                               px
 Cells_Motion_AreaRatio                   tracks.area_ratio                                    -
 Cells_Motion_IoUPrev                     tracks.iou_prev                                      -
@@ -60,7 +60,7 @@ TRACK_FEATURES: dict[str, str] = {
     "mean_lnp": "Cells_Intensity_MeanIntensity_LNP",
     "mean_gfp": "Cells_Intensity_MeanIntensity_GFP",
     "lnp_spots": "Cells_Count_LNPSpots",
-    "lnp_radial_frac": "Cells_RadialDistribution_MeanFrac_LNP",
+    "lnp_radial_frac": "Cells_RadialDistribution_MeanDist_LNP",
     "displacement_px": "Cells_Motion_Displacement",
     "area_ratio": "Cells_Motion_AreaRatio",
     "iou_prev": "Cells_Motion_IoUPrev",

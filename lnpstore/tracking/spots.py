@@ -54,8 +54,9 @@ def spot_measures(
     The depth (``lnp_radial_frac``) is the spot signal's mean distance from the region's centroid in
     equivalent radii (sqrt(area / pi)): each pixel of the region weighted by how far its smoothed
     top-hat exceeds the spot threshold (only spot light counts, not the background or noise). It falls
-    as particles travel to the perinuclear region (~0.3) from the membrane (~0.9), as CellProfiler's
-    MeasureObjectIntensityDistribution ``MeanFrac`` does per ring. None when no pixel exceeds it.
+    as particles travel to the perinuclear region (~0.3) from the membrane (~0.9). One number where
+    CellProfiler's MeasureObjectIntensityDistribution bins the same distances into rings. None when no
+    pixel exceeds the threshold.
 
     Parameters
     ----------
