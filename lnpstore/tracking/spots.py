@@ -100,9 +100,9 @@ def spot_measures(
     total = float(weight.sum())
     if total <= 0.0:
         return int(len(peaks)), None
-    yy, xx = np.nonzero(reg)
-    cy, cx = yy.mean(), xx.mean()
+    # the region's centroid and area from its pixels found above (bounding-box coordinates)
+    cy, cx = rows.mean() - y0, cols.mean() - x0
     gy, gx = np.indices(reg.shape)
     dist = np.hypot(gy - cy, gx - cx)
-    radius = np.sqrt(reg.sum() / np.pi)
+    radius = np.sqrt(len(rows) / np.pi)
     return int(len(peaks)), float((weight * dist).sum() / total / radius)

@@ -31,9 +31,10 @@ def pool_factor(n_steps: int, max_steps: int | None) -> int:
     return -(-n_steps // max_steps)
 
 
-#: What :func:`pool_steps` keeps of each window by default: its mean, minimum and maximum per channel.
-POOL_STATS: tuple[str, ...] = ("mean", "min", "max")
+#: The stats :func:`pool_steps` can keep of each window, per channel.
 _POOL_STAT_NAMES = ("mean", "min", "max")
+#: What the estimators keep by default: every one of them.
+POOL_STATS: tuple[str, ...] = _POOL_STAT_NAMES
 
 
 def pool_steps(
@@ -210,9 +211,14 @@ class LSTMEstimator(PanelEstimator):
             members.append(m.fit(Xa[a], ya[a], Xa[b], ya[b], lengths=la, lengths_val=lb))
         return members
 
+    @property
+    def _fitted_pool_stats(self) -> tuple[str, ...]:
+        """The pool stats the model was fitted with (a model fitted before they existed: the mean)."""
+        return getattr(self, "pool_stats_", ("mean",))
+
     def _pool(self, X, L) -> tuple[np.ndarray, np.ndarray | None]:
         """X and lengths as the network reads them (pooled to at most ``max_steps``)."""
-        return pool_steps(X, L, self.pool_factor_, getattr(self, "pool_stats_", ("mean",)))
+        return pool_steps(X, L, self.pool_factor_, self._fitted_pool_stats)
 
     def _decision(self, X, L) -> np.ndarray:
         X, L = self._pool(X, L)
@@ -232,7 +238,7 @@ class LSTMEstimator(PanelEstimator):
             **self.model_.config(),
             "classes": getattr(self, "classes_", np.array([])).tolist(),
             "pool_factor": self.pool_factor_,  # steps pooled per network input step (max_steps)
-            "pool_stats": list(getattr(self, "pool_stats_", ("mean",))),
+            "pool_stats": list(self._fitted_pool_stats),
             "n_bags": self.n_bags_,
             "bag_best_epochs": [m.best_epoch_ for m in self.members_],
         }
