@@ -175,10 +175,100 @@ def panels_from_sequences(df: pl.DataFrame, *, mode: str) -> dict[str, Panel]:
     return out
 
 
-def load_panels(store, *, mode: str, fold: int, checkpoint: int) -> dict[str, Panel]:
-    """Train / val / test panels of frames 1..checkpoint from the fold's own CNN embeddings."""
-    df = store.query("sequences", mode=mode, fold=int(fold), checkpoint=int(checkpoint))
-    return panels_from_sequences(df, mode=mode)
+#: What the store's time-series models read: the fold's CNN embeddings (the study's protocol), the
+#: cells' per-frame track measures (``queries/track_sequences.sql``), or both (each augmentation's
+#: embedding with its cell's measures appended as channels).
+Inputs = Literal["embeddings", "tracks", "both"]
+INPUTS: tuple[str, ...] = ("embeddings", "tracks", "both")
+
+#: The channels of ``queries/track_sequences.sql``, in order (units there).
+TRACK_CHANNELS: tuple[str, ...] = (
+    "log_area",
+    "log1p_spots",
+    "log1p_lnp",
+    "mean_cs",
+    "eccentricity",
+    "lnp_depth",
+)
+
+
+def panels_from_tracks(df: pl.DataFrame, *, mode: str) -> dict[str, Panel]:
+    """Split the result of ``queries/track_sequences.sql`` into train / val / test panels (by ``role``).
+
+    Each cell is one case (track measures are not augmented); ids are ``cell_uid, aug`` with
+    ``aug = -1`` (as for augmentation-averaged sequences). A cell without every frame raises
+    :class:`~lnpstore.store.errors.PanelError` naming it.
+    """
+    target = target_column(mode)
+    out: dict[str, Panel] = {}
+    for role in ROLES:
+        part = df.filter(pl.col("role") == role)
+        if part.height == 0:
+            continue
+        try:
+            p = panel_from_long(
+                part.select("cell_uid", "frame", *TRACK_CHANNELS, target),
+                id_cols=["cell_uid"],
+                channel_cols=list(TRACK_CHANNELS),
+                target_col=target,
+            )
+        except ValueError as exc:
+            raise _panel_error(
+                f"track measures of the {role} cells: {exc}. A cell followed through a division "
+                "(division_rule='follow') changes track after it; use the embeddings as inputs for it"
+            ) from exc
+        out[role] = replace(p, ids=p.ids.with_columns(aug=pl.lit(-1, dtype=pl.Int8)))
+    return out
+
+
+def with_track_measures(emb: Panel, tracks: Panel) -> Panel:
+    """``emb`` (one case per cell x augmentation) with its cell's track measures appended as channels."""
+    if not np.array_equal(emb.frames, tracks.frames):
+        raise _panel_error(
+            f"embeddings have frames {emb.frames.tolist()}, track measures {tracks.frames.tolist()}"
+        )
+    row = {u: i for i, u in enumerate(tracks.ids.get_column("cell_uid").to_list())}
+    uids = emb.ids.get_column("cell_uid").to_list()
+    missing = sorted({u for u in uids if u not in row})
+    if missing:
+        raise _panel_error(
+            f"{len(missing)} embedded cell(s) have no track measures, e.g. {missing[0]!r}. "
+            "Hint: the tracks table lost rows since the crops were made; re-run `lnpstore track`"
+        )
+    idx = np.fromiter((row[u] for u in uids), dtype=np.int64, count=len(uids))
+    X = np.concatenate([emb.X, tracks.X[idx]], axis=2)
+    return replace(emb, X=X, channels=emb.channels + tracks.channels)
+
+
+def load_inputs(
+    store, *, mode: str, fold: int, checkpoint: int, inputs: Inputs = "embeddings"
+) -> tuple[dict[str, Panel], str | None]:
+    """Train / val / test panels of frames 1..checkpoint, and the id of the CNN whose embeddings
+    they hold (None for ``inputs='tracks'``). See :data:`Inputs`."""
+    if inputs not in INPUTS:
+        raise _panel_error(f"inputs must be one of {INPUTS}, not {inputs!r}")
+    emb: dict[str, Panel] = {}
+    cnn_id = None
+    if inputs in ("embeddings", "both"):
+        df = store.query("sequences", mode=mode, fold=int(fold), checkpoint=int(checkpoint))
+        emb = panels_from_sequences(df, mode=mode)
+        cnn_id = df.get_column("cnn_model_id")[0] if df.height else None
+    if inputs == "embeddings":
+        return emb, cnn_id
+    trk = panels_from_tracks(
+        store.query("track_sequences", fold=int(fold), checkpoint=int(checkpoint)), mode=mode
+    )
+    if inputs == "tracks":
+        return trk, None
+    return {r: with_track_measures(p, trk[r]) for r, p in emb.items() if r in trk}, cnn_id
+
+
+def load_panels(
+    store, *, mode: str, fold: int, checkpoint: int, inputs: Inputs = "embeddings"
+) -> dict[str, Panel]:
+    """Train / val / test panels of frames 1..checkpoint: the fold's own CNN embeddings, the cells'
+    track measures or both (:data:`Inputs`)."""
+    return load_inputs(store, mode=mode, fold=fold, checkpoint=checkpoint, inputs=inputs)[0]
 
 
 # ------------------------------------------------------------------------------------------ estimators

@@ -1,6 +1,7 @@
 """Store stage of the time-series models: LSTM and tsfresh -> XGBoost per (fold, checkpoint).
 
-Reads ``embeddings`` and ``cells`` (through ``queries/sequences.sql``), writes ``models``,
+Reads ``embeddings`` and ``cells`` (through ``queries/sequences.sql``), or with ``inputs='tracks'``
+/ ``'both'`` the per-frame track measures of ``tracks`` (``queries/track_sequences.sql``), writes ``models``,
 ``predictions`` (every test cell x augmentation; ``frame`` = checkpoint) and ``search`` (one row per
 sampled configuration). Resumable: a (fold, checkpoint) whose ``model_id`` is already in ``models``
 is skipped. The ``model_id`` is ``'{kind}-{mode}-f{fold}-t{checkpoint}-{hash8}'`` where ``hash8``
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from lnpstore.models.panel import Panel, panels_from_sequences
+from lnpstore.models.panel import INPUTS, Inputs, Panel, load_inputs
 
 from lnpstore._version import __version__
 from lnpstore.runtime.settings import Field, Settings, settings
@@ -50,10 +51,20 @@ class TimeseriesSettings(Settings):
     lstm_search: dict[str, Any] = Field(
         default_factory=dict, description="the LSTM SearchConfig as a dict ({} for tsfresh)"
     )
+    inputs: Literal["embeddings", "tracks", "both"] = Field(
+        "embeddings",
+        description="what the model reads: CNN embeddings, per-frame track measures, or both (Inputs)",
+    )
 
     def hash8(self, data_version: str) -> str:
-        """8 hex digits of the settings and the data version (part of the model id)."""
-        text = json.dumps({**self.to_dict(), "data_version": data_version}, sort_keys=True, default=str)
+        """8 hex digits of the settings and the data version (part of the model id).
+
+        ``inputs`` enters only when it is not the default, so models trained before it existed keep
+        their ids (a re-run resumes instead of retraining them)."""
+        d = self.to_dict()
+        if d.get("inputs") == "embeddings":
+            del d["inputs"]
+        text = json.dumps({**d, "data_version": data_version}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -61,8 +72,22 @@ def model_id_for(settings: TimeseriesSettings, fold: int, checkpoint: int, data_
     return f"{settings.kind}-{settings.mode}-f{fold}-t{checkpoint}-{settings.hash8(data_version)}"
 
 
-def _check_panels(panels: dict[str, Panel], *, mode: str, fold: int) -> None:
+#: The tables each kind of inputs reads (their content is the models' data version).
+_INPUT_TABLES: dict[str, tuple[str, ...]] = {
+    "embeddings": ("embeddings", "cells"),
+    "tracks": ("tracks", "cells"),
+    "both": ("embeddings", "cells", "tracks"),
+}
+
+
+def _check_panels(panels: dict[str, Panel], *, mode: str, fold: int, inputs: str = "embeddings") -> None:
     missing = [r for r in ("train", "val", "test") if r not in panels]
+    if missing and inputs == "tracks":
+        raise LnpstoreError(
+            f"no {'/'.join(missing)} track measures for fold {fold}: the cells' split or their tracks "
+            "are missing. Hint: run `lnpstore track` and `lnpstore crop` (which assigns the split) first, "
+            "and check `lnpstore query track_sequences --param fold=... --param checkpoint=...`"
+        )
     if missing:
         raise LnpstoreError(
             f"no {'/'.join(missing)} sequences for mode={mode!r}, fold {fold}: the fold's CNN embeddings "
@@ -153,6 +178,7 @@ def run_timeseries(
     n_jobs: int = 0,
     lstm_search_config: Any = None,
     tsfresh_engine: Literal["tsfresh", "array"] = "array",
+    inputs: Inputs = "embeddings",
 ) -> pl.DataFrame:
     """Train ``kind`` for every (fold, checkpoint); returns one row per unit (model_id, status, val_loss).
 
@@ -160,7 +186,9 @@ def run_timeseries(
     8 augmentations into one sequence (train, val and test; predictions then carry ``aug = -1``).
     ``lstm_search_config`` is a :class:`lnpstore.models.lstm.SearchConfig` (default: ``SearchConfig()``,
     the search over learning rates and batch sizes with early stopping; the study's exact protocol is
-    :data:`lnpstore.models.lstm.STUDY_SEARCH`).
+    :data:`lnpstore.models.lstm.STUDY_SEARCH`). ``inputs`` picks the channels
+    (:data:`lnpstore.models.panel.Inputs`): the embeddings (the study's protocol), the cells' track
+    measures (one case per cell, ``aug = -1``), or both.
     """
     from lnpstore.runtime.progress import bar
 
@@ -168,6 +196,8 @@ def run_timeseries(
         raise LnpstoreError(f"kind must be one of {KINDS}, not {kind!r}")
     if mode not in ("classify", "regress"):
         raise LnpstoreError(f"mode must be 'classify' or 'regress', not {mode!r}")
+    if inputs not in INPUTS:
+        raise LnpstoreError(f"inputs must be one of {INPUTS}, not {inputs!r}")
     folds = [int(f) for f in folds]
     checkpoints = sorted(int(t) for t in checkpoints)
     if not checkpoints or checkpoints[0] < 1:
@@ -182,8 +212,9 @@ def run_timeseries(
         average_augs=average_augs,
         lstm_search=search_dict,
         tsfresh_engine=tsfresh_engine if kind == "tsfresh_xgb" else "array",
+        inputs=inputs,
     )
-    data_version = store.data_version("embeddings", "cells")
+    data_version = store.data_version(*_INPUT_TABLES[inputs])
     t_pad = None
     if kind == "lstm":
         from lnpstore.models.jaxcache import enable
@@ -209,10 +240,8 @@ def run_timeseries(
                 if b is not None:
                     b.update(len(checkpoints))
                 continue
-            df = store.query("sequences", mode=mode, fold=fold, checkpoint=max(todo))
-            panels = panels_from_sequences(df, mode=mode)
-            _check_panels(panels, mode=mode, fold=fold)
-            cnn_id = df.get_column("cnn_model_id")[0]
+            panels, cnn_id = load_inputs(store, mode=mode, fold=fold, checkpoint=max(todo), inputs=inputs)
+            _check_panels(panels, mode=mode, fold=fold, inputs=inputs)
             for t in todo:
                 p = {r: pn.truncate(t) for r, pn in panels.items()}
                 if p["train"].X.shape[1] != t:

@@ -32,7 +32,8 @@ def make_store(root, *, n_per_fold: int = 8, n_test: int = 10, frames: int = 6, 
     """A store with cells (5 folds, test, control) and CNN embeddings for mode 'classify', folds 0 and 1.
 
     Embedding element 31 holds the CNN's fold + 1 (to check that a fold reads its own CNN); element 30
-    holds the frame number; rows are written in shuffled frame order.
+    holds the frame number; rows are written in shuffled frame order. ``tracks`` holds every cell's
+    measures (see :func:`track_rows`).
     """
     from lnpstore.store.core import Store
 
@@ -110,7 +111,41 @@ def make_store(root, *, n_per_fold: int = 8, n_test: int = 10, frames: int = 6, 
                         }
                     )
     store.write("models", pl.DataFrame(models))
+    store.write("tracks", track_rows(rows, frames))
     store.write(
         "embeddings", pl.DataFrame(emb).with_columns(pl.col("embedding").cast(pl.Array(pl.Float32, 32)))
     )
     return store, cells
+
+
+def track_rows(cells: list[dict], frames: int) -> pl.DataFrame:
+    """``tracks`` rows for ``cells``, frames 1..frames, with known measures: area 100 * frame px^2,
+    lnp_spots = label * frame, mean_lnp = 10 * frame, mean_cs = track_id, eccentricity 0.5,
+    lnp_radial_frac null on frame 1 (no spot yet) then 1 - frame / 10; the first cell's frame 3 is a
+    gap-filled node (its measures null)."""
+    from _rows import one_row
+
+    rows = []
+    for i, c in enumerate(cells):
+        for fr in range(1, frames + 1):
+            gap = i == 0 and fr == 3
+            rows.append(
+                {
+                    "plate": c["plate"],
+                    "well": c["well"],
+                    "field": c["field"],
+                    "track_id": c["track_id"],
+                    "frame": fr,
+                    "cell_uid": c["cell_uid"],
+                    "area_px": None if gap else 100.0 * fr,
+                    "lnp_spots": None if gap else c["label"] * fr,
+                    "mean_lnp": None if gap else 10.0 * fr,
+                    "mean_cs": None if gap else float(c["track_id"]),
+                    "eccentricity": None if gap else 0.5,
+                    "lnp_radial_frac": None if (gap or fr == 1) else 1.0 - fr / 10,
+                    "gap_filled": gap,
+                }
+            )
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    base = one_row("tracks")
+    return df.with_columns(pl.lit(base[c][0]).alias(c) for c in base.columns if c not in df.columns)

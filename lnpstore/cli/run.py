@@ -20,6 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         {"tsfresh_engine": args.tsfresh_engine}
         | ({"division_rule": args.division_rule} if args.division_rule else {})
         | ({"sim_compression": args.compression} if args.compression else {})
+        | ({"ts_inputs": args.inputs} if args.inputs else {})
     )
     if args.dry_run:
         return dry_run(args, overrides)
@@ -134,7 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="calibrate on this machine (well under a minute), print the projected time per stage and "
         "exit: no store is written",
     )
-    from lnpstore.cli.timeseries import add_engine_option
+    from lnpstore.cli.timeseries import add_engine_option, add_inputs_option
 
     add_engine_option(p)
+    add_inputs_option(p, default=None)
     p.set_defaults(func=cmd_run)

@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         dask_address=getattr(args, "dask", None),
         n_jobs=getattr(args, "jobs", 0),
         tsfresh_engine=getattr(args, "tsfresh_engine", "array"),
+        inputs=args.inputs,
     )
     for r in out.iter_rows(named=True):
         loss = "" if r["val_loss"] is None else f"  val_loss {r['val_loss']:.4f}"
@@ -51,6 +52,19 @@ def add_engine_option(p: argparse.ArgumentParser) -> None:
         default="array",
         help="feature extraction: array (default; every series at once, the same features as tsfresh's, "
         "tested to 1e-6) or tsfresh (tsfresh's extract_features; with --dask, on the cluster)",
+    )
+
+
+def add_inputs_option(p: argparse.ArgumentParser, default: str | None = "embeddings") -> None:
+    """``--inputs embeddings|tracks|both`` (shared with ``lnpstore run``)."""
+    p.add_argument(
+        "--inputs",
+        choices=["embeddings", "tracks", "both"],  # lnpstore.models.panel.INPUTS (--help stays fast)
+        default=default,
+        help="what the time-series models read: the CNN's embeddings (the study's protocol), the cells' "
+        "per-frame track measures (area, LNP spots, mean LNP, mean CS, eccentricity, LNP depth; "
+        "queries/track_sequences.sql) or both"
+        + (" (default: %(default)s)" if default else " (default: the preset's)"),
     )
 
 
@@ -74,15 +88,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=200, help="random-search samples (default %(default)s)")
     p.add_argument("--folds", type=int, default=5, help="train folds 0..N-1 (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    add_inputs_option(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-lstm", help="LSTM random search on CNN embeddings per fold and checkpoint")
+    p = sub.add_parser(
+        "train-lstm", help="LSTM random search on CNN embeddings (or track measures) per fold and checkpoint"
+    )
     _common(p)
     p.set_defaults(func=cmd_train_lstm)
 
     p = sub.add_parser(
-        "train-tsfresh", help="tsfresh -> PCA -> XGBoost on CNN embeddings per fold and checkpoint"
+        "train-tsfresh",
+        help="tsfresh -> PCA -> XGBoost on CNN embeddings (or track measures) per fold and checkpoint",
     )
     _common(p)
     p.add_argument(

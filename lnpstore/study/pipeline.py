@@ -79,6 +79,11 @@ class RunConfig(Settings):
     tsfresh_engine: Literal["tsfresh", "array"] = Field(
         "array", description="tsfresh feature extraction engine"
     )
+    ts_inputs: Literal["embeddings", "tracks", "both"] = Field(
+        "embeddings",
+        description="what the LSTM and tsfresh read: the CNN's embeddings (the study), the cells' per-frame "
+        "track measures, or both (lnpstore.models.panel.Inputs)",
+    )
     checkpoints_frames: tuple[int, ...] = Field(
         CHECKPOINTS_FRAMES, min_length=1, description="t (frames) of the time-series models"
     )
@@ -422,7 +427,9 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
     for mode in MODES:
         stage(
             f"lstm-{mode}",
-            lambda mode=mode: timeseries("lstm", mode, cfg.lstm_samples, lstm_search_config=lstm_search),
+            lambda mode=mode: timeseries(
+                "lstm", mode, cfg.lstm_samples, lstm_search_config=lstm_search, inputs=cfg.ts_inputs
+            ),
         )
         stage(
             f"tsfresh-{mode}",
@@ -434,6 +441,7 @@ def _train_models(store: Store, cfg: RunConfig, stage: _StageTimer, show_progres
                 average_augs=cfg.tsfresh_average_augs,
                 dask_address=cfg.dask_address,
                 tsfresh_engine=cfg.tsfresh_engine,
+                inputs=cfg.ts_inputs,
             ),
         )
 
@@ -510,7 +518,7 @@ def _run_info(
         "plate": plate,
         "plate_dir": str(plate_dir.resolve()),
         "simulated": simulated,
-        "reductions": list(cfg.reductions) or ["none: the study's full protocol"],
+        "reductions": _departures(cfg),
         "n_permutations": cfg.n_permutations,
         "timings_s": stage_s,
         "this_invocation_s": round(total_s, 1),
@@ -523,6 +531,15 @@ def _run_info(
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+
+
+def _departures(cfg: RunConfig) -> list[str]:
+    """How the run departs from the study's protocol: the preset's reductions and the caller's changes."""
+    out = list(cfg.reductions)
+    if cfg.ts_inputs != "embeddings":
+        read = {"tracks": "the cells' per-frame track measures", "both": "the embeddings and track measures"}
+        out.append(f"LSTM and tsfresh read {read[cfg.ts_inputs]} (the study: the CNN embeddings only)")
+    return out or ["none: the study's full protocol"]
 
 
 def _cumulative_timings(store: Store, timings: list[StageTiming]) -> dict[str, float]:

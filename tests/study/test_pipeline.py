@@ -93,3 +93,14 @@ def test_run_command_offers_every_preset():
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     preset = next(a for a in run._actions if a.dest == "preset")
     assert sorted(preset.choices) == sorted(PRESETS)
+
+
+def test_time_series_inputs_other_than_the_embeddings_are_reported_as_a_departure():
+    from lnpstore.study.pipeline import _departures, config_for
+
+    assert not any("track measures" in d for d in _departures(config_for("paper")))
+    for inputs in ("tracks", "both"):
+        cfg = config_for("paper", overrides={"ts_inputs": inputs})
+        assert cfg.ts_inputs == inputs and any("track measures" in d for d in _departures(cfg))
+    with pytest.raises(Exception, match="ts_inputs"):
+        config_for("paper", overrides={"ts_inputs": "pixels"})
