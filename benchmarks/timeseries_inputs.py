@@ -11,7 +11,8 @@ then folds, as ``queries/ensemble_predictions.sql``), next to the run's own CNN 
 oracle bars of issue 17 when the run was evaluated against the simulator's truth, and the fit time.
 
 Nothing is written to the store: tsfresh's feature cache goes to a temporary folder. One line of JSON
-per (inputs, model, mode) goes to ``--json`` when given.
+per (inputs, model, mode) goes to ``--json`` when given. ``--set FIELD=VALUE`` changes a setting of
+the preset (e.g. ``--set tsfresh_fc=efficient``) to try it without a new run.
 """
 
 from __future__ import annotations
@@ -86,6 +87,18 @@ def run_figures(store, checkpoint: int) -> pl.DataFrame:
     return s.filter(pl.col("frame").is_in([0, checkpoint])).select("kind", "mode", "frame", "ensemble")
 
 
+def _override(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` -> (field, value): the value as JSON (numbers, lists as tuples), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set wants FIELD=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, tuple(value) if isinstance(value, list) else value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a run folder (with store/) or a store folder")
@@ -96,6 +109,14 @@ def main() -> None:
     ap.add_argument("--models", default="tsfresh_xgb,lstm", help="comma-separated kinds (default: both)")
     ap.add_argument("--modes", default="classify,regress", help="comma-separated (default: both)")
     ap.add_argument("--folds", type=int, default=None, help="folds 0..N-1 (default: the preset's)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a RunConfig field of the preset, e.g. --set tsfresh_fc=efficient --set lstm_samples=8 "
+        "(values read as JSON, else as text; repeatable)",
+    )
     ap.add_argument("--json", help="append one JSON line per result to this file")
     args = ap.parse_args()
 
@@ -106,7 +127,7 @@ def main() -> None:
 
     root = Path(args.run)
     store = Store.open(root / "store" if (root / "store").is_dir() else root)
-    cfg = config_for(args.preset, seed=args.seed)
+    cfg = config_for(args.preset, seed=args.seed, overrides=dict(_override(o) for o in args.set))
     n_folds = args.folds or cfg.n_folds
     own = run_figures(store, args.checkpoint)
 
@@ -159,6 +180,7 @@ def main() -> None:
                         "oracle": oracle,
                         "seconds": round(dt, 1),
                         "preset": args.preset,
+                        "set": args.set,
                         "seed": cfg.seed,
                         "store": str(store.root),
                     }
