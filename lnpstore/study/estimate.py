@@ -189,8 +189,17 @@ def sizes_for(cfg: RunConfig) -> Sizes:
         embedded=complete if cfg.embed_controls else complete * dosed,
         train_cells_fold=train_fold,
         crop_px=geometry_for(sim.pixel_size_um).crop_px,
-        cases_fold=train_fold * cfg.n_augs,
-        cases_ts=train_fold * (1 if cfg.tsfresh_average_augs else cfg.n_augs),
+        cases_fold=train_fold * (1 if cfg.ts_inputs == "tracks" else cfg.n_augs),
+        cases_ts=train_fold * (1 if (cfg.tsfresh_average_augs or cfg.ts_inputs == "tracks") else cfg.n_augs),
+    )
+
+
+def ts_channels(cfg: RunConfig) -> int:
+    """Channels of the time-series models' sequences: the embedding's, the track measures' or both."""
+    from lnpstore.models.panel import TRACK_CHANNELS
+
+    return {"embeddings": EMBEDDING_DIM, "tracks": len(TRACK_CHANNELS)}.get(
+        cfg.ts_inputs, EMBEDDING_DIM + len(TRACK_CHANNELS)
     )
 
 
@@ -284,13 +293,13 @@ def stage_counts(cfg: RunConfig, *, n_features: int | None = None) -> list[Stage
         StageCount("lstm-compile", lstm_groups(cfg), "compiles", "lstm_s_per_compile"),
         StageCount(
             "tsfresh-extract",
-            ts_searches * sum(z.cases_ts * t for t in cfg.checkpoints_frames) * EMBEDDING_DIM,
+            ts_searches * sum(z.cases_ts * t for t in cfg.checkpoints_frames) * ts_channels(cfg),
             "series-steps",
             "tsfresh_s_per_series_step",
         ),
         StageCount(
             "tsfresh-select",
-            ts_searches * len(cfg.checkpoints_frames) * nf * EMBEDDING_DIM,
+            ts_searches * len(cfg.checkpoints_frames) * nf * ts_channels(cfg),
             "features tested",
             "select_s_per_feature",
         ),
@@ -521,8 +530,8 @@ def _calibrate_lstm(cfg: RunConfig, n_trials: int, epochs: int = 3) -> dict[str,
     n = int(min(max(z.cases_fold, 32), 512))
     t = max(cfg.checkpoints_frames)
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, t, EMBEDDING_DIM)).astype(np.float32)
-    Xv = rng.normal(size=(max(1, n // 4), t, EMBEDDING_DIM)).astype(np.float32)
+    X = rng.normal(size=(n, t, ts_channels(cfg))).astype(np.float32)
+    Xv = rng.normal(size=(max(1, n // 4), t, ts_channels(cfg))).astype(np.float32)
     y, yv = rng.integers(0, 2, len(X)).astype(np.float32), rng.integers(0, 2, len(Xv)).astype(np.float32)
     trials = sample_trials(cfg.lstm_samples, cfg.seed, sc)
     work = np.array([_lstm_work(t.arch) for t in trials])
