@@ -9,6 +9,9 @@ XGBoost) and mode it fits every fold with the preset's settings (``--preset``, `
 the test cells and prints the fold ensemble's weighted F1 / RMSE (augmentations averaged per fold,
 then folds, as ``queries/ensemble_predictions.sql``), next to the run's own CNN figure and the
 oracle bars of issue 17 when the run was evaluated against the simulator's truth, and the fit time.
+Above them, per mode, two references trained the same way (:func:`trained_readers`): a linear reader
+of the track measures, and one of the simulator's true features (what a trained model could reach
+with perfect measures; the report's trajectory oracle is fitted in-sample to noise-free values).
 
 Nothing is written to the store: tsfresh's feature cache goes to a temporary folder. One line of JSON
 per (inputs, model, mode) goes to ``--json`` when given. ``--set FIELD=VALUE`` changes a setting of
@@ -99,6 +102,64 @@ def _override(text: str) -> tuple[str, object]:
     return key, tuple(value) if isinstance(value, list) else value
 
 
+def trained_readers(store, truth_dir: Path | None, mode: str, checkpoint: int, n_folds: int) -> dict:
+    """Linear readers trained as the models are (per fold on its training cells' measured targets,
+    ridge / L2 logistic with the penalty chosen by inner CV; fold ensemble on the test cells): of
+    the tracker's measures (every frame's channels of ``queries/track_sequences.sql``) and, when the
+    simulator's truth is there, of the trajectory oracle's true features (particle count and depth
+    per frame, log area; :func:`lnpstore.simulate.expression.trajectory_features`). Unlike the
+    trajectory oracle, which is fitted in-sample to the full oracle's noise-free values, these are
+    what a trained model could reach from such inputs."""
+    import warnings
+
+    from lnpstore.models.panel import load_inputs
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # 1.10's new defaults
+
+    def fit(X, y):
+        reg = (
+            LogisticRegressionCV(Cs=20, max_iter=2000, class_weight="balanced")
+            if mode == "classify"
+            else RidgeCV(alphas=np.logspace(-3, 4, 30))
+        )
+        return make_pipeline(StandardScaler(), reg).fit(X, y)
+
+    def score(m, X):
+        return m.predict_proba(X)[:, 1] if mode == "classify" else m.predict(X)
+
+    truth_x = None
+    if truth_dir is not None:
+        from lnpstore.simulate.expression import trajectory_features
+        from lnpstore.simulate.truth import load_truth, store_cells_in_truth
+
+        tt = load_truth(truth_dir)["tracks"].with_columns(
+            pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int64)
+        )
+        matched = store_cells_in_truth(store, tt)
+        x = trajectory_features(matched, tt, checkpoint)[:, 1:]  # the scaler centres: no intercept
+        truth_x = dict(zip(matched["cell_uid"].to_list(), x, strict=True))
+    out: dict[str, list] = {"tracks": [], "truth": []}
+    for fold in range(n_folds):
+        p, _ = load_inputs(store, mode=mode, fold=fold, checkpoint=checkpoint, inputs="tracks")
+        tr, te = p["train"], p["test"]
+        m = fit(tr.X.reshape(tr.n_cases, -1), tr.y)
+        out["tracks"].append((te.ids, te.y, score(m, te.X.reshape(te.n_cases, -1))))
+        if truth_x is not None:
+            rows = {}
+            for role in ("train", "test"):
+                uids = p[role].ids["cell_uid"].to_list()
+                keep = np.array([u in truth_x and np.isfinite(truth_x[u]).all() for u in uids])
+                X = np.array([truth_x[u] for u, k in zip(uids, keep, strict=True) if k])
+                rows[role] = (p[role].subset(keep), X)
+            (trp, trX), (tep, teX) = rows["train"], rows["test"]
+            m = fit(trX, trp.y)
+            out["truth"].append((tep.ids, tep.y, score(m, teX)))
+    return {k: ensemble_metric(mode, v) for k, v in out.items() if v}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a run folder (with store/) or a store folder")
@@ -117,6 +178,13 @@ def main() -> None:
         help="change a RunConfig field of the preset, e.g. --set tsfresh_fc=efficient --set lstm_samples=8 "
         "(values read as JSON, else as text; repeatable)",
     )
+    ap.add_argument(
+        "--truth",
+        default=None,
+        help="the simulator's truth folder (default: RUN/plate/truth when there) for the trained reader "
+        "of the true features",
+    )
+    ap.add_argument("--no-readers", action="store_true", help="skip the trained linear readers")
     ap.add_argument("--json", help="append one JSON line per result to this file")
     args = ap.parse_args()
 
@@ -145,8 +213,19 @@ def main() -> None:
             bar = f"bar RMSE <= {oracle * 1.1:.3f}" if oracle is not None else "no oracle"
         cnn_txt = f"{cnn:.3f}" if cnn is not None else "-"
         print(f"{mode}, t = {args.checkpoint}: run's CNN {cnn_txt}, oracle {oracle}, {bar}", flush=True)
-        for inputs in args.inputs.split(","):
-            for kind in args.models.split(","):
+        if not args.no_readers:
+            truth_dir = Path(args.truth) if args.truth else root / "plate" / "truth"
+            readers = trained_readers(
+                store, truth_dir if truth_dir.is_dir() else None, mode, args.checkpoint, n_folds
+            )
+            for name, value in readers.items():
+                print(f"  trained linear reader of the {name + ' features':<15} {value:.3f}", flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        rec = {"reader": name, "mode": mode, "checkpoint": args.checkpoint, "value": value}
+                        f.write(json.dumps(rec | {"oracle": oracle, "store": str(store.root)}) + "\n")
+        for inputs in [i for i in args.inputs.split(",") if i]:
+            for kind in [k for k in args.models.split(",") if k]:
                 t0 = time.perf_counter()
                 preds = []
                 with tempfile.TemporaryDirectory() as tmp:

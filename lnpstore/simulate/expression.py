@@ -184,24 +184,13 @@ def one_frame_oracle(cells: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def trajectory_oracle(
+def trajectory_features(
     cells: pl.DataFrame, tracks: pl.DataFrame, frames: int = ORACLE_SEEN_FRAMES
-) -> pl.DataFrame:
-    """What a perfect reader of frames 1..``frames`` could tell about the outcome (the trajectory
-    oracle), on the simulator's truth: the linear read-out (:func:`_linear_readout`) of the true
-    particle count (log 1 + ``n_lnp``) and the particles' depth (``lnp_radial_frac``) in every frame,
-    and the log of the cell's mean area (``area_px``), from ``tracks`` (truth's tracks.parquet).
-
-    Unlike the full oracle it does not know the particles still to come after ``frames``, the uptake
-    rate or drift beyond what the counts and depths show, nor the neighbours' GFP at the last frame; so
-    it is what the images of frames 1..``frames`` hold for a linear reader, the reference for how well a
-    model reads them (issue 17). A frame without particles has no depth: the frame's mean depth stands
-    in (the count, 0, says the rest). A cell missing from some of the frames (it entered the image
-    later, or was born) gets null, and every cell does on a plate with fewer than
-    :data:`TRACK_ROWS_PER_COLUMN` treated cells per feature (2 x ``frames`` + 2: 420 at 20 frames; the
-    study-size plate has ~1400, the demo ~150). Returns ``cells`` with ``oracle_track_prob`` and
-    ``oracle_track_log_gfp`` added (controls: 0 and their own ``oracle_log_gfp``).
-    """
+) -> np.ndarray:
+    """The trajectory oracle's features per row of ``cells`` (keys well, field, true_id), from the
+    truth's ``tracks``: an intercept, log(1 + true particle count) and the particles' depth in each of
+    frames 1..``frames``, and the log of the cell's mean area (px^2); (n_cells, 2 x frames + 2), NaN
+    rows for cells not in every frame. A frame without particles takes the frame's mean depth."""
     keys = ["well", "field", "true_id"]
     depth = pl.col("lnp_radial_frac").fill_nan(None)
     seen = tracks.filter(pl.col("frame").is_between(1, frames)).with_columns(
@@ -220,6 +209,28 @@ def trajectory_oracle(
     log_area = joined.get_column("_log_area").to_numpy().astype(np.float64)
     x = np.column_stack([np.ones(cells.height), counts, depths, log_area])
     x[~complete] = np.nan
+    return x
+
+
+def trajectory_oracle(
+    cells: pl.DataFrame, tracks: pl.DataFrame, frames: int = ORACLE_SEEN_FRAMES
+) -> pl.DataFrame:
+    """What a perfect reader of frames 1..``frames`` could tell about the outcome (the trajectory
+    oracle), on the simulator's truth: the linear read-out (:func:`_linear_readout`) of the true
+    particle count (log 1 + ``n_lnp``) and the particles' depth (``lnp_radial_frac``) in every frame,
+    and the log of the cell's mean area (``area_px``), from ``tracks`` (truth's tracks.parquet).
+
+    Unlike the full oracle it does not know the particles still to come after ``frames``, the uptake
+    rate or drift beyond what the counts and depths show, nor the neighbours' GFP at the last frame; so
+    it is what the images of frames 1..``frames`` hold for a linear reader, the reference for how well a
+    model reads them (issue 17). A frame without particles has no depth: the frame's mean depth stands
+    in (the count, 0, says the rest). A cell missing from some of the frames (it entered the image
+    later, or was born) gets null, and every cell does on a plate with fewer than
+    :data:`TRACK_ROWS_PER_COLUMN` treated cells per feature (2 x ``frames`` + 2: 420 at 20 frames; the
+    study-size plate has ~1400, the demo ~150). Returns ``cells`` with ``oracle_track_prob`` and
+    ``oracle_track_log_gfp`` added (controls: 0 and their own ``oracle_log_gfp``).
+    """
+    x = trajectory_features(cells, tracks, frames)
     eta, full_log, in_bounds = _truth_columns(cells)
     prob, log_gfp = _linear_readout(x, eta, full_log, in_bounds, rows_per_column=TRACK_ROWS_PER_COLUMN)
     return cells.with_columns(

@@ -113,6 +113,20 @@ def match_cells_to_truth(
     return out.select("cell_uid", "true_id", "distance_px")
 
 
+def store_cells_in_truth(store: Store, truth_tracks: pl.DataFrame) -> pl.DataFrame:
+    """cell_uid, well, field, true_id of the store's tracked cells matched to the truth's cells by
+    their frame-1 centres (within a quarter of the target window; :func:`match_cells_to_truth`)."""
+    first = store.sql("SELECT t.cell_uid, t.well, t.field, t.y_px, t.x_px FROM tracks t WHERE t.frame = 1")
+    true_first = truth_tracks.filter(pl.col("frame") == 1).select(
+        "well", pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int64), "y_px", "x_px"
+    )
+    px = float(store.read("plates").get_column("pixel_size_um")[0])
+    match = match_cells_to_truth(first, true_first, max_distance_px=geometry_for(px).target_window_px / 4)
+    return match.join(first.select("cell_uid", "well", "field"), on="cell_uid").select(
+        "cell_uid", "well", "field", "true_id"
+    )
+
+
 def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     """cell_uid -> oracle_prob, oracle_log_gfp (log-centred) for the store's cells, from the simulator's truth,
     the same from the particle count at frame 20 and the cell size (``oracle_frame_*``,
@@ -124,12 +138,7 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
     """
     truth = load_truth(truth_dir)
     t_cells, t_tracks = truth["cells"], truth["tracks"]
-    first = store.sql("SELECT t.cell_uid, t.well, t.field, t.y_px, t.x_px FROM tracks t WHERE t.frame = 1")
-    true_first = t_tracks.filter(pl.col("frame") == 1).select(
-        "well", pl.col("field").cast(pl.Int16), pl.col("true_id").cast(pl.Int64), "y_px", "x_px"
-    )
-    px = float(store.read("plates").get_column("pixel_size_um")[0])
-    match = match_cells_to_truth(first, true_first, max_distance_px=geometry_for(px).target_window_px / 4)
+    matched = store_cells_in_truth(store, t_tracks)
     cells = store.read("cells").filter(pl.col("gfp_sum").is_not_null())
     train = cells.filter(pl.col("split") == "train")
     centre = float(np.log(train.get_column("gfp_sum").to_numpy()).mean()) if train.height else 0.0
@@ -144,10 +153,8 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
         "oracle_track_prob",
         "oracle_track_log_gfp",
     )
-    uid_well = first.select("cell_uid", "well", "field")
     return (
-        match.join(uid_well, on="cell_uid")
-        .join(oc, on=["well", "field", "true_id"])
+        matched.join(oc, on=["well", "field", "true_id"])
         .select(
             "cell_uid",
             "oracle_prob",
