@@ -143,3 +143,16 @@ def test_embed_without_controls_counts_dosed_cells_only_and_the_search_follows_t
     # fewer epochs and less patience project less LSTM work
     lstm = {c.stage: c.count for c in E.stage_counts(TINY, n_features=10)}["lstm"]
     assert {c.stage: c.count for c in E.stage_counts(lean, n_features=10)}["lstm"] < lstm
+
+
+def test_projection_counts_the_time_series_inputs():
+    from lnpstore.study.estimate import sizes_for, ts_channels
+    from lnpstore.study.pipeline import config_for
+
+    emb = config_for("study", overrides={"ts_inputs": "embeddings", "tsfresh_average_augs": False})
+    trk = config_for("study", overrides={"ts_inputs": "tracks", "tsfresh_average_augs": False})
+    both = config_for("study", overrides={"ts_inputs": "both"})
+    z_emb, z_trk = sizes_for(emb), sizes_for(trk)
+    assert z_emb.cases_fold == z_trk.cases_fold * emb.n_augs  # a track sequence per cell, not per aug
+    assert z_emb.cases_ts == z_trk.cases_ts * emb.n_augs
+    assert (ts_channels(emb), ts_channels(trk), ts_channels(both)) == (32, 6, 38)
