@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "paper",
         ],  # lnpstore.study.pipeline.PRESETS (not imported: --help stays fast)
         default="demo",
-        help="demo (default), study (the study's plate size, ~40 min on 2 cores) or paper (the full protocol)",
+        help="demo (default), study (the study's plate size, 26-31 min on 2 cores) or paper (the full protocol)",
     )
     p.add_argument("--plate", help="a plate folder as the instrument wrote it (with --plate-map)")
     p.add_argument("--plate-map", help="CSV/Parquet with well, dose_ng, is_control")
