@@ -153,17 +153,14 @@ def oracle_for_store(store: Store, truth_dir: str | Path) -> pl.DataFrame:
         "oracle_track_prob",
         "oracle_track_log_gfp",
     )
-    return (
-        matched.join(oc, on=["well", "field", "true_id"])
-        .select(
-            "cell_uid",
-            "oracle_prob",
-            (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp"),
-            "oracle_frame_prob",
-            (pl.col("oracle_frame_log_gfp") - centre).alias("oracle_frame_log_gfp"),
-            "oracle_track_prob",
-            (pl.col("oracle_track_log_gfp") - centre).alias("oracle_track_log_gfp"),
-        )
+    return matched.join(oc, on=["well", "field", "true_id"]).select(
+        "cell_uid",
+        "oracle_prob",
+        (pl.col("oracle_log_gfp") - centre).alias("oracle_log_gfp"),
+        "oracle_frame_prob",
+        (pl.col("oracle_frame_log_gfp") - centre).alias("oracle_frame_log_gfp"),
+        "oracle_track_prob",
+        (pl.col("oracle_track_log_gfp") - centre).alias("oracle_track_log_gfp"),
     )
 
 
