@@ -91,6 +91,9 @@ class RunConfig(Protocol):
     def tsfresh_engine(self) -> Literal["tsfresh", "array"]: ...
 
     @property
+    def ts_inputs(self) -> Literal["embeddings", "tracks", "both"]: ...
+
+    @property
     def checkpoints_frames(self) -> tuple[int, ...]: ...
 
 
