@@ -330,7 +330,7 @@ def _write(
     )
     store.write("predictions", pred.select(S.table("predictions").column_names), mode="replace")
 
-    search_id = f"{kind}-{mode}-f{fold}-t{t}"
+    search_id = model_id  # each model's own search: other settings or inputs do not replace its rows
     srch = trials.select(
         search_id=pl.lit(search_id),
         trial=pl.col("trial").cast(pl.Int32),

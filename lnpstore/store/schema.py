@@ -486,7 +486,12 @@ _table(
         "search",
         "Every configuration sampled by a hyper-parameter search, with its validation loss.",
         (
-            _k("search_id", pl.String, "'{kind}-{mode}-f{fold}-t{checkpoint}'"),
+            _k(
+                "search_id",
+                pl.String,
+                "the model_id the search chose ('{kind}-{mode}-f{fold}-t{checkpoint}-{hash8}'; stores "
+                "before 2026-12-08: without the hash, so a re-run with other settings replaced its rows)",
+            ),
             _k("trial", pl.Int32),
             Column("kind", pl.String, role=MD),
             Column("mode", pl.String, role=MD),

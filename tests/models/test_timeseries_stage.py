@@ -102,6 +102,19 @@ def test_tsfresh_stage_on_track_measures(store_cells):
     cfg = json.loads(m["config"][0])
     assert cfg["settings"]["inputs"] == "tracks" and cfg["cnn_model_id"] is None
     assert m["data_version"][0] == store.data_version("tracks", "cells")
+    emb = run_timeseries(
+        store,
+        "tsfresh_xgb",
+        "classify",
+        folds=[1],
+        checkpoints=(5,),
+        n_samples=2,
+        fc_parameters="minimal",
+        show_progress=False,
+    )  # the same (fold, checkpoint) on the embeddings: a second model and search beside the first
+    search = store.read("search")
+    for mid in (out["model_id"][0], emb["model_id"][0]):
+        assert search.filter(pl.col("search_id") == mid).height == 2
     pred = store.read("predictions").filter(pl.col("model_id") == out["model_id"][0])
     test = cells.filter(pl.col("split") == "test")
     assert pred.height == test.height and pred["aug"].unique().to_list() == [-1]
