@@ -160,6 +160,13 @@ def panels_from_sequences(df: pl.DataFrame, *, mode: str) -> dict[str, Panel]:
 
     Each (cell, augmentation) is one case; ids are ``cell_uid, aug``. Roles without rows are absent.
     """
+    return _panels_by_role(df, mode=mode, id_cols=["cell_uid", "aug"], channel_cols=["embedding"])
+
+
+def _panels_by_role(
+    df: pl.DataFrame, *, mode: str, id_cols: list[str], channel_cols: list[str]
+) -> dict[str, Panel]:
+    """One panel per ``role`` of a long query result (roles without rows are absent)."""
     target = target_column(mode)
     out: dict[str, Panel] = {}
     for role in ROLES:
@@ -167,9 +174,9 @@ def panels_from_sequences(df: pl.DataFrame, *, mode: str) -> dict[str, Panel]:
         if part.height == 0:
             continue
         out[role] = panel_from_long(
-            part.select("cell_uid", "aug", "frame", "embedding", target),
-            id_cols=["cell_uid", "aug"],
-            channel_cols=["embedding"],
+            part.select(*id_cols, "frame", *channel_cols, target),
+            id_cols=id_cols,
+            channel_cols=channel_cols,
             target_col=target,
         )
     return out
@@ -199,26 +206,14 @@ def panels_from_tracks(df: pl.DataFrame, *, mode: str) -> dict[str, Panel]:
     ``aug = -1`` (as for augmentation-averaged sequences). A cell without every frame raises
     :class:`~lnpstore.store.errors.PanelError` naming it.
     """
-    target = target_column(mode)
-    out: dict[str, Panel] = {}
-    for role in ROLES:
-        part = df.filter(pl.col("role") == role)
-        if part.height == 0:
-            continue
-        try:
-            p = panel_from_long(
-                part.select("cell_uid", "frame", *TRACK_CHANNELS, target),
-                id_cols=["cell_uid"],
-                channel_cols=list(TRACK_CHANNELS),
-                target_col=target,
-            )
-        except ValueError as exc:
-            raise _panel_error(
-                f"track measures of the {role} cells: {exc}. A cell followed through a division "
-                "(division_rule='follow') changes track after it; use the embeddings as inputs for it"
-            ) from exc
-        out[role] = replace(p, ids=p.ids.with_columns(aug=pl.lit(-1, dtype=pl.Int8)))
-    return out
+    try:
+        panels = _panels_by_role(df, mode=mode, id_cols=["cell_uid"], channel_cols=list(TRACK_CHANNELS))
+    except ValueError as exc:
+        raise _panel_error(
+            f"track measures: {exc}. A cell followed through a division (division_rule='follow') "
+            "changes track after it; use the embeddings as inputs for it"
+        ) from exc
+    return {r: replace(p, ids=p.ids.with_columns(aug=pl.lit(-1, dtype=pl.Int8))) for r, p in panels.items()}
 
 
 def with_track_measures(emb: Panel, tracks: Panel) -> Panel:

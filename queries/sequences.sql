@@ -11,17 +11,7 @@ WITH cnn AS (
     LIMIT 1
 ),
 roles AS (
-    SELECT
-        cell_uid,
-        label,
-        gfp_log_centered,
-        CASE
-            WHEN split = 'train' AND fold <> $fold THEN 'train'
-            WHEN split = 'train' AND fold = $fold THEN 'val'
-            WHEN split = 'test' THEN 'test'
-        END AS role
-    FROM cells
-    WHERE split IN ('train', 'test') AND NOT (split = 'train' AND fold IS NULL)
+    SELECT cell_uid, label, gfp_log_centered, role FROM fold_roles WHERE cv_fold = $fold
 )
 SELECT
     r.role,

@@ -8,17 +8,7 @@
 -- Rows are the cell's own track (cells.cell_uid): under the 'follow' division rule a daughter's frames
 -- are another cell_uid, so a cell that divided before $checkpoint has fewer than $checkpoint rows.
 WITH roles AS (
-    SELECT
-        cell_uid,
-        label,
-        gfp_log_centered,
-        CASE
-            WHEN split = 'train' AND fold <> $fold THEN 'train'
-            WHEN split = 'train' AND fold = $fold THEN 'val'
-            WHEN split = 'test' THEN 'test'
-        END AS role
-    FROM cells
-    WHERE split IN ('train', 'test') AND NOT (split = 'train' AND fold IS NULL)
+    SELECT cell_uid, label, gfp_log_centered, role FROM fold_roles WHERE cv_fold = $fold
 ),
 measured AS (
     SELECT

@@ -533,6 +533,24 @@ _table(
 #: Derived views over the tables (name -> SELECT), defined in every DuckDB connection and in the
 #: catalog file after the tables' views. Read-only: nothing is stored under these names.
 VIEWS: dict[str, str] = {
+    # each model cell's role in each CV fold's models: with held-out fold k, a training cell of another
+    # fold is 'train', one of fold k 'val', a test cell 'test' (control and excluded cells never appear);
+    # the time-series queries take their fold's rows (queries/sequences.sql, track_sequences.sql)
+    "fold_roles": """
+        SELECT
+            k.cv_fold,
+            c.cell_uid,
+            c.label,
+            c.gfp_log_centered,
+            CASE
+                WHEN c.split = 'train' AND c.fold <> k.cv_fold THEN 'train'
+                WHEN c.split = 'train' AND c.fold = k.cv_fold THEN 'val'
+                WHEN c.split = 'test' THEN 'test'
+            END AS role
+        FROM cells AS c
+        CROSS JOIN (SELECT DISTINCT fold AS cv_fold FROM cells WHERE fold IS NOT NULL) AS k
+        WHERE c.split IN ('train', 'test') AND NOT (c.split = 'train' AND c.fold IS NULL)
+    """,
     # the predictions of the newest model of each kind, mode, fold and frame (models.created_at; a
     # prediction without a models row counts as oldest): training again with changed settings stores a
     # new model_id beside the old one, and only the new one should count in metrics and figures

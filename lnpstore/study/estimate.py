@@ -201,9 +201,8 @@ def ts_channels(cfg: RunConfig) -> int:
     """Channels of the time-series models' sequences: the embedding's, the track measures' or both."""
     from lnpstore.models.panel import TRACK_CHANNELS
 
-    return {"embeddings": EMBEDDING_DIM, "tracks": len(TRACK_CHANNELS)}.get(
-        cfg.ts_inputs, EMBEDDING_DIM + len(TRACK_CHANNELS)
-    )
+    n_track = len(TRACK_CHANNELS)
+    return {"embeddings": EMBEDDING_DIM, "tracks": n_track, "both": EMBEDDING_DIM + n_track}[cfg.ts_inputs]
 
 
 def lstm_search_config(cfg: RunConfig) -> Any:
