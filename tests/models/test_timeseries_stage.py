@@ -243,3 +243,30 @@ def test_cli_parses():
     a = build_parser().parse_args(["run", "--preset", "study", "--inputs", "tracks"])
     assert a.inputs == "tracks"
     assert build_parser().parse_args(["run"]).inputs is None  # the preset's own
+
+
+def test_a_cell_missing_track_frames_is_named_and_nothing_is_lost(tmp_path):
+    from _ts_data import track_rows
+
+    from lnpstore.store.errors import PanelError
+
+    store, cells = make_store(tmp_path / "s")
+    gone = cells["cell_uid"][0]  # as if it had divided at frame 4 under the 'follow' rule
+    rows = track_rows(cells.to_dicts(), 6).filter((pl.col("cell_uid") != gone) | (pl.col("frame") < 4))
+    store.write("tracks", rows, mode="replace")
+    before = {t: store.read(t).height for t in ("cells", "tracks", "models", "embeddings")}
+    with pytest.raises(PanelError, match=gone.replace("|", r"\|")) as err:
+        run_timeseries(
+            store,
+            "tsfresh_xgb",
+            "classify",
+            folds=[1],
+            checkpoints=(6,),
+            n_samples=2,
+            fc_parameters="minimal",
+            show_progress=False,
+            inputs="tracks",
+        )
+    assert "division_rule='follow'" in str(err.value)
+    assert {t: store.read(t).height for t in before} == before
+    assert store.read("predictions").height == 0
